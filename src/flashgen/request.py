@@ -1,0 +1,92 @@
+"""The typed request a pipeline takes and the result it returns (shared by CLI, API and server)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+MAX_SIDE = 4096
+MAX_STEPS = 1000
+MAX_IMAGES = 64
+
+
+def _nearest16(v: int) -> str:
+    lo = max(16, (v // 16) * 16)
+    hi = lo + 16
+    return f"{lo} or {hi}" if lo != v else str(v)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation. `steps`/`guidance` None means: the model's own defaults."""
+
+    prompt: str
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = 0
+    width: int = 64
+    height: int = 64
+    num_images: int = 1
+    drop_t5: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise ValueError("prompt must be a string")
+        if not isinstance(self.negative_prompt, str):
+            raise ValueError("negative_prompt must be a string")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
+            if v < 16 or v > MAX_SIDE:
+                raise ValueError(f"{name} must be between 16 and {MAX_SIDE}, got {v}")
+            if v % 16:
+                raise ValueError(
+                    f"{name} must be a multiple of 16, got {v}; nearest valid: {_nearest16(v)}"
+                )
+        if self.steps is not None:
+            if isinstance(self.steps, bool) or not isinstance(self.steps, int):
+                raise ValueError(f"steps must be an integer, got {self.steps!r}")
+            if not 1 <= self.steps <= MAX_STEPS:
+                raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
+        if self.guidance is not None:
+            g = self.guidance
+            if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g):
+                raise ValueError(f"guidance must be a finite number, got {g!r}")
+            if g < 0:
+                raise ValueError(f"guidance must be >= 0 (1 or less means no guidance), got {g}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.seed >= 2**63:
+            raise ValueError("seed must be below 2**63")
+        n = self.num_images
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
+            raise ValueError(f"num_images must be an integer between 1 and {MAX_IMAGES}, got {n!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """What was actually run, after model defaults were applied."""
+
+    model: str
+    steps: int
+    guidance: float
+    sigmas: list[float]
+    width: int
+    height: int
+    device: str
+    dtype: str
+    t5: bool
+
+
+@dataclass
+class GenerationResult:
+    images: list  # list[PIL.Image.Image]
+    seeds: list[int]
+    settings: ResolvedSettings
+    request: GenerationRequest
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage + "total"

@@ -1,0 +1,49 @@
+"""Samplers: pure functions of (model_fn, x, sigmas).
+
+model_fn(x_t, sigma) -> v, with sigma a 0-d float tensor; it predicts the velocity v = noise - x0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Passed to the step callback after each step; returning False from it cancels sampling."""
+
+    step: int  # 0-based index of the step just taken
+    total: int
+    sigma: float
+    sigma_next: float
+    x: torch.Tensor  # the state after the step
+
+
+class Cancelled(RuntimeError):
+    """Raised when a step callback asks to stop."""
+
+
+def sample_euler(
+    model_fn: ModelFn,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    callback: Callable[[StepInfo], bool | None] | None = None,
+) -> torch.Tensor:
+    """Euler integration of dx/dsigma = v:  x_next = x + (sigma_next - sigma) v(x, sigma)."""
+    total = len(sigmas) - 1
+    for i in range(total):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        v = model_fn(x, sigma)
+        # diffusers steps in float32 and casts back to the model dtype; so do we
+        x = (x.float() + (sigma_next - sigma).float() * v.float()).to(x.dtype)
+        if callback is not None:
+            keep_going = callback(StepInfo(i, total, float(sigma), float(sigma_next), x))
+            if keep_going is False:
+                raise Cancelled(f"cancelled after step {i + 1} of {total}")
+    return x
