@@ -1,0 +1,189 @@
+"""Writing generated images: output-path checks, atomic PNG writes and the metadata they carry.
+
+Every PNG gets two text chunks unless the caller opts out:
+- `parameters`: AUTOMATIC1111's format, which existing tools (A1111, ComfyUI, image viewers)
+  already read:  "<prompt>\\nNegative prompt: <neg>\\nSteps: 4, Sampler: Euler, CFG scale: 1.0,
+  Seed: 0, Size: 64x64, Model: tiny-random, Version: flashgen 0.1.0"
+- `flashgen`: JSON with the request as given, the resolved settings, this image's seed, the model
+  id and the flashgen/torch/diffusers versions, enough to reproduce the image.
+
+A write never leaves a partial file behind: the PNG goes to a temporary file in the destination
+folder and is renamed over the final name (os.replace is atomic on one filesystem).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict
+from importlib import metadata as _pkg_metadata
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+from flashgen.request import GenerationRequest, ResolvedSettings
+
+PARAMETERS_KEY = "parameters"
+JSON_KEY = "flashgen"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return _pkg_metadata.version(package)
+    except _pkg_metadata.PackageNotFoundError:
+        return None
+
+
+def a1111_parameters(prompt: str, negative_prompt: str, settings: ResolvedSettings, seed: int) -> str:
+    """The `parameters` text AUTOMATIC1111 writes (its parsers split on the last line's commas)."""
+    from flashgen import __version__
+
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(f"Negative prompt: {negative_prompt}")
+    fields = [
+        f"Steps: {settings.steps}",
+        "Sampler: Euler",
+        f"CFG scale: {settings.guidance:g}",
+        f"Seed: {seed}",
+        f"Size: {settings.width}x{settings.height}",
+        f"Model: {settings.model}",
+        f"Version: flashgen {__version__}",
+    ]
+    lines.append(", ".join(fields))
+    return "\n".join(lines)
+
+
+def image_metadata(
+    request: GenerationRequest, settings: ResolvedSettings, seed: int, *, index: int = 0
+) -> dict[str, str]:
+    """The PNG text chunks for image `index` (seed `seed`) of a generation."""
+    from flashgen import __version__
+
+    record = {
+        "flashgen_version": __version__,
+        "model": settings.model,
+        "seed": seed,
+        "index": index,
+        "request": request.to_dict(),
+        "settings": asdict(settings),
+        "versions": {p: _version(p) for p in ("torch", "diffusers", "transformers")},
+    }
+    return {
+        PARAMETERS_KEY: a1111_parameters(request.prompt, request.negative_prompt, settings, seed),
+        JSON_KEY: json.dumps(record, sort_keys=True),
+    }
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The flashgen metadata of a PNG: {"parameters": str, "flashgen": dict}; {} if it has none."""
+    with Image.open(path) as im:
+        text = dict(getattr(im, "text", {}) or {})
+    out: dict = {}
+    if PARAMETERS_KEY in text:
+        out[PARAMETERS_KEY] = text[PARAMETERS_KEY]
+    if JSON_KEY in text:
+        out[JSON_KEY] = json.loads(text[JSON_KEY])
+    return out
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    return p
+
+
+def check_writable_dir(folder: str | os.PathLike) -> Path:
+    """Check that `folder` is, or could be created as, a writable directory. Creates nothing.
+
+    Raises NotADirectoryError / PermissionError with a message saying what to change.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"output folder {folder} is a file; give a folder path instead")
+    base = _nearest_existing(folder.absolute())
+    if not base.is_dir():
+        raise NotADirectoryError(
+            f"cannot create output folder {folder}: {base} is a file, not a folder"
+        )
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write to {base}; choose an output folder you can write to")
+    return folder
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Check that a PNG could be written at `path` (its folder may still be missing). Creates nothing."""
+    path = Path(path)
+    if str(path).endswith(os.sep) or path.is_dir():
+        raise IsADirectoryError(
+            f"output path {path} is a folder; give a file name like {path / 'image.png'} "
+            "or use --out-dir"
+        )
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"output file {path} must end in .png (flashgen writes PNG images)")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"cannot overwrite {path}: permission denied; choose another path")
+    check_writable_dir(path.parent)
+    return path
+
+
+def free_path(path: str | os.PathLike) -> Path:
+    """`path` if nothing is there, else the first free `<stem>-1<ext>`, `<stem>-2<ext>`, ..."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    i = 1
+    while True:
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+        i += 1
+
+
+def write_atomic(path: str | os.PathLike, write) -> Path:
+    """Call write(file_object) on a temporary file beside `path`, then rename it to `path`.
+
+    The temporary file is created with the usual permissions (0666 minus the umask) and removed if
+    `write` fails, so `path` is either untouched or complete. Missing parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_png(
+    image: Image.Image,
+    path: str | os.PathLike,
+    *,
+    metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write `image` as a PNG at `path` atomically, with `metadata` as text chunks.
+
+    Refuses (FileExistsError) to replace an existing file unless `overwrite`.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another name or allow overwriting")
+    info = None
+    if metadata:
+        info = PngImagePlugin.PngInfo()
+        for key, value in metadata.items():
+            # tEXt as A1111 writes it; PIL switches to iTXt (UTF-8) when the text is not Latin-1
+            info.add_text(key, value)
+    return write_atomic(path, lambda f: image.save(f, format="PNG", pnginfo=info))
