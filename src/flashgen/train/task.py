@@ -1,0 +1,188 @@
+"""The contract between a training task and the generic loop (`flashgen.train.loop.run`).
+
+A task owns its models, optimizers, data and losses; the loop owns the clock, logging,
+checkpoints, resume and export. A minimal task (a runnable copy lives in tests/train/toy_task.py)::
+
+    from dataclasses import dataclass
+    import torch
+    from flashgen.train import TrainContext, TrainTask, EMA, run, load_config
+
+    @dataclass(frozen=True)
+    class RegressionConfig:
+        lr: float = 1e-2
+        batch_size: int = 16
+
+    class RegressionTask(TrainTask):
+        config_cls = RegressionConfig
+
+        def setup(self, ctx: TrainContext) -> None:
+            self.ctx = ctx
+            model = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.GELU(),
+                                        torch.nn.Linear(32, 1))
+            opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr)
+            self.model, self.opt = ctx.prepare(model, opt)   # DDP/FSDP/device placement
+            self.ema = EMA(ctx.unwrap(self.model), decay=0.99)
+            self.batch_size = self.cfg.batch_size            # enables samples/s in the log
+
+        def state(self):
+            return {"model": self.model, "opt": self.opt, "ema": self.ema}
+
+        def batch(self, step):
+            g = self.ctx.generator(step)                     # same (seed, step, rank) -> same data
+            x = torch.randn(self.cfg.batch_size, 4, generator=g)
+            return x.to(self.ctx.device), x.sum(1, keepdim=True).sin().to(self.ctx.device)
+
+        def train_step(self, batch, step):
+            x, y = batch
+            with self.ctx.autocast():
+                loss = torch.nn.functional.mse_loss(self.model(x), y)
+            self.opt.zero_grad(set_to_none=True)
+            self.ctx.backward(loss)
+            self.opt.step()
+            self.ema.update(self.ctx.unwrap(self.model))
+            return {"loss": loss.item()}
+
+        def export(self, out_dir):
+            model = self.ctx.unwrap(self.model)
+            with self.ema.swapped(model):
+                torch.save(model.state_dict(), out_dir / "model.pt")   # a task writes its format
+
+    cfg = load_config("configs/regression.toml", RegressionConfig)
+    run(RegressionTask(cfg.task), cfg.run, resume=True)
+
+Rules that make resume exact:
+- `batch(step)` must depend only on (seed, step, process rank): draw from `ctx.generator(step)`,
+  never from a long-lived iterator, so no data-loader position needs saving.
+- Everything with state goes in `state()`: modules, optimizers, LR schedulers, EMA, and any object
+  with ``state_dict()`` / ``load_state_dict()``. Global torch/numpy/python RNG states are saved by
+  the loop (per process), so dropout and other global-RNG draws also resume exactly.
+- `train_step` does its own zero_grad / backward / optimizer and scheduler steps, so games with
+  several roles and optimizers (student, fake score, discriminator) fit without mode flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from flashgen.train.config import TrainRunConfig
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What a task gets from the loop: the accelerator, the run config and a few helpers."""
+
+    accelerator: Accelerator
+    run: TrainRunConfig
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world_size(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run.out_dir)
+
+    def prepare(self, *objs: Any) -> Any:
+        """`accelerator.prepare`: move to device, wrap models for DDP/FSDP and mixed precision."""
+        return self.accelerator.prepare(*objs)
+
+    def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The plain module inside a DDP/compiled wrapper (for EMA, saving, evaluation)."""
+        return self.accelerator.unwrap_model(model)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """`accelerator.backward` (scales the loss under fp16)."""
+        self.accelerator.backward(loss)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed-precision autocast per `run.mixed_precision` (a no-op under "no")."""
+        return self.accelerator.autocast()
+
+    def clip_grad_norm(self, params: Any, max_norm: float) -> torch.Tensor:
+        """`accelerator.clip_grad_norm_` (unscales first under fp16, works with FSDP)."""
+        return self.accelerator.clip_grad_norm_(params, max_norm)
+
+    def generator(self, step: int, stream: int = 0, device: str = "cpu") -> torch.Generator:
+        """A fresh torch.Generator seeded from (run.seed, step, rank, stream).
+
+        Use one `stream` per independent draw in a step (e.g. 0 data, 1 noise, 2 timesteps) so
+        adding a draw does not shift the others. CPU generators give the same numbers on every
+        device; draw on CPU and move, unless the tensor is large.
+        """
+        return generator_for(self.run.seed, step, self.rank, stream, device)
+
+
+def generator_for(
+    seed: int, step: int, rank: int = 0, stream: int = 0, device: str = "cpu"
+) -> torch.Generator:
+    """A torch.Generator whose state depends only on (seed, step, rank, stream)."""
+    mixed = np.random.SeedSequence([seed, step, rank, stream]).generate_state(2, np.uint32)
+    g = torch.Generator(device=device)
+    g.manual_seed(int(mixed[0]) << 31 ^ int(mixed[1]))
+    return g
+
+
+class TrainTask(ABC):
+    """One trainable thing: a VAE, CLIP encoders, the teacher, a distillation game.
+
+    Subclasses set `config_cls` (a frozen dataclass read from the ``[task]`` table, or None) and
+    implement setup / state / batch / train_step; `export` is optional. `batch_size` (samples per
+    step per process), when set, adds samples/s to the metrics log.
+    """
+
+    config_cls: ClassVar[type | None] = None
+    batch_size: int | None = None
+
+    def __init__(self, cfg: Any = None) -> None:
+        if cfg is None and self.config_cls is not None:
+            cfg = self.config_cls()
+        self.cfg = cfg
+
+    @abstractmethod
+    def setup(self, ctx: TrainContext) -> None:
+        """Build models, optimizers and schedulers and `ctx.prepare` them.
+
+        Called once on every process after seeding with `run.seed` (identical on all processes).
+        Apply `ctx.run.grad_checkpointing` to the models here (e.g. diffusers'
+        ``model.enable_gradient_checkpointing()``).
+        """
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Name -> object to checkpoint (module, optimizer, scheduler, EMA, any state_dict())."""
+
+    @abstractmethod
+    def batch(self, step: int) -> Any:
+        """The batch for `step` on this process; a pure function of (seed, step, rank)."""
+
+    @abstractmethod
+    def train_step(self, batch: Any, step: int) -> dict[str, float]:
+        """One optimisation step (backward and optimizer steps inside); returns scalar metrics."""
+
+    def export(self, out_dir: Path) -> None:  # noqa: B027 - optional hook
+        """Write the final artifact (e.g. a diffusers folder from EMA weights) into `out_dir`.
+
+        Called on the main process only, at the end of a run (also when stopped by the clock).
+        """
