@@ -1,0 +1,154 @@
+"""Training captions: true, complete descriptions of a scene in many phrasings.
+
+Every caption names every object of its scene (colours may be left out) and is true of the
+rendered image under the benchmark's verdict rules: counts are exact, a relation is used only when
+the centroids satisfy it with the 3 px margin. The six evaluation templates are among the
+phrasings and are drawn often (EXACT_TEMPLATE_P), so a model learns the evaluation strings as well
+as their paraphrases.
+
+Families (which one applies depends on the scene's structure):
+  single    1 object                      'a photo of a circle', 'a red circle', 'one blue square'
+  counting  n >= 2 objects, one shape     'a photo of three circles', 'two red circles'
+  pair      2 objects, different shapes   'a photo of a circle and a square',
+                                          'a red circle and a green triangle'
+  position  2 objects                     'a blue square above a yellow triangle'
+  listing   any scene                     'two red circles and a blue square'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from flashgen.shapes.render import ObjectSpec, Scene
+from flashgen.shapes.world import NUMBER_WORDS, RELATIONS, relation_holds
+
+FAMILIES: tuple[str, ...] = ("single", "counting", "pair", "position", "listing")
+EXACT_TEMPLATE_P = 0.4  # probability of the evaluation template's own wording
+
+PREFIXES = ("a photo of ", "", "an image of ", "a picture of ", "a drawing of ", "a render of ")
+RELATION_WORDS: dict[str, tuple[str, ...]] = {
+    "left of": ("left of", "to the left of", "on the left of"),
+    "right of": ("right of", "to the right of", "on the right of"),
+    "above": ("above", "over"),
+    "below": ("below", "under", "beneath"),
+}
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+CONJUNCTIONS = (" and ", " with ", " and ")  # 'and' twice: twice as likely
+
+
+def _choice(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _prefix(rng: np.random.Generator, exact: bool) -> str:
+    return "a photo of " if exact else _choice(rng, PREFIXES)
+
+
+def _noun(obj: ObjectSpec, with_color: bool) -> str:
+    return f"{obj.color} {obj.shape}" if with_color else obj.shape
+
+
+def _count_phrase(n: int, noun: str) -> str:
+    return f"a {noun}" if n == 1 else f"{NUMBER_WORDS[n]} {noun}s"
+
+
+def families_for(scene: Scene) -> tuple[str, ...]:
+    """The caption families that can describe `scene` truthfully and completely."""
+    objs = scene.objects
+    shapes = {o.shape for o in objs}
+    if len(objs) == 1:
+        return ("single",)
+    out = []
+    if len(shapes) == 1:
+        out.append("counting")
+    if len(objs) == 2:
+        if len(shapes) == 2:
+            out.append("pair")
+        a, b = objs
+        distinguishable = a.shape != b.shape or a.color != b.color
+        if distinguishable and _holding(a, b):
+            out.append("position")
+    out.append("listing")
+    return tuple(out)
+
+
+def caption(scene: Scene, rng: np.random.Generator, family: str | None = None) -> str:
+    """A true caption of `scene`; `family` picks the phrasing family (default: any that fits)."""
+    allowed = families_for(scene)
+    if family is None:
+        family = _choice(rng, allowed)
+    elif family not in allowed:
+        raise ValueError(f"family {family!r} cannot describe this scene; it allows {allowed}")
+    exact = bool(rng.random() < EXACT_TEMPLATE_P)
+    return _WRITERS[family](scene, rng, exact)
+
+
+def _single(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
+    (obj,) = scene.objects
+    with_color = bool(rng.random() < 0.6)
+    noun = _noun(obj, with_color)
+    if exact:
+        return f"a photo of a {noun}"  # single_object / colors templates
+    article = _choice(rng, ("a ", "a ", "one ", "a single "))
+    return f"{_prefix(rng, False)}{article}{noun}"
+
+
+def _counting(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
+    objs = scene.objects
+    one_color = len({o.color for o in objs}) == 1
+    with_color = one_color and bool(rng.random() < 0.5)
+    noun = _noun(objs[0], with_color)
+    if exact:
+        return f"a photo of {_count_phrase(len(objs), noun)}"  # counting template
+    number = NUMBER_WORDS[len(objs)] if rng.random() < 0.85 else str(len(objs))
+    return f"{_prefix(rng, False)}{number} {noun}s"
+
+
+def _pair(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
+    a, b = scene.objects if rng.random() < 0.5 else scene.objects[::-1]
+    r = rng.random()
+    colors = (True, True) if r < 0.5 else (False, False) if r < 0.85 else (True, False)
+    if rng.random() < 0.5:
+        colors = colors[::-1]
+    both = f"a {_noun(a, colors[0])}" + "{}" + f"a {_noun(b, colors[1])}"
+    if exact:
+        return "a photo of " + both.format(" and ")  # two_object / color_attr templates
+    return _prefix(rng, False) + both.format(_choice(rng, CONJUNCTIONS))
+
+
+def _position(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
+    a, b = scene.objects if rng.random() < 0.5 else scene.objects[::-1]
+    rel = _choice(rng, _holding(a, b))
+    # same shape: only colour tells the two apart; otherwise colours are optional (both or none)
+    with_color = a.shape == b.shape or bool(rng.random() < 0.5)
+    na, nb = _noun(a, with_color), _noun(b, with_color)
+    if exact:
+        return f"a photo of a {na} {rel} a {nb}"  # position template
+    return f"{_prefix(rng, False)}a {na} {_choice(rng, RELATION_WORDS[rel])} a {nb}"
+
+
+def _holding(a: ObjectSpec, b: ObjectSpec) -> list[str]:
+    """Relations A stands in to B under the verdict rule (centroids, 3 px margin)."""
+    return [rel for rel in RELATIONS if relation_holds(a.centroid, b.centroid, rel)]
+
+
+def _listing(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
+    with_color = bool(rng.random() < 0.5)
+    groups = Counter(_noun(o, with_color) for o in scene.objects)
+    parts = [_count_phrase(n, noun) for noun, n in groups.items()]
+    order = rng.permutation(len(parts))
+    parts = [parts[i] for i in order]
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return _prefix(rng, exact) + text
+
+
+_WRITERS = {
+    "single": _single,
+    "counting": _counting,
+    "pair": _pair,
+    "position": _position,
+    "listing": _listing,
+}

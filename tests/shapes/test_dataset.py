@@ -1,0 +1,162 @@
+import itertools
+import re
+import time
+
+import numpy as np
+import pytest
+
+from flashgen.shapes.captions import FAMILIES, caption, families_for
+from flashgen.shapes.dataset import (
+    images_to_tensor,
+    sample_training_example,
+    sample_training_scene,
+    training_batch,
+)
+from flashgen.shapes.render import render_scene
+from flashgen.shapes.world import COLORS, SHAPES, is_held_out, relation_holds
+
+# ---- a small parser of the caption grammar, written here to check captions against scenes ----
+PREFIXES = ("a photo of ", "an image of ", "a picture of ", "a drawing of ", "a render of ")
+RELS = {
+    "to the left of": "left of",
+    "on the left of": "left of",
+    "left of": "left of",
+    "to the right of": "right of",
+    "on the right of": "right of",
+    "right of": "right of",
+    "above": "above",
+    "over": "above",
+    "below": "below",
+    "under": "below",
+    "beneath": "below",
+}
+COUNTS = {"a": 1, "one": 1, "a single": 1, "two": 2, "three": 3, "four": 4, "2": 2, "3": 3, "4": 4}
+NP = re.compile(
+    r"^(a single|a|one|two|three|four|[234]) (?:(%s) )?(%s)(s?)$"
+    % ("|".join(COLORS), "|".join(SHAPES))
+)
+
+
+def parse_np(text):
+    m = NP.match(text)
+    assert m, f"not a noun phrase: {text!r}"
+    count = COUNTS[m.group(1)]
+    assert (count > 1) == (m.group(4) == "s"), text
+    return count, m.group(2), m.group(3)
+
+
+def matches(obj, color, shape):
+    return obj.shape == shape and (color is None or obj.color == color)
+
+
+def check_caption(scene, text):
+    body = text
+    for p in PREFIXES:
+        if body.startswith(p):
+            body = body[len(p) :]
+            break
+    objs = scene.objects
+    for word in sorted(RELS, key=len, reverse=True):
+        sep = f" {word} "
+        if sep in body:
+            a_txt, b_txt = body.split(sep)
+            (na, ca, sa), (nb, cb, sb) = parse_np(a_txt), parse_np(b_txt)
+            assert na == nb == 1 and len(objs) == 2, text
+            a = [o for o in objs if matches(o, ca, sa)]
+            b = [o for o in objs if matches(o, cb, sb)]
+            assert len(a) == 1 and len(b) == 1 and a[0] is not b[0], text
+            assert relation_holds(a[0].centroid, b[0].centroid, RELS[word]), text
+            return
+    parts = re.split(r", | and | with ", body)
+    nps = [parse_np(p) for p in parts]
+    assert sum(n for n, _, _ in nps) == len(objs), (text, scene)
+    for n, color, shape in nps:
+        assert sum(matches(o, color, shape) for o in objs) == n, (text, scene)
+
+
+def test_training_captions_are_true_and_complete():
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        scene, text = sample_training_example(rng)
+        check_caption(scene, text)
+
+
+def test_caption_any_scene_any_family():
+    rng = np.random.default_rng(1)
+    for family in FAMILIES:
+        for _ in range(200):
+            scene = sample_training_scene(rng, family)
+            assert family in families_for(scene)
+            check_caption(scene, caption(scene, rng, family))
+            check_caption(scene, caption(scene, rng))
+
+
+def test_captions_cover_all_eval_templates_and_paraphrases():
+    rng = np.random.default_rng(2)
+    texts = {sample_training_example(rng)[1] for _ in range(4000)}
+    c, s, n, r = (
+        "|".join(COLORS),
+        "|".join(SHAPES),
+        "two|three|four",
+        "left of|right of|above|below",
+    )
+    templates = {
+        "single_object": rf"a photo of a ({s})",
+        "two_object": rf"a photo of a ({s}) and a ({s})",
+        "counting": rf"a photo of ({n}) ({s})s",
+        "colors": rf"a photo of a ({c}) ({s})",
+        "position": rf"a photo of a ({s}) ({r}) a ({s})",
+        "color_attr": rf"a photo of a ({c}) ({s}) and a ({c}) ({s})",
+    }
+    for task, pattern in templates.items():
+        assert any(re.fullmatch(pattern, t) for t in texts), task
+    for extra in (
+        rf"(two|three|four) ({c}) ({s})s",  # 'two red circles'
+        rf"a ({c}) ({s}) (above|below|over|under|beneath) a ({c}) ({s})",
+        rf"a photo of (two|three|four) ({s})s",
+        rf"a ({c}) ({s}) and a ({c}) ({s})",
+        rf".*, .* and .*",  # listings of three groups
+    ):
+        assert any(re.fullmatch(extra, t) for t in texts), extra
+    phrasings_per_template = len(texts)
+    assert phrasings_per_template > 1500
+
+
+def test_no_held_out_pair_in_training_images():
+    rng = np.random.default_rng(3)
+    n_pairs = 0
+    for _ in range(20000):
+        scene, _ = sample_training_example(rng)
+        for a, b in itertools.combinations(scene.objects, 2):
+            assert not is_held_out(a.color, a.shape, b.color, b.shape), scene
+            n_pairs += a.shape != b.shape
+    assert n_pairs > 10000
+
+
+def test_training_batch_deterministic_and_matches_scenes():
+    imgs, caps = training_batch(16, np.random.default_rng(5))
+    imgs2, caps2 = training_batch(16, np.random.default_rng(5))
+    assert imgs.shape == (16, 64, 64, 3) and imgs.dtype == np.uint8 and len(caps) == 16
+    np.testing.assert_array_equal(imgs, imgs2)
+    assert caps == caps2
+    rng = np.random.default_rng(5)
+    for img, text in zip(imgs, caps):
+        scene, t = sample_training_example(rng)
+        assert t == text
+        np.testing.assert_array_equal(img, render_scene(scene))
+    x = images_to_tensor(imgs)
+    assert tuple(x.shape) == (16, 3, 64, 64) and -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_training_batch_is_fast():
+    rng = np.random.default_rng(6)
+    training_batch(64, rng)  # warm the patch cache
+    t = time.perf_counter()
+    training_batch(2000, rng)
+    rate = 2000 / (time.perf_counter() - t)
+    assert rate > 1000, f"{rate:.0f} images/s"  # ~10k/s on an idle core; loose for shared CPUs
+
+
+def test_training_batch_rejects_bad_size():
+    with pytest.raises(ValueError):
+        training_batch(0, np.random.default_rng(0))
