@@ -32,8 +32,9 @@ RELS = {
 }
 COUNTS = {"a": 1, "one": 1, "a single": 1, "two": 2, "three": 3, "four": 4, "2": 2, "3": 3, "4": 4}
 NP = re.compile(
-    r"^(a single|a|one|two|three|four|[234]) (?:(%s) )?(%s)(s?)$"
-    % ("|".join(COLORS), "|".join(SHAPES))
+    r"^(a single|a|one|two|three|four|[234]) (?:({}) )?({})(s?)$".format(
+        "|".join(COLORS), "|".join(SHAPES)
+    )
 )
 
 
@@ -115,7 +116,7 @@ def test_captions_cover_all_eval_templates_and_paraphrases():
         rf"a ({c}) ({s}) (above|below|over|under|beneath) a ({c}) ({s})",
         rf"a photo of (two|three|four) ({s})s",
         rf"a ({c}) ({s}) and a ({c}) ({s})",
-        rf".*, .* and .*",  # listings of three groups
+        r".*, .* and .*",  # listings of three groups
     ):
         assert any(re.fullmatch(extra, t) for t in texts), extra
     phrasings_per_template = len(texts)

@@ -82,7 +82,7 @@ def _boxes_apart(ax: int, ay: int, asz: int, bx: int, by: int, bsz: int) -> bool
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shape_alpha(shape: str, size: int) -> np.ndarray:
     """Coverage (size, size) float64 in [0, 1] of the shape in its box, by 16x16 supersampling.
 
@@ -106,7 +106,7 @@ def shape_alpha(shape: str, size: int) -> np.ndarray:
     return alpha
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _patch(shape: str, size: int, color: str) -> tuple[np.ndarray, tuple[float, float]]:
     """uint8 (size, size, 3) patch over the background, and the detected-pixel centroid offset."""
     a = shape_alpha(shape, size)[..., None]
