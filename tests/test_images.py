@@ -23,8 +23,17 @@ from flashgen.request import GenerationRequest, ResolvedSettings
 
 
 def _settings(**kw) -> ResolvedSettings:
-    base = dict(model="tiny-random", steps=2, guidance=1.0, sigmas=[1.0, 0.5, 0.0], width=64,
-                height=48, device="cpu", dtype="float32", t5=True)
+    base = {
+        "model": "tiny-random",
+        "steps": 2,
+        "guidance": 1.0,
+        "sigmas": [1.0, 0.5, 0.0],
+        "width": 64,
+        "height": 48,
+        "device": "cpu",
+        "dtype": "float32",
+        "t5": True,
+    }
     base.update(kw)
     return ResolvedSettings(**base)
 
@@ -45,8 +54,9 @@ def test_a1111_parameters_format():
 
 
 def test_metadata_round_trip(tmp_path):
-    req = GenerationRequest("a blue squäre ✓", negative_prompt="dark", seed=3, num_images=2,
-                            width=64, height=48)
+    req = GenerationRequest(
+        "a blue squäre ✓", negative_prompt="dark", seed=3, num_images=2, width=64, height=48
+    )
     meta = image_metadata(req, _settings(), seed=4, index=1)
     path = save_png(_image(), tmp_path / "a.png", metadata=meta)
     got = read_metadata(path)
@@ -135,14 +145,14 @@ def test_check_output_file(tmp_path):
     with pytest.raises(ValueError, match=r"must end in \.png"):
         check_output_file(tmp_path / "a.jpg")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(NotADirectoryError, match="is a file"):
+    with pytest.raises(ValueError, match="is a file"):
         check_output_file(tmp_path / "file" / "a.png")
     assert list(tmp_path.iterdir()) == [tmp_path / "file"]  # nothing created
 
 
 def test_check_writable_dir(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(ValueError):
         check_writable_dir(tmp_path / "file")
     assert check_writable_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
     assert not (tmp_path / "a").exists()

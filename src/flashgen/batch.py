@@ -44,7 +44,7 @@ def _parse_json_line(text: str, where: str) -> PromptLine | None:
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, dict):
-        raise ValueError(f'{where}: expected a JSON object like {{"prompt": "..."}}')
+        raise ValueError(f'{where}: expected a JSON object like {{"prompt": "..."}}')  # noqa: TRY004
     prompt = obj.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f'{where}: needs a non-empty string "prompt"')

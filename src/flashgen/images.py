@@ -22,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from flashgen.errors import UsageError
 from flashgen.request import GenerationRequest, ResolvedSettings
 
 PARAMETERS_KEY = "parameters"
@@ -35,7 +36,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def a1111_parameters(prompt: str, negative_prompt: str, settings: ResolvedSettings, seed: int) -> str:
+def a1111_parameters(
+    prompt: str, negative_prompt: str, settings: ResolvedSettings, seed: int
+) -> str:
     """The `parameters` text AUTOMATIC1111 writes (its parsers split on the last line's commas)."""
     from flashgen import __version__
 
@@ -100,16 +103,14 @@ def _nearest_existing(path: Path) -> Path:
 def check_writable_dir(folder: str | os.PathLike) -> Path:
     """Check that `folder` is, or could be created as, a writable directory. Creates nothing.
 
-    Raises NotADirectoryError / PermissionError with a message saying what to change.
+    Raises UsageError (a ValueError) / PermissionError with a message saying what to change.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"output folder {folder} is a file; give a folder path instead")
+        raise UsageError(f"output folder {folder} is a file; give a folder path instead")
     base = _nearest_existing(folder.absolute())
     if not base.is_dir():
-        raise NotADirectoryError(
-            f"cannot create output folder {folder}: {base} is a file, not a folder"
-        )
+        raise UsageError(f"cannot create output folder {folder}: {base} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write to {base}; choose an output folder you can write to")
     return folder
