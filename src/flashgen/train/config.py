@@ -106,7 +106,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, dict):
-        raise ValueError(f"[{where or cls.__name__}] must be a table, got {type(data).__name__}")
+        raise ValueError(  # noqa: TRY004 - a user's config mistake, reported as ValueError
+            f"[{where or cls.__name__}] must be a table, got {type(data).__name__}"
+        )
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:

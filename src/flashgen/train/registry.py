@@ -29,5 +29,7 @@ def resolve_task(name: str) -> type[TrainTask]:
         raise ValueError(f"training task {name!r}: cannot import {module_name} ({e})") from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, TrainTask)):
-        raise ValueError(f"training task {name!r}: {target} is not a TrainTask subclass")
+        raise ValueError(  # noqa: TRY004 - a user's command-line mistake
+            f"training task {name!r}: {target} is not a TrainTask subclass"
+        )
     return cls

@@ -181,7 +181,7 @@ class TrainTask(ABC):
     def train_step(self, batch: Any, step: int) -> dict[str, float]:
         """One optimisation step (backward and optimizer steps inside); returns scalar metrics."""
 
-    def export(self, out_dir: Path) -> None:  # noqa: B027 - optional hook
+    def export(self, out_dir: Path) -> None:
         """Write the final artifact (e.g. a diffusers folder from EMA weights) into `out_dir`.
 
         Called on the main process only, at the end of a run (also when stopped by the clock).

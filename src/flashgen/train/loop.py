@@ -1,0 +1,281 @@
+"""The training loop: `run(task, run_cfg)`.
+
+    setup (seeded identically on every process) -> resume from the newest valid checkpoint
+    -> for step in [start, max_steps): batch(step) -> train_step -> log / checkpoint / clock
+    -> final checkpoint -> export (main process)
+
+The loop stops early, always at a step boundary and with a checkpoint, when the wall-clock budget
+(`run.max_minutes`) would be overrun by the next step (then it also exports) or on SIGTERM/SIGINT
+(no export). Processes agree on stopping, so a multi-process run never hangs half-stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list, set_seed
+from tqdm.auto import tqdm
+
+from flashgen.train.checkpoint import (
+    check_state_names,
+    find_latest,
+    load_checkpoint,
+    save_checkpoint,
+    step_dirs,
+)
+from flashgen.train.config import TrainRunConfig, to_dict
+from flashgen.train.metrics import JsonlLog, MetricMeter
+from flashgen.train.task import TrainContext, TrainTask
+
+
+@dataclass(frozen=True)
+class RunResult:
+    step: int  # steps completed
+    stopped: str  # "done" | "time" | "signal"
+    out_dir: Path
+    checkpoint: Path | None
+    export_dir: Path | None
+    train_seconds: float  # wall time spent in training steps, summed over resumed sessions
+
+
+def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
+    """An Accelerator for `run_cfg.device` / `run_cfg.mixed_precision`.
+
+    Multi-process settings (DDP/FSDP, number of processes) come from `accelerate launch` and its
+    config file; the precision here overrides the launcher's.
+    """
+    cuda = torch.cuda.is_available() and run_cfg.device != "cpu"
+    if run_cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("run.device is cuda but no CUDA device is visible; use --device cpu")
+    precision = run_cfg.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    if precision == "fp16" and not cuda:
+        raise ValueError('run.mixed_precision "fp16" needs a CUDA device; use "bf16" or "no"')
+    # step_scheduler_with_optimizer=False: a prepared LR scheduler steps once per call, not once
+    # per process as accelerate does by default.
+    return Accelerator(cpu=not cuda, mixed_precision=precision, step_scheduler_with_optimizer=False)
+
+
+def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> RunResult:
+    """Train `task` per `run_cfg`; with `resume`, continue from the newest valid checkpoint."""
+    t_start = time.monotonic()
+    out_dir = Path(run_cfg.out_dir)
+    ckpt_root = out_dir / "checkpoints"
+    if step_dirs(ckpt_root) and not resume:
+        raise ValueError(
+            f"{out_dir} already holds checkpoints; pass --resume (resume=True) to continue that "
+            "run, or choose another run.out_dir"
+        )
+    accelerator = make_accelerator(run_cfg)
+    if run_cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    ctx = TrainContext(accelerator=accelerator, run=run_cfg)
+
+    set_seed(run_cfg.seed)  # same seed everywhere: every process builds the same models
+    task.setup(ctx)
+    state = task.state()
+    check_state_names(state)
+    set_seed(run_cfg.seed + accelerator.process_index)  # independent streams after setup
+
+    start, train_seconds, last_ckpt = (
+        _resume(accelerator, ckpt_root, state) if resume else (0, 0.0, None)
+    )
+    meta = {"run": to_dict(run_cfg), "task": to_dict(task.cfg), "task_class": _qualname(task)}
+    log = (
+        JsonlLog(out_dir / "metrics.jsonl", truncate_after_step=start)
+        if accelerator.is_main_process
+        else None
+    )
+    bar = tqdm(
+        total=run_cfg.max_steps,
+        initial=start,
+        disable=not (accelerator.is_main_process and sys.stderr.isatty()),
+        dynamic_ncols=True,
+    )
+    stopper = _Stopper(run_cfg.max_minutes, t_start)
+    meter = MetricMeter()
+    step, stopped, ckpt_seconds = start, "done", 0.0
+    interval_t0, interval_steps = time.monotonic(), 0
+    try:
+        while step < run_cfg.max_steps:
+            reason = stopper.reason(accelerator, reserve=ckpt_seconds)
+            if reason:
+                stopped = reason
+                break
+            t0 = time.monotonic()
+            meter.add(task.train_step(task.batch(step), step))
+            step += 1
+            interval_steps += 1
+            dt = time.monotonic() - t0
+            train_seconds += dt
+            stopper.step_seconds = max(stopper.step_seconds * 0.9, dt)
+            bar.update(1)
+            if step % run_cfg.log_every == 0 or step == run_cfg.max_steps:
+                record = _log_record(
+                    accelerator,
+                    task,
+                    state,
+                    meter,
+                    step,
+                    train_seconds,
+                    time.monotonic() - interval_t0,
+                    interval_steps,
+                )
+                interval_t0, interval_steps = time.monotonic(), 0
+                if log is not None:
+                    log.write(record)
+                    if bar.disable:
+                        print(_line(record), flush=True)
+                    else:
+                        bar.set_postfix(
+                            {
+                                k: f"{v:.4g}"
+                                for k, v in record.items()
+                                if k not in ("step",) and isinstance(v, float)
+                            }
+                        )
+            if step % run_cfg.ckpt_every == 0:
+                t0 = time.monotonic()
+                last_ckpt = save_checkpoint(
+                    accelerator,
+                    ckpt_root,
+                    step,
+                    state,
+                    {**meta, "train_seconds": train_seconds},
+                    run_cfg.keep,
+                )
+                ckpt_seconds = time.monotonic() - t0
+    finally:
+        bar.close()
+        stopper.restore()
+
+    if last_ckpt is None or not last_ckpt.name.endswith(f"{step:08d}"):
+        last_ckpt = save_checkpoint(
+            accelerator,
+            ckpt_root,
+            step,
+            state,
+            {**meta, "train_seconds": train_seconds},
+            run_cfg.keep,
+        )
+    export_dir = None
+    if stopped != "signal":
+        export_dir = _export(accelerator, task, out_dir / "export")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return RunResult(step, stopped, out_dir, last_ckpt, export_dir, train_seconds)
+
+
+def _resume(accelerator: Accelerator, root: Path, state: dict[str, Any]):
+    found = [find_latest(root) if accelerator.is_main_process else None]
+    found = broadcast_object_list(found, from_process=0) if accelerator.num_processes > 1 else found
+    if found[0] is None:
+        if accelerator.is_main_process:
+            print(f"flashgen train: no checkpoint in {root}; starting from step 0", file=sys.stderr)
+        return 0, 0.0, None
+    path, meta = found[0]
+    load_checkpoint(accelerator, path, meta, state)
+    if accelerator.is_main_process:
+        print(f"flashgen train: resumed from {path} (step {meta['step']})", file=sys.stderr)
+    return int(meta["step"]), float(meta.get("train_seconds", 0.0)), path
+
+
+def _export(accelerator: Accelerator, task: TrainTask, export_dir: Path) -> Path | None:
+    """task.export into a temp folder on the main process, then swap it in atomically."""
+    if type(task).export is TrainTask.export:
+        return None
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = export_dir.with_name(export_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        task.export(tmp)
+        old = export_dir.with_name(export_dir.name + ".old")
+        if export_dir.exists():
+            export_dir.rename(old)
+        tmp.rename(export_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    return export_dir
+
+
+def _log_record(accelerator, task, state, meter, step, train_seconds, seconds, steps) -> dict:
+    means = meter.pop()
+    if accelerator.num_processes > 1 and means:
+        keys = sorted(means)
+        vals = torch.tensor(
+            [means[k] for k in keys], dtype=torch.float64, device=accelerator.device
+        )
+        vals = accelerator.reduce(vals, reduction="mean")
+        means = dict(zip(keys, vals.tolist(), strict=True))
+    record: dict[str, Any] = {"step": step, **means}
+    optims = {n: o for n, o in state.items() if isinstance(o, torch.optim.Optimizer)}
+    for name, opt in optims.items():
+        record["lr" if len(optims) == 1 else f"lr_{name}"] = float(opt.param_groups[0]["lr"])
+    record["seconds"] = round(train_seconds, 3)
+    record["step_seconds"] = seconds / max(steps, 1)
+    if task.batch_size:
+        record["samples_per_s"] = (
+            task.batch_size * accelerator.num_processes * steps / max(seconds, 1e-9)
+        )
+    return record
+
+
+def _line(record: dict) -> str:
+    return "  ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+    )
+
+
+def _qualname(task: TrainTask) -> str:
+    return f"{type(task).__module__}:{type(task).__qualname__}"
+
+
+class _Stopper:
+    """Decides, identically on every process, whether to stop before the next step."""
+
+    def __init__(self, max_minutes: float | None, t_start: float) -> None:
+        self.budget = None if max_minutes is None else max_minutes * 60.0
+        self.t_start = t_start
+        self.step_seconds = 0.0
+        self.signalled = False
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signalled = True
+        signal.signal(signum, self._old.get(signum, signal.SIG_DFL))  # a second signal is hard
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+    def reason(self, accelerator: Accelerator, reserve: float) -> str | None:
+        over = self.budget is not None and (
+            time.monotonic() - self.t_start + self.step_seconds + reserve > self.budget
+        )
+        if accelerator.num_processes > 1:
+            # rank 0's clock decides; any process's signal stops everyone
+            flags = torch.tensor(
+                [float(over and accelerator.is_main_process), float(self.signalled)],
+                device=accelerator.device,
+            )
+            flags = accelerator.reduce(flags, reduction="sum")
+            over, signalled = bool(flags[0] > 0), bool(flags[1] > 0)
+        else:
+            signalled = self.signalled
+        if signalled:
+            return "signal"
+        return "time" if over else None

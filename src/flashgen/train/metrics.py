@@ -1,0 +1,66 @@
+"""Metric averaging over a log interval and the JSONL metrics log."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class MetricMeter:
+    """Running means of the scalar metrics returned by train_step since the last `pop`."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+
+class JsonlLog:
+    """Append-only JSONL file, one object per line; non-finite floats are written as null."""
+
+    def __init__(self, path: Path, truncate_after_step: int | None = None) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if truncate_after_step is not None and path.exists():
+            # A killed run may have logged steps past the checkpoint it resumes from; those
+            # steps are re-run, so drop their old lines to keep one line per step.
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip()
+                and _step_of(line) is not None
+                and _step_of(line) <= truncate_after_step
+            ]
+            path.write_text("".join(line + "\n" for line in kept))
+        elif path.exists():
+            path.unlink()
+
+    def write(self, record: dict[str, Any]) -> None:
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
+        with open(self.path, "a") as f:
+            f.write(json.dumps(clean) + "\n")
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
