@@ -1,0 +1,126 @@
+"""What a benchmark result must carry to be reproducible: device, versions, commit, memory.
+
+Peak memory is the process's resident-set high-water mark (Linux `VmHWM`), which counts every
+allocator and mapped weight page the process touched. `reset_peak_rss` restarts the mark (writing
+5 to /proc/self/clear_refs) so one stage can be measured after another.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+GIB = 1024**3
+_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "torchao")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    try:
+        out["flashgen"] = metadata.version("flashgen")
+    except metadata.PackageNotFoundError:
+        out["flashgen"] = None
+    return out
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the flashgen checkout (with '+dirty' when tracked files changed), if any."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "diff", "--quiet", "HEAD", "--", "src"],
+            check=False,
+            capture_output=True,
+            timeout=10,
+        ).returncode
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(device: str = "cpu") -> dict:
+    """Hardware description for a result file (CPU always, GPU when `device` is one)."""
+    import torch
+
+    info = {
+        "device": device,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "ram_gib": round(total_ram_bytes() / GIB, 2),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.device(device))
+        info["gpu"] = props.name
+        info["gpu_memory_gib"] = round(props.total_memory / GIB, 2)
+    return info
+
+
+def total_ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """Resident-set high-water mark of this process since start or the last reset."""
+    kib = _status_kib("VmHWM")
+    if kib is None:  # not Linux: ru_maxrss (KiB on Linux, bytes on macOS); cannot be reset
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss if platform.system() == "Darwin" else rss * 1024
+    return kib * 1024
+
+
+def current_rss_bytes() -> int:
+    kib = _status_kib("VmRSS")
+    return (kib or 0) * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS mark at the current RSS; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False

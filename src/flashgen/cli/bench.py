@@ -1,0 +1,112 @@
+"""`flashgen bench [run] ...`: latency of one pipeline (the default verb), plus sub-verbs
+`make-model` (random-weight real-architecture model), `compare` (ours vs diffusers, each in its
+own process) and `peak` (this machine's measured matmul peak). Each prints one JSON object as
+its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+VERBS = ("run", "make-model", "compare", "peak")
+
+
+def _add_latency_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="built-in name, diffusers folder or .safetensors")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: auto)")
+    p.add_argument("--dtype", default=None, help="fp32, bf16, fp16 (default: the pipeline's)")
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", default=None)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
+    p.add_argument("--drop-t5", action="store_true", help="T5-free path")
+    p.add_argument(
+        "--same-prompt", action="store_true", help="reuse the prompt (prompt cache hits)"
+    )
+    p.add_argument("--profile", default=None, help="phone, laptop or desktop")
+    p.add_argument("--max-memory", type=float, default=None, metavar="GIB")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="also write the JSON record to this file")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="latency / memory benchmarks (sub-verbs: run, make-model, compare, peak)",
+        description="Time a generation (warm, median of N); sub-verbs: "
+        "run (default), make-model, compare, peak.",
+    )
+    _add_latency_args(p)
+    p.set_defaults(func=_run)
+    verbs = p.add_subparsers(dest="bench_verb", required=False, parser_class=type(p))
+    run = verbs.add_parser("run", help="latency of one pipeline (the default)")
+    _add_latency_args(run)
+    run.set_defaults(func=_run)
+    _register_make_model(verbs)
+    _register_compare(verbs)
+    _register_peak(verbs)
+
+
+def _register_make_model(verbs) -> None:
+    pass
+
+
+def _register_compare(verbs) -> None:
+    pass
+
+
+def _register_peak(verbs) -> None:
+    pass
+
+
+def emit(record: dict, out: str | None) -> None:
+    """Print the record as the last stdout line; optionally also write it to `out`."""
+    line = json.dumps(record, sort_keys=True)
+    if out:
+        from pathlib import Path
+
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    print(line, flush=True)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def _run(args) -> int:
+    from flashgen.bench.latency import DEFAULT_PROMPT, LatencyConfig, run_latency
+
+    set_threads(args.threads)
+    cfg = LatencyConfig(
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        prompt=args.prompt or DEFAULT_PROMPT,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        drop_t5=args.drop_t5,
+        same_prompt=args.same_prompt,
+        profile=args.profile,
+        max_memory_gib=args.max_memory,
+    )
+    emit(run_latency(cfg), args.out)
+    return 0

@@ -1,0 +1,126 @@
+"""Weight quantization schemes and their pure quantize/dequantize maths.
+
+- int8 (dynamic and weight-only): symmetric per output channel,
+  s_o = max_i |W_oi| / 127,  q = round(W / s) in [-127, 127],  W ~ q s.
+- int6/int4 group-wise (weight-only): affine per group of `group_size` input columns,
+  s_g = (max_g - min_g) / (2^b - 1),  q = round((W - min_g) / s_g) in [0, 2^b - 1],
+  W ~ q s_g + min_g, with s and min stored in fp16 (0.5 bit/weight of overhead at group 64).
+- bf16-weight: weights stored in bf16, upcast to the activation dtype per call. On CPUs without
+  AMX a bf16 matmul is slower than fp32 (measured 1.8x on this repo's Xeon), so this keeps bf16's
+  memory at fp32's speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from flashgen.quant.packing import PACK_UNIT
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    name: str
+    bits: int  # 8, 6, 4; 16 for bf16-weight
+    group_size: int | None = None  # None: one scale per output channel
+    dynamic_activations: bool = False  # int8 x int8 GEMM with per-token activation scales
+
+    def __post_init__(self) -> None:
+        if self.bits not in (4, 6, 8, 16):
+            raise ValueError(f"bits must be 4, 6, 8 or 16, got {self.bits}")
+        if self.group_size is not None and (
+            self.group_size < PACK_UNIT.get(self.bits, 1) or self.group_size % 2
+        ):
+            raise ValueError(f"group_size must be an even number >= 4, got {self.group_size}")
+        if self.dynamic_activations and self.bits != 8:
+            raise ValueError("dynamic int8 activations need 8-bit weights")
+
+    @property
+    def grouped(self) -> bool:
+        return self.group_size is not None
+
+    def supports(self, in_features: int) -> bool:
+        """Whether a Linear with this many input features can take the scheme."""
+        if self.bits == 16:
+            return True
+        g = self.group_size or in_features
+        return in_features % g == 0 and g % PACK_UNIT[self.bits] == 0
+
+    def bytes_per_weight(self) -> float:
+        """Storage per weight including scales (for memory estimates)."""
+        if self.bits == 16:
+            return 2.0
+        if self.grouped:
+            return self.bits / 8 + 4 / self.group_size  # fp16 scale + fp16 min per group
+        return 1.0
+
+    def with_group_size(self, group_size: int | None) -> QuantScheme:
+        if not self.grouped or group_size is None:
+            return self
+        return QuantScheme(self.name, self.bits, group_size, self.dynamic_activations)
+
+
+DEFAULT_GROUP = 64
+SCHEMES: dict[str, QuantScheme] = {
+    "int8-dynamic": QuantScheme("int8-dynamic", 8, None, dynamic_activations=True),
+    "int8-weight": QuantScheme("int8-weight", 8, None),
+    "int6-group": QuantScheme("int6-group", 6, DEFAULT_GROUP),
+    "int4-group": QuantScheme("int4-group", 4, DEFAULT_GROUP),
+    "bf16-weight": QuantScheme("bf16-weight", 16, None),
+}
+
+
+def get_scheme(name: str, group_size: int | None = None) -> QuantScheme:
+    try:
+        scheme = SCHEMES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown quantization scheme {name!r}; use one of {list(SCHEMES)}"
+        ) from None
+    return scheme.with_group_size(group_size)
+
+
+def quantize_symmetric(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, in) float -> int8 codes (out, in) and fp32 scales (out, 1)."""
+    w = w.float()
+    scale = (w.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
+    q = torch.round(w / scale).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantize_symmetric(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() * scale
+
+
+def quantize_affine_groups(
+    w: torch.Tensor, bits: int, group_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, in) float -> uint8 codes (out, in), fp16 scale and min (out, in/group_size)."""
+    out_f, in_f = w.shape
+    assert in_f % group_size == 0, (in_f, group_size)
+    g = w.float().reshape(out_f, in_f // group_size, group_size)
+    lo, hi = g.amin(dim=-1), g.amax(dim=-1)
+    scale = ((hi - lo) / (2**bits - 1)).clamp(min=1e-8).half()
+    lo = lo.half()
+    # Codes are computed against the fp16-rounded scale and min actually stored.
+    codes = torch.round((g - lo.float()[..., None]) / scale.float()[..., None])
+    codes = codes.clamp(0, 2**bits - 1).to(torch.uint8).reshape(out_f, in_f)
+    return codes, scale, lo
+
+
+def dequantize_affine_groups(
+    codes: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    out_f, in_f = codes.shape
+    n_groups = scale.shape[1]
+    g = codes.reshape(out_f, n_groups, in_f // n_groups).to(dtype)
+    w = g * scale.to(dtype)[..., None] + lo.to(dtype)[..., None]
+    return w.reshape(out_f, in_f)
+
+
+def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row symmetric int8: (M, K) float -> int8 codes and fp32 scales (M, 1)."""
+    x = x.float()
+    scale = (x.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
+    return torch.round(x / scale).clamp(-127, 127).to(torch.int8), scale
