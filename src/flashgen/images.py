@@ -188,3 +188,17 @@ def save_png(
             # tEXt as A1111 writes it; PIL switches to iTXt (UTF-8) when the text is not Latin-1
             info.add_text(key, value)
     return write_atomic(path, lambda f: image.save(f, format="PNG", pnginfo=info))
+
+
+def png_bytes(image: Image.Image, *, metadata: dict[str, str] | None = None) -> bytes:
+    """The PNG file `save_png` would write, in memory (the server answers with these bytes)."""
+    import io
+
+    info = None
+    if metadata:
+        info = PngImagePlugin.PngInfo()
+        for key, value in metadata.items():
+            info.add_text(key, value)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()

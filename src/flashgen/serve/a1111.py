@@ -1,0 +1,74 @@
+"""AUTOMATIC1111-compatible API: POST /sdapi/v1/txt2img and the read-only model/option lists
+that A1111 clients (Krita, SillyTavern, Open WebUI) query before generating."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+
+from flashgen.serve.errors import result_or_raise
+from flashgen.serve.jobs import wait_finished
+from flashgen.serve.schemas import A1111Txt2ImgRequest
+from flashgen.serve.service import Service
+
+router = APIRouter(prefix="/sdapi/v1", tags=["automatic1111"])
+
+
+@router.post("/txt2img")
+async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> dict:
+    service: Service = request.app.state.service
+    req = body.to_request(service.default_size)
+    job = service.submit(req, listed=False)
+    rendered = result_or_raise(await wait_finished(job))
+    settings = rendered.settings
+    info = {
+        "prompt": req.prompt,
+        "all_prompts": [req.prompt] * len(rendered.seeds),
+        "negative_prompt": req.negative_prompt,
+        "all_negative_prompts": [req.negative_prompt] * len(rendered.seeds),
+        "seed": rendered.seeds[0],
+        "all_seeds": rendered.seeds,
+        "subseed": -1,
+        "all_subseeds": [-1] * len(rendered.seeds),
+        "width": settings["width"],
+        "height": settings["height"],
+        "sampler_name": "Euler",
+        "cfg_scale": settings["guidance"],
+        "steps": settings["steps"],
+        "batch_size": len(rendered.seeds),
+        "sd_model_name": service.model_id,
+        "infotexts": rendered.infotexts,
+        "job_timestamp": None,
+        "version": "flashgen",
+    }
+    parameters = body.model_dump()
+    parameters["seed"] = req.seed
+    return {"images": rendered.b64(), "parameters": parameters, "info": json.dumps(info)}
+
+
+@router.get("/sd-models")
+async def sd_models(request: Request) -> list[dict]:
+    service: Service = request.app.state.service
+    name = service.model_id
+    return [
+        {
+            "title": name,
+            "model_name": name,
+            "hash": None,
+            "sha256": None,
+            "filename": name,
+            "config": None,
+        }
+    ]
+
+
+@router.get("/options")
+async def options(request: Request) -> dict:
+    service: Service = request.app.state.service
+    return {"sd_model_checkpoint": service.model_id}
+
+
+@router.get("/samplers")
+async def samplers() -> list[dict]:
+    return [{"name": "Euler", "aliases": ["euler"], "options": {}}]

@@ -1,0 +1,122 @@
+"""Request bodies of the three APIs, and their translation into one `GenerationRequest`.
+
+Pydantic checks types and obvious ranges (422 on failure); `GenerationRequest.__post_init__` and
+`limits.check_request` check the rest (multiples of 16, memory) and say how to fix the value.
+Unknown fields are ignored: OpenAI and AUTOMATIC1111 clients send many options we do not use.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flashgen.request import GenerationRequest
+
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+SEED_MAX = 2**63 - 1
+
+
+def random_seed() -> int:
+    """A fresh 32-bit seed, like AUTOMATIC1111's seed -1 (small enough to type back in)."""
+    return secrets.randbelow(2**32)
+
+
+def parse_size(size: str | None, default: int) -> tuple[int, int]:
+    """OpenAI's "WxH" (or "auto"/None: the model's native square size) -> (width, height)."""
+    if size is None or size.strip().lower() == "auto":
+        return default, default
+    m = _SIZE.match(size)
+    if not m:
+        raise ValueError(f"size must look like '512x512' (width x height), got {size!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class OpenAIImageRequest(_Body):
+    """POST /v1/images/generations (OpenAI Images API, plus `seed`, `steps`, `negative_prompt`)."""
+
+    prompt: str = Field(min_length=1, max_length=8000)
+    n: int = Field(1, ge=1, le=64)
+    size: str | None = Field(None, description="'WxH', e.g. '64x64'; 'auto' = the model's size")
+    response_format: str | None = Field(
+        None, description="only 'b64_json' is supported (the default here)"
+    )
+    model: str | None = Field(None, description="accepted and ignored: the server has one model")
+    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="extension; omitted = random")
+    steps: int | None = Field(None, ge=1, description="extension; omitted = the model's default")
+    negative_prompt: str = Field("", max_length=8000, description="extension")
+
+    def to_request(self, default_size: int) -> GenerationRequest:
+        if self.response_format not in (None, "b64_json"):
+            raise ValueError(
+                f"response_format {self.response_format!r} is not supported: this server keeps "
+                "images private and returns them inline; use response_format 'b64_json'"
+            )
+        width, height = parse_size(self.size, default_size)
+        return GenerationRequest(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            steps=self.steps,
+            seed=random_seed() if self.seed is None else self.seed,
+            width=width,
+            height=height,
+            num_images=self.n,
+        )
+
+
+class A1111Txt2ImgRequest(_Body):
+    """POST /sdapi/v1/txt2img (the AUTOMATIC1111 web UI API subset that applies here)."""
+
+    prompt: str = Field("", max_length=8000)
+    negative_prompt: str = Field("", max_length=8000)
+    steps: int | None = Field(None, ge=1, description="omitted = the model's default")
+    cfg_scale: float | None = Field(
+        None, ge=0, description="omitted = the model's default (a distilled model uses none)"
+    )
+    width: int | None = Field(None, ge=16)
+    height: int | None = Field(None, ge=16)
+    seed: int = Field(-1, ge=-1, le=SEED_MAX, description="-1 = random")
+    batch_size: int = Field(1, ge=1, le=64)
+    n_iter: int = Field(1, ge=1, le=64, description="batches; images = batch_size * n_iter")
+
+    def to_request(self, default_size: int) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            steps=self.steps,
+            guidance=self.cfg_scale,
+            seed=random_seed() if self.seed == -1 else self.seed,
+            width=self.width or default_size,
+            height=self.height or default_size,
+            num_images=self.batch_size * self.n_iter,
+        )
+
+
+class JobRequest(_Body):
+    """POST /v1/jobs: the native request (the fields of `flashgen.GenerationRequest`)."""
+
+    prompt: str = Field(min_length=1, max_length=8000)
+    negative_prompt: str = Field("", max_length=8000)
+    steps: int | None = Field(None, ge=1, description="omitted = the model's default")
+    guidance: float | None = Field(None, ge=0, description="omitted = the model's default")
+    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="omitted = random")
+    width: int | None = Field(None, ge=16, description="omitted = the model's native size")
+    height: int | None = Field(None, ge=16, description="omitted = the model's native size")
+    num_images: int = Field(1, ge=1, le=64)
+
+    def to_request(self, default_size: int) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            steps=self.steps,
+            guidance=self.guidance,
+            seed=random_seed() if self.seed is None else self.seed,
+            width=self.width or default_size,
+            height=self.height or default_size,
+            num_images=self.num_images,
+        )

@@ -1,0 +1,94 @@
+"""The one loaded pipeline behind the APIs: validation, the job queue, and PNGs with metadata.
+
+Every API router goes through `Service.submit` (queue a request) and reads a `Rendered` result;
+the PNGs carry the same metadata chunks as the CLI's (flashgen.images).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass
+
+from flashgen import images
+from flashgen.request import GenerationRequest, GenerationResult
+from flashgen.serve.jobs import Job, JobQueue
+from flashgen.serve.limits import ServeLimits, check_request
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A finished generation as the APIs return it (PNG bytes, not tensors or PIL images)."""
+
+    pngs: list[bytes]
+    seeds: list[int]
+    infotexts: list[str]  # A1111 `parameters` text of each image
+    settings: dict
+    request: dict
+    timings: dict
+
+    def b64(self) -> list[str]:
+        return [base64.b64encode(p).decode("ascii") for p in self.pngs]
+
+    def to_dict(self) -> dict:
+        return {
+            "images": [
+                {"seed": s, "png_base64": b, "parameters": t}
+                for s, b, t in zip(self.seeds, self.b64(), self.infotexts, strict=True)
+            ],
+            "settings": self.settings,
+            "request": self.request,
+            "timings": self.timings,
+        }
+
+
+def render(result: GenerationResult, *, metadata: bool = True) -> Rendered:
+    pngs, texts = [], []
+    for i, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
+        meta = images.image_metadata(result.request, result.settings, seed, index=i)
+        texts.append(meta[images.PARAMETERS_KEY])
+        pngs.append(images.png_bytes(image, metadata=meta if metadata else None))
+    return Rendered(
+        pngs=pngs,
+        seeds=list(result.seeds),
+        infotexts=texts,
+        settings=asdict(result.settings),
+        request=result.request.to_dict(),
+        timings=dict(result.timings),
+    )
+
+
+class Service:
+    """Owns the pipeline; only its worker thread ever calls `pipeline.generate`."""
+
+    def __init__(self, pipeline, *, limits: ServeLimits, queue_size: int, metadata: bool = True):
+        self.pipeline = pipeline
+        self.limits = limits
+        self.metadata = metadata
+        self.queue = JobQueue(self._run, max_waiting=queue_size)
+
+    @property
+    def model_id(self) -> str:
+        return str(self.pipeline.model_id)
+
+    @property
+    def default_size(self) -> int:
+        return int(self.pipeline.defaults.resolution)
+
+    @property
+    def default_steps(self) -> int:
+        return int(self.pipeline.defaults.steps)
+
+    @property
+    def default_guidance(self) -> float:
+        return float(self.pipeline.defaults.guidance)
+
+    def submit(self, req: GenerationRequest, *, listed: bool = True) -> Job:
+        """Check the request against the limits, then queue it (QueueFull when full)."""
+        check_request(req, self.limits, self.pipeline)
+        return self.queue.submit(req, listed=listed)
+
+    def _run(self, req: GenerationRequest, on_step) -> Rendered:
+        result = self.pipeline.generate(
+            req, callback=lambda info: on_step(info.step + 1, info.total)
+        )
+        return render(result, metadata=self.metadata)
