@@ -25,6 +25,7 @@ class ToyConfig:
     batch_size: int = 8
     hidden: int = 16
     sleep_s: float = 0.0  # slows each step so a test can kill the run mid-way
+    dump_every_rank: bool = False  # each process saves its own weights after every step
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -72,10 +73,18 @@ class ToyTask(TrainTask):
         self.ema.update(self.ctx.unwrap(self.model))
         if self.cfg.sleep_s:
             time.sleep(self.cfg.sleep_s)
+        if self.cfg.dump_every_rank:
+            weights = self.ctx.unwrap(self.model).state_dict()
+            save_file(
+                {k: v.contiguous() for k, v in weights.items()},
+                str(self.ctx.out_dir / f"weights_rank{self.ctx.rank}.safetensors"),
+            )
         return {"loss": loss.item()}
 
     def export(self, out_dir: Path) -> None:
         model = self.ctx.unwrap(self.model)
         with self.ema.swapped(model):
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                      str(out_dir / "model.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in model.state_dict().items()},
+                str(out_dir / "model.safetensors"),
+            )

@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from flashgen.train import load_config, parse_overrides, resolve_task, run
 
     task_cls = resolve_task(args.task)
@@ -45,7 +47,8 @@ def main(args: argparse.Namespace) -> int:
             overrides.setdefault("run", {})[key] = value
     cfg = load_config(args.config, task_cls.config_cls, overrides)
     result = run(task_cls(cfg.task), cfg.run, resume=args.resume)
-    print(_summary(result))
+    if PartialState().is_main_process:
+        print(_summary(result))
     return 0
 
 

@@ -138,7 +138,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool) and not isinstance(value, tp):
-        raise ValueError(f"{where} must be a {tp.__name__}, got {value!r}")
+        raise ValueError(f"{where} must be of type {tp.__name__}, got {value!r}")
     if tp is int and isinstance(value, bool):
         raise ValueError(f"{where} must be an int, got {value!r}")
     return value
