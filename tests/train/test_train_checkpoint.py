@@ -12,12 +12,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import assert_bitwise_equal, checkpoint_payload, latest, run_cfg  # noqa: E402
-from train_toy_task import ToyConfig, ToyTask  # noqa: E402
+from train_helpers import assert_bitwise_equal, checkpoint_payload, latest, run_cfg
+from train_toy_task import ToyConfig, ToyTask
 
-from flashgen.train import run  # noqa: E402
-from flashgen.train.checkpoint import step_dirs  # noqa: E402
-from flashgen.train.statefile import load_state, save_state  # noqa: E402
+from flashgen.train import run
+from flashgen.train.checkpoint import step_dirs
+from flashgen.train.statefile import load_state, save_state
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_toy_task import ToyConfig  # noqa: E402
+from train_toy_task import ToyConfig
 
-from flashgen.train import TrainRunConfig, load_config, parse_overrides, resolve_task  # noqa: E402
+from flashgen.train import TrainRunConfig, load_config, parse_overrides, resolve_task
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import assert_bitwise_equal, latest, run_cfg, start  # noqa: E402
-from train_toy_task import ToyConfig, ToyTask  # noqa: E402
+from train_helpers import assert_bitwise_equal, latest, run_cfg, start
+from train_toy_task import ToyConfig, ToyTask
 
-from flashgen.train import run  # noqa: E402
-from flashgen.train.checkpoint import step_dirs  # noqa: E402
-from flashgen.train.metrics import read_jsonl  # noqa: E402
+from flashgen.train import run
+from flashgen.train.checkpoint import step_dirs
+from flashgen.train.metrics import read_jsonl
 
 
 @pytest.fixture(scope="module")

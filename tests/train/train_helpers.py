@@ -18,14 +18,14 @@ REPO = HERE.parents[1]
 
 
 def run_cfg(out_dir: Path, **kw) -> TrainRunConfig:
-    base = dict(
-        out_dir=str(out_dir),
-        device="cpu",
-        mixed_precision="no",
-        log_every=2,
-        ckpt_every=4,
-        max_steps=12,
-    )
+    base = {
+        "out_dir": str(out_dir),
+        "device": "cpu",
+        "mixed_precision": "no",
+        "log_every": 2,
+        "ckpt_every": 4,
+        "max_steps": 12,
+    }
     return TrainRunConfig(**{**base, **kw})
 
 
