@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flashgen-installed
 
-.PHONY: setup demo test lint miniature clean
+.PHONY: setup demo test lint miniature clean browser-deps
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need Python 3.11 ($(PY)) on PATH"; exit 2; }
@@ -23,8 +23,22 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/flashgen generate "a photo of a red circle and a blue square" --seed 0 --out outputs/demo.png
 
-test: setup
-	$(BIN)/python -m pytest -q -x --durations=15
+# Debian's Chromium for the web UI's browser test (tests/serve/test_browser.py), best effort:
+# where it cannot be installed that test is skipped and prints why (-rs). Playwright (pip, dev
+# extra) only drives it: never `playwright install`.
+APT_CHROMIUM = env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  echo "browser-deps: installing Debian's chromium for the browser test"; \
+	  command -v apt-get >/dev/null 2>&1 && { $$SUDO $(APT_CHROMIUM) || \
+	    { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO $(APT_CHROMIUM); }; }; \
+	  command -v chromium >/dev/null 2>&1 || \
+	    echo "browser-deps: chromium could not be installed; the browser test will be skipped"; \
+	  true; }
+
+test: setup browser-deps
+	$(BIN)/python -m pytest -q -x -rs --durations=15
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -1,0 +1,152 @@
+"""End to end: a real `flashgen serve` on loopback, driven by headless Chromium through the page.
+
+Chromium is Debian's (`make browser-deps` installs it); Playwright only drives it (never
+`playwright install`). Where either is missing the test is skipped and says why. The screenshots
+land in docs/img/ (FLASHGEN_SCREENSHOT_DIR overrides), where README and docs/server.md show them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from flashgen.images import PARAMETERS_KEY
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = Path(os.environ.get("FLASHGEN_SCREENSHOT_DIR", Path(__file__).parents[2] / "docs/img"))
+PROMPT = "a photo of a red circle above a blue square"
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("FLASHGEN_CHROMIUM"), "/usr/bin/chromium"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+    )
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip(
+            "browser test skipped: no Chromium at /usr/bin/chromium or on PATH "
+            "(`make browser-deps` installs Debian's chromium; set FLASHGEN_CHROMIUM to use another)"
+        )
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def expect(locator):
+    from playwright.sync_api import expect as _expect
+
+    _expect.set_options(timeout=60_000)  # a loaded CI machine is slow; a hang still fails
+    return _expect(locator)
+
+
+def open_page(browser, url, outside, **context):
+    page = browser.new_context(**context).new_page()
+    page.set_default_timeout(60_000)
+
+    def note(request):
+        if not request.url.startswith((url, "data:", "blob:")):
+            outside.append(request.url)
+
+    page.on("request", note)
+    page.goto(url + "/")
+    expect(page.locator("#model")).to_have_text("tiny-random")
+    return page
+
+
+def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tmp_path):
+    url, _ = served
+    outside: list[str] = []
+    page = open_page(browser, url, outside, viewport={"width": 1280, "height": 760})
+
+    page.fill("#prompt", PROMPT)
+    page.fill("#steps", "2")
+    page.fill("#count", "2")
+    page.click("#dice")
+    seed = int(page.input_value("#seed"))
+    page.select_option("#size", "64x64")
+    page.click("#generate")
+    expect(page.locator("#gallery figure img")).to_have_count(2)
+    expect(page.locator("#status")).to_have_text(re.compile(r"^done in "))
+    sizes = page.eval_on_selector_all(
+        "#gallery figure img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])"
+    )
+    assert sizes == [[True, 64], [True, 64]]
+    captions = page.eval_on_selector_all("#gallery figcaption", "cs => cs.map(c => c.textContent)")
+    assert f"seed {seed + 1}" in captions[0] and f"seed {seed}" in captions[1]
+    assert all(PROMPT in c and "2 steps" in c for c in captions)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "webui.png"))
+
+    # download: the PNG carries the same metadata as the CLI's
+    with page.expect_download() as info:
+        page.click("#gallery figure:last-child .tools a")
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    assert saved.name == f"flashgen-{seed}.png"
+    with Image.open(saved) as im:
+        assert im.size == (64, 64)
+        assert PROMPT in im.text[PARAMETERS_KEY] and f"Seed: {seed}" in im.text[PARAMETERS_KEY]
+
+    # reuse settings fills the form from an image
+    page.fill("#prompt", "something else")
+    page.click("#gallery figure:first-child .tools button")
+    assert page.input_value("#prompt") == PROMPT
+    assert page.input_value("#seed") == str(seed + 1)
+    assert page.input_value("#steps") == "2"
+
+    # cancel stops a long job between steps
+    page.fill("#steps", "100")
+    page.fill("#count", "4")
+    page.select_option("#size", "128x128")
+    page.click("#generate")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^step \d+ of 100$"))
+    page.click("#cancel")
+    expect(page.locator("#status")).to_have_text("cancelled")
+    assert page.eval_on_selector_all("#gallery figure", "fs => fs.length") == 2
+    assert outside == [], f"the page fetched outside addresses: {outside}"
+
+
+def test_page_fits_a_phone_screen(browser, served):
+    url, _ = served
+    outside: list[str] = []
+    page = open_page(
+        browser,
+        url,
+        outside,
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    page.fill("#prompt", PROMPT)
+    page.fill("#steps", "1")
+    page.click("#generate")
+    expect(page.locator("#gallery figure img")).to_have_count(1)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
+    box = page.locator("#generate").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 36
+    page.screenshot(path=str(SHOTS / "webui-phone.png"), full_page=True)
+    assert outside == []
