@@ -1,0 +1,304 @@
+"""Stage 2: distribution matching with timestep sharing, plus the adversarial term.
+
+One iteration (`DMDTask.train_step`), two time-scales:
+1. `fake_updates` times: the student samples (no grad) from fresh noise; the fake score takes a
+   flow-matching step on those samples, and the discriminator heads a hinge step on the fake
+   score's features (student samples vs real latents of the same captions, same sigmas).
+2. once: the generator. The student walks its own path; at every step i its clean estimate
+   x0_i gets the DMD gradient (x0_fake - x0_real) evaluated at the `dm_timesteps` point, plus
+   the adversarial term through the (frozen for this update) fake score and heads.
+
+Choices the paper leaves open (docs/distillation.md has the reasons):
+- every student step is trained each iteration (inputs detached, one backward per step);
+- the last step (sigma_next = 0) is evaluated at its own sigma (points.shared_point);
+- the fake score is fitted where it is queried: on the steps' x0 estimates, noised with fresh
+  noise at the step's evaluation sigma ("shared") or at sigma ~ U[renoise_range] ("renoise");
+- the GAN compares x0 estimates and real latents noised with fresh noise at that same sigma on
+  both sides (real data has no student path, so sharing the student's noise on one side only
+  would let the discriminator tell them apart by the noise alone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from flashgen.distill.config import AdversarialConfig, DataConfig, DMDConfig
+from flashgen.distill.losses import (
+    distribution_matching_loss,
+    flow_matching_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+)
+from flashgen.distill.points import (
+    EvalPoint,
+    StudentStep,
+    evaluation_sigma,
+    noised_at,
+    renoised_point,
+    shared_point,
+    student_steps,
+)
+from flashgen.distill.roles import (
+    Discriminator,
+    FeatureTap,
+    clear_optimizer_state,
+    default_feature_blocks,
+    heads_to_reinit,
+    velocity,
+)
+from flashgen.distill.task import STUDENT_DIR, StageTask, adamw, load_student, save_transformer
+from flashgen.flow import x0_from_v
+from flashgen.models.prompt_encoding import PromptEmbeds
+from flashgen.train import EMA, TrainContext
+
+FAKE_DIR, DISC_FILE = "fake_score", "discriminator.safetensors"
+GAN_BETAS = (0.0, 0.99)  # the usual GAN setting: no momentum on the adversarial players
+
+
+@dataclass(frozen=True)
+class DMDTaskConfig:
+    teacher: str = "shapes-teacher"
+    sigmas: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+    teacher_dtype: str = "fp32"
+    init: str = ""  # folder holding the warm-up's student/ (empty: start from the teacher)
+    data: DataConfig = field(default_factory=DataConfig)
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+
+
+def points_fn(dmd: DMDConfig) -> Callable[[StudentStep, torch.Generator], EvalPoint]:
+    """Where the scores are compared for one student step (the config's only mode switch)."""
+    if dmd.dm_timesteps == "shared":
+        return lambda step, g: shared_point(step)
+    return lambda step, g: renoised_point(step.x0_pred, g, dmd.renoise_range)
+
+
+def _fake_sigmas(dmd: DMDConfig, step: StudentStep, batch: int, g: torch.Generator):
+    """The sigmas at which the fake score is fitted for one step's x0 estimates."""
+    if dmd.dm_timesteps == "shared":
+        return evaluation_sigma(step.sigma, step.sigma_next).expand(batch).clone()
+    lo, hi = dmd.renoise_range
+    return lo + (hi - lo) * torch.rand(batch, generator=g)
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module | None):
+    """Parameters without grad for the block (the gradient still flows through to inputs)."""
+    mods = [m for m in modules if m is not None]
+    flags = [[p.requires_grad for p in m.parameters()] for m in mods]
+    for m in mods:
+        m.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, fl in zip(mods, flags):
+            for p, f in zip(m.parameters(), fl):
+                p.requires_grad_(f)
+
+
+class DMDTask(StageTask):
+    """Roles: self.student (trainable, EMA), self.real (frozen teacher + CFG), self.fake
+    (trainable teacher copy), self.disc (heads on self.tap's fake-score blocks, optional)."""
+
+    config_cls = DMDTaskConfig
+
+    def setup(self, ctx: TrainContext) -> None:
+        self.load_shared(ctx)
+        cfg, adv = self.cfg.dmd, self.cfg.adversarial
+        self.batch_size = cfg.batch_size
+        self.real = self.real_score(cfg.guidance)
+        self.points = points_fn(cfg)
+        init = Path(self.cfg.init) if self.cfg.init else None
+        student = self.prepare_student(
+            load_student(init / STUDENT_DIR if init else None, self.pipe.transformer)
+        )
+        fake = self.prepare_student(load_student(None, self.pipe.transformer))
+        self.setup_students(ctx, student)
+        self.fake, self.opt_fake = ctx.prepare(
+            fake, adamw(fake.parameters(), cfg.lr_fake, GAN_BETAS)
+        )
+        self.setup_discriminator(ctx, adv, None)
+
+    def setup_students(self, ctx: TrainContext, student: nn.Module) -> None:
+        cfg = self.cfg.dmd
+        self.student, self.opt_student = ctx.prepare(
+            student, adamw(student.parameters(), cfg.lr_student, GAN_BETAS)
+        )
+        self.emas = {"ema": EMA(ctx.unwrap(self.student), decay=cfg.ema_decay)}
+
+    def setup_discriminator(
+        self, ctx: TrainContext, adv: AdversarialConfig, weights: dict | None
+    ) -> None:
+        self.disc = self.tap = self.opt_disc = None
+        if not adv.enabled:
+            return
+        plain_fake = ctx.unwrap(self.fake)
+        n_layers = len(plain_fake.transformer_blocks)
+        blocks = adv.feature_blocks or default_feature_blocks(n_layers)
+        self.tap = FeatureTap(plain_fake, blocks)
+        disc = Discriminator(self.tap.dims, adv.head_hidden)
+        if weights is not None:
+            disc.load_state_dict(weights)
+        disc = disc.to(ctx.device)
+        self.disc, self.opt_disc = ctx.prepare(disc, adamw(disc.parameters(), adv.lr, GAN_BETAS))
+
+    def students(self) -> dict[str, nn.Module]:
+        """The trainable student module(s) by checkpoint name."""
+        return {"student": self.student}
+
+    def state(self):
+        out = {**self.students(), "opt_student": self.opt_student, **self.emas}
+        out.update(fake=self.fake, opt_fake=self.opt_fake)
+        if self.disc is not None:
+            out.update(disc=self.disc, opt_disc=self.opt_disc)
+        return out
+
+    def batch(self, step: int) -> torch.Tensor:
+        """Bank indices: row 0 for the generator, rows 1.. for the fake-score updates."""
+        rows = 1 + self.cfg.dmd.fake_updates
+        g = self.ctx.generator(step)
+        return torch.randint(0, len(self.bank), (rows, self.cfg.dmd.batch_size), generator=g)
+
+    # -- the student ----------------------------------------------------------------------
+
+    def student_fn(self, cond: PromptEmbeds):
+        def fn(x, sigma):
+            with self.ctx.autocast():
+                return velocity(self.student, x, sigma, cond).float()
+
+        return fn
+
+    def student_params(self):
+        return self.student.parameters()
+
+    def after_student_step(self) -> None:
+        self.emas["ema"].update(self.ctx.unwrap(self.student))
+
+    def no_sync(self, last: bool):
+        if last:
+            return contextlib.nullcontext()
+        return self.ctx.accelerator.no_sync(self.student)
+
+    # -- one iteration ---------------------------------------------------------------------
+
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for k in range(1, batch.shape[0]):
+            metrics.update(self.fake_update(batch[k], step, k))
+        metrics.update(self.generator_update(batch[0], step))
+        return metrics
+
+    def noise(self, n: int, g: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, *self.latent_shape(), generator=g).to(self.ctx.device)
+
+    def fake_update(self, idx: torch.Tensor, step: int, k: int) -> dict[str, float]:
+        ctx, cfg = self.ctx, self.cfg.dmd
+        captions, real_x0 = self.bank.take(idx)
+        cond = self.encode(captions)
+        g = ctx.generator(step, stream=10 + k)
+        with torch.no_grad():
+            steps = list(student_steps(self.student_fn(cond), self.noise(len(idx), g), self.sigmas))
+        n = len(steps)
+        x0 = torch.cat([s.x0_pred.detach() for s in steps])
+        sigma = torch.cat([_fake_sigmas(cfg, s, len(idx), g) for s in steps]).to(ctx.device)
+        point = noised_at(x0, sigma, g)
+        cond_n = PromptEmbeds.cat([cond] * n)
+        capture = self.tap.capture() if self.tap else contextlib.nullcontext([])
+        with ctx.autocast(), capture as feats:
+            v_fake = velocity(self.fake, point.x_t, point.sigma, cond_n)
+        loss, metrics = flow_matching_loss(v_fake, x0, point.noise)
+        self.opt_fake.zero_grad(set_to_none=True)
+        ctx.backward(loss)
+        ctx.clip_grad_norm(self.fake.parameters(), cfg.grad_clip)
+        self.opt_fake.step()
+        if self.disc is not None:
+            real_point = noised_at(real_x0.repeat(n, 1, 1, 1), sigma, g)
+            metrics.update(
+                self.discriminator_update([f.detach() for f in feats], real_point, cond_n, step, k)
+            )
+        return metrics
+
+    def discriminator_update(self, fake_feats, real_point: EvalPoint, cond, step: int, k: int):
+        ctx, adv = self.ctx, self.cfg.adversarial
+        plain_fake = ctx.unwrap(self.fake)
+        with torch.no_grad(), ctx.autocast(), self.tap.capture() as real_feats:
+            velocity(plain_fake, real_point.x_t, real_point.sigma, cond)
+        with ctx.autocast():
+            loss, metrics = hinge_discriminator_loss(self.disc(real_feats), self.disc(fake_feats))
+        self.opt_disc.zero_grad(set_to_none=True)
+        ctx.backward(loss)
+        self.opt_disc.step()
+        plain = ctx.unwrap(self.disc)
+        g = ctx.generator(step, stream=40 + k)
+        for i in heads_to_reinit(len(plain.heads), adv.reinit_prob, g):
+            clear_optimizer_state(self.opt_disc, plain.reset_head(i, g))
+            metrics["d_heads_reinit"] = metrics.get("d_heads_reinit", 0.0) + 1.0
+        return metrics
+
+    def generator_update(self, idx: torch.Tensor, step: int) -> dict[str, float]:
+        ctx, cfg, adv = self.ctx, self.cfg.dmd, self.cfg.adversarial
+        captions, _ = self.bank.take(idx)
+        cond = self.encode(captions)
+        g = ctx.generator(step, stream=1)
+        plain_fake = ctx.unwrap(self.fake)
+        plain_disc = ctx.unwrap(self.disc) if self.disc is not None else None
+        totals: dict[str, float] = {}
+        self.opt_student.zero_grad(set_to_none=True)
+        n = len(self.sigmas) - 1
+        for st in student_steps(self.student_fn(cond), self.noise(len(idx), g), self.sigmas):
+            point = self.points(st, g)
+            x_t = point.x_t.detach()
+            with torch.no_grad(), ctx.autocast():
+                x0_real = self.real.x0(x_t, point.sigma, cond).float()
+                x0_fake = x0_from_v(
+                    x_t, velocity(plain_fake, x_t, point.sigma, cond).float(), point.sigma
+                )
+            loss, m = distribution_matching_loss(st.x0_pred, x0_real, x0_fake)
+            loss = cfg.dm_weight * loss
+            if plain_disc is not None:
+                gan_point = noised_at(st.x0_pred, point.sigma, g)
+                with frozen(plain_fake, plain_disc), ctx.autocast(), self.tap.capture() as feats:
+                    velocity(plain_fake, gan_point.x_t, gan_point.sigma, cond)
+                    g_loss, gm = hinge_generator_loss(plain_disc(feats))
+                loss = loss + adv.weight * g_loss
+                m.update(gm)
+            with self.no_sync(last=st.index == n - 1):
+                ctx.backward(loss / n)
+            for key, val in m.items():
+                totals[key] = totals.get(key, 0.0) + val / n
+            totals[f"dm_gap_step{st.index}"] = m["dm_real_fake_gap"]
+        totals["g_grad_norm"] = float(ctx.clip_grad_norm(self.student_params(), cfg.grad_clip))
+        self.opt_student.step()
+        self.after_student_step()
+        return totals
+
+    # -- hand-over ---------------------------------------------------------------------------
+
+    def export(self, out_dir: Path) -> None:
+        student = self.ctx.unwrap(self.student)
+        with self.emas["ema"].swapped(student):
+            save_transformer(student, out_dir / STUDENT_DIR)
+        self.export_critics(out_dir)
+
+    def export_critics(self, out_dir: Path) -> None:
+        save_transformer(self.ctx.unwrap(self.fake), out_dir / FAKE_DIR)
+        if self.disc is not None:
+            sd = {
+                k: v.detach().cpu().contiguous()
+                for k, v in self.ctx.unwrap(self.disc).state_dict().items()
+            }
+            save_file(sd, str(out_dir / DISC_FILE))
+
+
+def load_critics(folder: Path, teacher: nn.Module) -> tuple[nn.Module, dict | None]:
+    """The fake score (and discriminator weights, if any) a DMD stage exported."""
+    fake = load_student(folder / FAKE_DIR, teacher)
+    disc_file = folder / DISC_FILE
+    return fake, (load_file(str(disc_file)) if disc_file.is_file() else None)

@@ -1,0 +1,69 @@
+"""Write a finished student as a diffusers folder `flashgen generate` loads like any model.
+
+The folder is the teacher's (VAE, text encoders, tokenizers, scheduler and model_index.json
+copied; external components such as MiniLM still referenced through flashgen.json) with the
+student's transformer in fp16, and a card saying: kind "student", its own sigmas, no guidance.
+`distill.json` beside it records the resolved config, the stage results, the merge search and
+the provenance (commit, versions). Written to a temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from torch import nn
+
+from flashgen.devices import DTYPES
+from flashgen.models.modelcard import CARD_FILE, ModelCard, read_card
+
+SKIP = {"transformer", CARD_FILE, "distill.json"}
+
+
+def student_card(teacher_card: ModelCard, name: str, sigmas: tuple[float, ...]) -> ModelCard:
+    return replace(
+        teacher_card,
+        name=name,
+        kind="student",
+        default_steps=len(sigmas),
+        default_guidance=1.0,
+        sigmas=tuple(float(s) for s in sigmas),
+    )
+
+
+def export_student(
+    transformer: nn.Module,
+    teacher_dir: Path,
+    dest: Path,
+    *,
+    name: str,
+    sigmas: tuple[float, ...],
+    dtype: str = "fp16",
+    record: dict | None = None,
+) -> Path:
+    """The student folder at `dest` (replaced atomically if it exists)."""
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for item in Path(teacher_dir).iterdir():
+        if item.name in SKIP or item.name.startswith("."):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, tmp / item.name)
+        else:
+            shutil.copy2(item, tmp / item.name)
+    weights = copy.deepcopy(transformer).to(DTYPES[dtype])
+    weights.save_pretrained(tmp / "transformer", safe_serialization=True)
+    student_card(read_card(teacher_dir), name, sigmas).write(tmp)
+    (tmp / "distill.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest

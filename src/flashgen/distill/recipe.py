@@ -1,0 +1,272 @@
+"""The whole SD3.5-Flash recipe for one student, read top to bottom:
+
+    warm-up (trajectory guidance) -> DMD + GAN (timestep sharing) -> split-timestep branches
+    -> merge (ratio chosen on the validation prompts) -> export the student folder
+
+Each stage is a training run of the generic trainer in OUT_DIR/<stage>/ (checkpoints, metrics),
+clock-boxed by its `minutes` (setup included); a stage that finished or ran out of time writes
+OUT_DIR/<stage>/stage.json and is skipped on `resume`. The student is scored on the validation
+prompts after every stage, so the record says what each stage added.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from flashgen.distill.config import DistillConfig, fingerprint
+from flashgen.distill.dmd import DMDTask, DMDTaskConfig
+from flashgen.distill.export import export_student
+from flashgen.distill.merge import choose_ratio, merge_state_dicts
+from flashgen.distill.split import HIGH_DIR, LOW_DIR, SplitTask, SplitTaskConfig, split_counts
+from flashgen.distill.task import STUDENT_DIR, load_student, teacher_pipeline
+from flashgen.distill.validate import validation_lines, validation_score
+from flashgen.distill.warmup import WarmupTask, WarmupTaskConfig
+from flashgen.train import TrainRunConfig, run
+from flashgen.train.provenance import provenance
+
+STAGE_FILE = "stage.json"
+
+
+class Interrupted(RuntimeError):
+    """A stage stopped on a signal; its checkpoint is on disk (rerun with --resume)."""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    steps: int
+    stopped: str  # "done" | "time"
+    train_seconds: float
+    wall_seconds: float
+    export_dir: str
+    last_metrics: dict
+    validation: dict | None = None
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    name: str
+    student_dir: Path
+    stages: list[StageResult]
+    merge: dict | None
+    validation: dict
+    seconds: float
+
+
+def distill(
+    cfg: DistillConfig, *, resume: bool = False, say: Callable[[str], None] | None = None
+) -> DistillResult:
+    """Run every stage of `cfg` and export the student; returns what happened."""
+    say = say or (lambda msg: print(f"flashgen distill: {msg}", file=sys.stderr, flush=True))
+    out = cfg.resolved_out_dir()
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise ValueError(
+            f"{out} is not empty; pass --resume to continue that run, or choose another out_dir"
+        )
+    if cfg.split.enabled and 0 in split_counts(cfg.sigmas, cfg.split.boundary).values():
+        raise ValueError(
+            f"split.boundary {cfg.split.boundary} leaves a branch with no step of "
+            f"sigmas {list(cfg.sigmas)}; pick a boundary between two of them"
+        )
+    t0 = time.monotonic()
+    common = {
+        "teacher": cfg.teacher,
+        "sigmas": cfg.sigmas,
+        "teacher_dtype": cfg.run.teacher_dtype,
+        "data": cfg.data,
+    }
+    runner = _StageRunner(cfg, out, resume, say)
+    stages = [
+        runner(
+            "warmup",
+            WarmupTask(WarmupTaskConfig(**common, warmup=cfg.warmup)),
+            cfg.warmup.steps,
+            cfg.warmup.minutes,
+        )
+    ]
+    stages.append(
+        runner(
+            "dmd",
+            DMDTask(
+                DMDTaskConfig(
+                    **common, init=stages[-1].export_dir, dmd=cfg.dmd, adversarial=cfg.adversarial
+                )
+            ),
+            cfg.dmd.steps,
+            cfg.dmd.minutes,
+        )
+    )
+    merge = None
+    if cfg.split.enabled:
+        stages.append(
+            runner(
+                "split",
+                SplitTask(
+                    SplitTaskConfig(
+                        **common,
+                        init=stages[-1].export_dir,
+                        dmd=cfg.dmd,
+                        adversarial=cfg.adversarial,
+                        split=cfg.split,
+                    )
+                ),
+                cfg.split.steps,
+                cfg.split.minutes,
+            )
+        )
+        student, merge = runner.merge(Path(stages[-1].export_dir))
+        validation = merge["scores"][str(merge["weight_low"])]
+    else:
+        student = runner.load(Path(stages[-1].export_dir) / STUDENT_DIR)
+        validation = stages[-1].validation
+    seconds = time.monotonic() - t0
+    record = {
+        "config": fingerprint(cfg),
+        "stages": [asdict(s) for s in stages],
+        "merge": merge,
+        "validation": validation,
+        "seconds": seconds,
+        "provenance": provenance(),
+    }
+    dest = export_student(
+        student,
+        runner.pipe.source.path,
+        cfg.export_dir(),
+        name=cfg.name,
+        sigmas=cfg.sigmas,
+        dtype=cfg.export.dtype,
+        record=record,
+    )
+    say(
+        f"{cfg.name}: student in {dest} (validation overall {validation['overall']:.3f}, "
+        f"{seconds / 60:.1f} min)"
+    )
+    return DistillResult(cfg.name, dest, stages, merge, validation, seconds)
+
+
+class _StageRunner:
+    """Runs stages with the trainer and scores their students; holds the shared teacher."""
+
+    def __init__(self, cfg: DistillConfig, out: Path, resume: bool, say) -> None:
+        self.cfg, self.out, self.resume, self.say = cfg, out, resume, say
+        cuda = cfg.run.device != "cpu" and torch.cuda.is_available()
+        self.device = "cuda:0" if cuda else "cpu"
+        self.pipe = teacher_pipeline(cfg.teacher, self.device, cfg.run.teacher_dtype)
+        self.sigmas = torch.tensor((*cfg.sigmas, 0.0))
+        self.lines = validation_lines(cfg.merge.prompts, cfg.merge.images_per_prompt)
+        bf16 = cuda and cfg.run.precision in ("auto", "bf16")
+        self.autocast = (
+            (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+            if bf16
+            else contextlib.nullcontext
+        )
+
+    def __call__(self, name: str, task, steps: int, minutes: float | None) -> StageResult:
+        stage_dir = self.out / name
+        done = stage_dir / STAGE_FILE
+        if done.is_file():
+            self.say(f"{name}: already finished, skipped ({done})")
+            return StageResult(**json.loads(done.read_text()))
+        r = self.cfg.run
+        run_cfg = TrainRunConfig(
+            seed=r.seed,
+            max_steps=steps,
+            max_minutes=minutes,
+            log_every=r.log_every,
+            ckpt_every=r.ckpt_every,
+            out_dir=str(stage_dir),
+            mixed_precision=r.precision,
+            grad_checkpointing=r.grad_checkpointing,
+            device=r.device,
+        )
+        self.say(f"{name}: up to {steps} steps" + (f" / {minutes} min" if minutes else ""))
+        t0 = time.monotonic()
+        result = run(task, run_cfg, resume=self.resume)
+        del task
+        _free()
+        if result.stopped == "signal":
+            raise Interrupted(
+                f"stage {name} stopped by a signal at step {result.step}; "
+                "rerun with --resume to continue"
+            )
+        export = str(result.export_dir)
+        validation = None
+        student = Path(export) / STUDENT_DIR
+        if student.is_dir():
+            validation = self.score(self.load(student))
+        stage = StageResult(
+            name,
+            result.step,
+            result.stopped,
+            result.train_seconds,
+            time.monotonic() - t0,
+            export,
+            _last_metrics(stage_dir),
+            validation,
+        )
+        done.write_text(json.dumps(asdict(stage), indent=2) + "\n")
+        overall = f", validation {validation['overall']:.3f}" if validation else ""
+        self.say(
+            f"{name}: {result.step} steps ({result.stopped}) in {stage.wall_seconds:.0f} s{overall}"
+        )
+        return stage
+
+    def load(self, folder: Path):
+        return load_student(folder, self.pipe.transformer).to(self.device).eval()
+
+    def score(self, transformer) -> dict:
+        return validation_score(
+            self.pipe,
+            transformer,
+            self.sigmas,
+            self.lines,
+            self.cfg.merge.batch_size,
+            self.autocast,
+        )
+
+    def merge(self, folder: Path):
+        """theta(w) = w low + (1 - w) high for each configured w; the best on validation."""
+        low, high = self.load(folder / LOW_DIR), self.load(folder / HIGH_DIR)
+        low_sd = {k: v.clone() for k, v in low.state_dict().items()}
+        high_sd = high.state_dict()
+        del high
+
+        def score(w: float) -> float:
+            low.load_state_dict(merge_state_dicts(low_sd, high_sd, w))
+            results[w] = self.score(low)
+            self.say(f"merge: weight_low {w:.2f} -> validation {results[w]['overall']:.3f}")
+            return results[w]["overall"]
+
+        results: dict[float, dict] = {}
+        best, _ = choose_ratio(self.cfg.merge.ratios, score)
+        low.load_state_dict(merge_state_dicts(low_sd, high_sd, best))
+        record = {
+            "weight_low": best,
+            "scores": {str(w): s for w, s in results.items()},
+            "prompts": len(self.lines),
+            "split": "validation",
+        }
+        return low, record
+
+
+def _last_metrics(stage_dir: Path) -> dict:
+    path = stage_dir / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

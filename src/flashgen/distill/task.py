@@ -1,0 +1,96 @@
+"""What every distillation stage shares: the frozen teacher, the data bank, student weights.
+
+Each stage is a `flashgen.train.TrainTask` (so it gets the trainer's clock, checkpoints, exact
+resume, metrics log and accelerate placement); the stage files hold only their own game. Stages
+hand weights to each other through their export folders (diffusers `save_pretrained`, fp32).
+Within one process the teacher and the bank are loaded once and shared by all stages.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from flashgen.distill.config import DataConfig
+from flashgen.distill.data import Bank, shapes_bank, synthetic_bank
+from flashgen.distill.roles import RealScore
+from flashgen.models.prompt_encoding import PromptEmbeds
+from flashgen.train import TrainContext, TrainTask
+
+STUDENT_DIR = "student"  # a stage export's transformer folder
+SETUP_STEP = 2**31 - 1  # ctx.generator step for draws made once in setup (never a train step)
+
+
+@functools.lru_cache(maxsize=2)
+def teacher_pipeline(spec: str, device: str, dtype: str):
+    """The teacher loaded once per process (text encoders, VAE, transformer), all frozen."""
+    from flashgen.pipeline import load
+
+    pipe = load(spec, device=device, dtype=dtype, cache_size=4096)
+    for module in pipe.components.modules().values():
+        module.requires_grad_(False).eval()
+    return pipe
+
+
+@functools.lru_cache(maxsize=2)
+def data_bank(spec: str, device: str, dtype: str, data: DataConfig) -> Bank:
+    if data.source == "synthetic":
+        return synthetic_bank(data.synthetic_dir, device)
+    return shapes_bank(teacher_pipeline(spec, device, dtype).vae, data.examples, data.seed)
+
+
+def load_student(source: str | Path | None, teacher_transformer: nn.Module) -> nn.Module:
+    """A trainable fp32 transformer: a stage export (folder) or, with None, a teacher copy."""
+    if source is None:
+        student = copy.deepcopy(teacher_transformer).float()
+    else:
+        from diffusers import SD3Transformer2DModel
+
+        folder = Path(source)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"no transformer in {folder}; did the previous stage finish?")
+        student = SD3Transformer2DModel.from_pretrained(folder, torch_dtype=torch.float32)
+    return student.requires_grad_(True).train()
+
+
+class StageTask(TrainTask):
+    """Base of the stage tasks: `self.cfg` has teacher, sigmas, teacher_dtype and data."""
+
+    def load_shared(self, ctx: TrainContext) -> None:
+        device = str(ctx.device)
+        self.ctx = ctx
+        self.pipe = teacher_pipeline(self.cfg.teacher, device, self.cfg.teacher_dtype)
+        self.bank = data_bank(self.cfg.teacher, device, self.cfg.teacher_dtype, self.cfg.data)
+        self.sigmas = torch.tensor(self.cfg.sigmas + (0.0,), dtype=torch.float32)
+        self.uncond = self.pipe.encode_prompt([""])
+
+    def real_score(self, guidance: float | None) -> RealScore:
+        g = self.pipe.defaults.guidance if guidance is None else guidance
+        return RealScore(self.pipe.transformer, self.uncond, g)
+
+    def encode(self, captions: list[str]) -> PromptEmbeds:
+        return self.pipe.encode_prompt(captions)
+
+    def prepare_student(self, student: nn.Module) -> nn.Module:
+        if self.ctx.run.grad_checkpointing:
+            student.enable_gradient_checkpointing()
+        return student.to(self.ctx.device)
+
+    def latent_shape(self) -> tuple[int, int, int]:
+        t = self.pipe.transformer.config
+        side = self.pipe.defaults.resolution // self.pipe.vae_scale_factor
+        return (t.in_channels, side, side)
+
+
+def save_transformer(module: nn.Module, folder: Path) -> None:
+    module.save_pretrained(folder, safe_serialization=True)
+
+
+def adamw(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        [p for p in params if p.requires_grad], lr=lr, betas=betas, weight_decay=0.0
+    )

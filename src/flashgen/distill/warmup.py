@@ -1,0 +1,134 @@
+"""Stage 1, trajectory-guidance warm-up: the student's few large jumps learn the teacher's flow.
+
+For each student jump sigma_i -> sigma_{i+1} the target is the teacher's own multi-step CFG
+solution over the same interval (`teacher_trajectory`), and the student regresses its one Euler
+jump onto it (losses.trajectory_guidance_loss).
+
+Where the jump starts: x_i on the TEACHER's trajectory from the same noise. Then every target is
+a pure function of (noise, prompt), computed once and cached (a teacher solve costs ~50 CFG
+evaluations, a student update one), so the warm-up sees many more examples per second than
+solving online from the student's own x_i would allow. The student's drift off the teacher's
+path (exposure bias) is exactly what stage 2 trains on: timestep-sharing DMD evaluates the
+student at its own trajectory points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from flashgen.distill.config import DataConfig, WarmupConfig
+from flashgen.distill.losses import trajectory_guidance_loss
+from flashgen.distill.roles import velocity
+from flashgen.distill.task import (
+    SETUP_STEP,
+    STUDENT_DIR,
+    StageTask,
+    adamw,
+    load_student,
+    save_transformer,
+)
+from flashgen.sampling import make_sigmas
+from flashgen.sampling.samplers import ModelFn
+from flashgen.train import TrainContext
+
+
+def teacher_grid(student_sigmas: torch.Tensor, teacher_sigmas: torch.Tensor) -> torch.Tensor:
+    """The teacher's schedule with the student's sigmas inserted (descending, no duplicates), so
+    every student interval is integrated on the teacher's own discretisation."""
+    grid = torch.cat([student_sigmas.float(), teacher_sigmas.float()]).unique(sorted=True)
+    return grid.flip(0)
+
+
+@torch.no_grad()
+def teacher_trajectory(
+    model_fn: ModelFn, noise: torch.Tensor, student_sigmas: torch.Tensor, grid: torch.Tensor
+) -> torch.Tensor:
+    """Euler-integrate the teacher over `grid` from `noise`; return x at each student sigma,
+    stacked [len(student_sigmas), B, ...] (x at student_sigmas[0] is the noise itself)."""
+    keep = {round(float(s), 6) for s in student_sigmas}
+    if round(float(grid[0]), 6) != round(float(student_sigmas[0]), 6):
+        raise ValueError("the teacher grid must start at the student's first sigma")
+    x = noise.float()
+    out = [x]
+    for i in range(len(grid) - 1):
+        s, s_next = grid[i], grid[i + 1]
+        x = x + (s_next - s) * model_fn(x, s).float()
+        if round(float(s_next), 6) in keep:
+            out.append(x)
+    if len(out) != len(student_sigmas):
+        raise ValueError("every student sigma must lie on the teacher grid (use teacher_grid)")
+    return torch.stack(out)
+
+
+@dataclass(frozen=True)
+class WarmupTaskConfig:
+    teacher: str = "shapes-teacher"
+    sigmas: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+    teacher_dtype: str = "fp32"
+    data: DataConfig = field(default_factory=DataConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+
+class WarmupTask(StageTask):
+    config_cls = WarmupTaskConfig
+
+    def setup(self, ctx: TrainContext) -> None:
+        self.load_shared(ctx)
+        cfg = self.cfg.warmup
+        self.batch_size = cfg.batch_size
+        student = self.prepare_student(load_student(None, self.pipe.transformer))
+        self.student, self.opt = ctx.prepare(student, adamw(student.parameters(), cfg.lr))
+        self.build_cache(ctx, cfg)
+
+    @torch.no_grad()
+    def build_cache(self, ctx: TrainContext, cfg: WarmupConfig) -> None:
+        """Teacher trajectories for `cfg.cache` (caption, noise) pairs of this process's shard:
+        self.traj [N, steps + 1, C, h, w] on the device."""
+        real = self.real_score(cfg.guidance)
+        grid = teacher_grid(self.sigmas, make_sigmas(cfg.teacher_steps, self.pipe.components.shift))
+        g = ctx.generator(step=SETUP_STEP)  # fixed per (seed, process): this shard's examples
+        idx = torch.randint(0, len(self.bank), (cfg.cache,), generator=g)
+        self.captions = [self.bank.captions[i] for i in idx.tolist()]
+        chunks = []
+        for start in range(0, cfg.cache, 4 * cfg.batch_size):
+            caps = self.captions[start : start + 4 * cfg.batch_size]
+            cond = self.encode(caps)
+            noise = torch.randn(len(caps), *self.latent_shape(), generator=g).to(ctx.device)
+
+            def model_fn(x, s, cond=cond):
+                with ctx.autocast():
+                    return real.velocity(x, s, cond)
+
+            chunks.append(teacher_trajectory(model_fn, noise, self.sigmas, grid).transpose(0, 1))
+        self.traj = torch.cat(chunks)
+
+    def state(self):
+        return {"student": self.student, "opt": self.opt}
+
+    def batch(self, step: int):
+        g = self.ctx.generator(step)
+        idx = torch.randint(0, self.traj.shape[0], (self.cfg.warmup.batch_size,), generator=g)
+        jump = torch.randint(0, len(self.sigmas) - 1, (self.cfg.warmup.batch_size,), generator=g)
+        return idx, jump
+
+    def train_step(self, batch, step: int) -> dict[str, float]:
+        idx, jump = batch
+        dev = self.ctx.device
+        x_start = self.traj[idx.to(dev), jump.to(dev)]
+        x_target = self.traj[idx.to(dev), (jump + 1).to(dev)]
+        sigma, sigma_next = self.sigmas[jump].to(dev), self.sigmas[jump + 1].to(dev)
+        cond = self.encode([self.captions[i] for i in idx.tolist()])
+        with self.ctx.autocast():
+            v = velocity(self.student, x_start, sigma, cond)
+        loss, metrics = trajectory_guidance_loss(v, x_start, x_target, sigma, sigma_next)
+        self.opt.zero_grad(set_to_none=True)
+        self.ctx.backward(loss)
+        metrics["grad_norm"] = float(self.ctx.clip_grad_norm(self.student.parameters(), 1.0))
+        self.opt.step()
+        return metrics
+
+    def export(self, out_dir: Path) -> None:
+        save_transformer(self.ctx.unwrap(self.student), out_dir / STUDENT_DIR)
