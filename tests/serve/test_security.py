@@ -37,7 +37,9 @@ def test_cli_refuses_a_taken_port_before_loading(capsys):
 
 def test_api_key_guards_every_route_but_the_page(make_client):
     client = make_client(api_key="s3cret")
-    assert client.get("/").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and '"needsKey": true' in page.text  # the page asks for it
+    assert "s3cret" not in page.text
     for path in ("/health", "/openapi.json", "/sdapi/v1/sd-models", "/v1/jobs/x"):
         r = client.get(path)
         assert r.status_code == 401, path
@@ -61,6 +63,7 @@ def test_foreign_host_header_is_refused_on_loopback(client):
 def test_cross_origin_requests_are_refused_and_no_cors_headers(client):
     r = client.post("/v1/jobs", json={"prompt": "x"}, headers={"Origin": "http://evil.example"})
     assert r.status_code == 403
+    assert client.get("/health", headers={"Origin": "null"}).status_code == 403
     same = client.get("/health", headers={"Origin": "http://127.0.0.1:7860"})
     assert same.status_code == 200
     pre = client.options(

@@ -82,7 +82,7 @@ class GuardMiddleware:
         self.config = config
         self.key = config.api_key.encode() if config.api_key else None
         self.check_host = is_loopback(config.host)
-        self.hosts = LOOPBACK_NAMES | set(config.allowed_hosts)
+        self.hosts = LOOPBACK_NAMES | {h.lower() for h in config.allowed_hosts}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -103,23 +103,23 @@ class GuardMiddleware:
         return await self.app(scope, receive, send)
 
     def _refuse(self, scope, headers):
-        host = _host_name(headers.get("host", ""))
+        host_header = headers.get("host", "").lower()
+        host = _host_name(host_header)
         if self.check_host and host not in self.hosts:
             return error_response(
                 403,
                 f"Host {host!r} refused: this server answers only on loopback names",
                 "forbidden",
             )
+        # browsers send Origin on cross-site POSTs; it must be this very server ("null" never is)
         origin = headers.get("origin")
-        if origin and origin != "null" and origin.split("://", 1)[-1] != headers.get("host"):
+        if origin is not None and origin.lower().split("://", 1)[-1] != host_header:
             return error_response(403, "cross-origin requests are refused", "forbidden")
-        if origin == "null":
-            return error_response(403, "requests from opaque origins are refused", "forbidden")
         if self.key is not None and scope["path"] not in PUBLIC_PATHS:
             auth = headers.get("authorization", "")
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), self.key
+                token.strip().encode("latin-1"), self.key
             ):
                 return error_response(
                     401,

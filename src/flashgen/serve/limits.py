@@ -1,13 +1,12 @@
 """What one server request may ask for: refused before it starts, with how to fix it.
 
 Conservative caps on image side, pixels, images per request and steps keep one request from
-taking the machine's memory or the queue's time. Where the on-device memory estimate
-(`flashgen.profiles`) is available, a request it says would not fit is refused as well.
+taking the machine's memory or the queue's time. (A per-device memory estimate, once flashgen
+has one, belongs in `check_request` too: it is the one place every API goes through.)
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from flashgen.errors import OutOfMemoryBudget
@@ -29,7 +28,7 @@ class ServeLimits:
                 raise ValueError(f"ServeLimits.{name} must be a positive integer, got {value!r}")
 
 
-def check_request(req: GenerationRequest, limits: ServeLimits, pipeline=None) -> None:
+def check_request(req: GenerationRequest, limits: ServeLimits) -> None:
     """Raise ValueError (or OutOfMemoryBudget) if the server will not run `req`."""
     if req.width > limits.max_side or req.height > limits.max_side:
         raise ValueError(
@@ -55,15 +54,3 @@ def check_request(req: GenerationRequest, limits: ServeLimits, pipeline=None) ->
             f"{req.num_images} images of {req.width}x{req.height} would not fit in this server's "
             f"memory budget; ask for at most {fit} at this size"
         )
-    _check_profile_estimate(req, pipeline)
-
-
-def _check_profile_estimate(req: GenerationRequest, pipeline) -> None:
-    """Use flashgen.profiles' memory estimate when that module offers one (else: caps only)."""
-    try:
-        profiles = importlib.import_module("flashgen.profiles")
-    except ModuleNotFoundError:
-        return
-    check = getattr(profiles, "check_fits", None)
-    if pipeline is not None and callable(check):
-        check(pipeline, req)  # raises OutOfMemoryBudget with its own advice

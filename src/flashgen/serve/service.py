@@ -84,7 +84,7 @@ class Service:
 
     def submit(self, req: GenerationRequest, *, listed: bool = True) -> Job:
         """Check the request against the limits, then queue it (QueueFull when full)."""
-        check_request(req, self.limits, self.pipeline)
+        check_request(req, self.limits)
         return self.queue.submit(req, listed=listed)
 
     def _run(self, req: GenerationRequest, on_step) -> Rendered:
