@@ -122,3 +122,15 @@ def test_quantlinear_on_cuda_matches_fp32(name, layer_and_input):
     with torch.no_grad():
         y = q(x.cuda()).cpu()
     assert _rel(y, lin(x)) < TOLERANCE[name]
+
+
+def test_dtype_casts_keep_the_quantized_storage(layer_and_input):
+    lin, x = layer_and_input
+    q = QuantLinear.from_linear(lin, get_scheme("int4-group"))
+    stored = {n: b.clone() for n, b in q.named_buffers()}
+    q.to(torch.bfloat16)
+    assert q.weight.dtype == torch.bfloat16 and q.bias.dtype == torch.bfloat16
+    assert all(torch.equal(b, stored[n]) for n, b in q.named_buffers())
+    assert q(x.bfloat16()).dtype == torch.bfloat16
+    q.float()
+    assert q.weight.dtype == torch.float32 and q.weight_scale.dtype == torch.float16

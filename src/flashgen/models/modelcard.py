@@ -32,6 +32,7 @@ class ModelCard:
     t5_max_length: int = DEFAULT_T5_MAX_LENGTH
     resolution: int | None = None  # None: the transformer's sample_size x the VAE factor
     external_components: dict[str, str] = field(default_factory=dict)
+    quantization: dict = field(default_factory=dict)  # written by `flashgen quantize`
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,6 +97,7 @@ class ModelCard:
             t5_max_length=data.get("t5_max_length") or DEFAULT_T5_MAX_LENGTH,
             resolution=data.get("resolution"),
             external_components=dict(data.get("external_components") or {}),
+            quantization=dict(data.get("quantization") or {}),
         )
 
     def with_name(self, name: str) -> ModelCard:

@@ -43,7 +43,7 @@ class QuantLinear(nn.Module):
         scheme: QuantScheme,
         *,
         device: torch.device | str | None = None,
-        bias_dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         if not scheme.supports(in_features):
@@ -52,6 +52,7 @@ class QuantLinear(nn.Module):
                 f"{scheme.group_size}; this layer has {in_features}"
             )
         self.in_features, self.out_features, self.scheme = in_features, out_features, scheme
+        self.compute_dtype = dtype  # what `.weight.dtype` reports; the bias's dtype
         kw = {"device": device}
         if scheme.bits == 16:
             self.register_buffer(
@@ -77,7 +78,7 @@ class QuantLinear(nn.Module):
                 "weight_scale", torch.empty(out_features, 1, dtype=torch.float32, **kw)
             )
         self.bias = (
-            nn.Parameter(torch.empty(out_features, dtype=bias_dtype, **kw), requires_grad=False)
+            nn.Parameter(torch.empty(out_features, dtype=dtype, **kw), requires_grad=False)
             if bias
             else None
         )
@@ -93,7 +94,7 @@ class QuantLinear(nn.Module):
             bias is not None,
             scheme,
             device=w.device,
-            bias_dtype=bias.dtype if bias is not None else torch.float32,
+            dtype=w.dtype if w.is_floating_point() else torch.float32,
         )
         q.set_weight(w)
         if bias is not None:
@@ -122,6 +123,26 @@ class QuantLinear(nn.Module):
             codes = packing.unpack(self.weight_q, s.bits)
             return dequantize_affine_groups(codes, self.weight_scale, self.weight_min, dtype)
         return dequantize_symmetric(self.weight_q, self.weight_scale).to(dtype)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """A 0-element stand-in with the compute dtype and device, for library code that only
+        reads `.weight.dtype` / `.weight.device` (T5 casts its input to `wo.weight.dtype`). The
+        stored weight is `weight_q`; `dequantized_weight()` gives the float matrix."""
+        return self.weight_q.new_empty(0, dtype=self.compute_dtype)
+
+    def _apply(self, fn, recurse=True):
+        # `.to(dtype)` / `.half()` change the compute dtype and the bias, never the quantized
+        # storage (casting fp16 group scales to bf16 would silently lose precision).
+        probes = [fn(torch.zeros(0, dtype=d)) for d in (torch.float32, torch.float16)]
+        cast = [p.dtype for p, d in zip(probes, (torch.float32, torch.float16)) if p.dtype != d]
+        if not cast:
+            return super()._apply(fn, recurse)
+        self.compute_dtype, probe = cast[0], probes[0]
+        stored = {id(b) for b in self._buffers.values()}
+        return super()._apply(
+            lambda t: t.to(device=probe.device) if id(t) in stored else fn(t), recurse
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scheme.dynamic_activations and self._int_mm_ok(x):
