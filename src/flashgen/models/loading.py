@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +169,20 @@ def load_diffusers_model(
 
 
 def load_tokenizer(folder: Path, class_name: str):
-    import transformers
-
+    """A tokenizer from a local folder. Parsing a CLIP tokenizer takes ~0.5 s, so loads are
+    cached per (folder, files' mtimes) and shared: treat the result as read-only."""
     if class_name not in TOKENIZER_CLASSES:
         raise ModelLoadError(f"{folder}: unsupported tokenizer class {class_name!r}")
     if not folder.is_dir():
         raise ModelLoadError(f"{folder}: tokenizer folder missing")
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
+    return _load_tokenizer_cached(folder.resolve(), class_name, stamp)
+
+
+@lru_cache(maxsize=16)
+def _load_tokenizer_cached(folder: Path, class_name: str, stamp: tuple):
+    import transformers
+
     try:
         return getattr(transformers, class_name).from_pretrained(folder, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - any library failure becomes one clear line

@@ -1,0 +1,242 @@
+"""The pipeline against diffusers' StableDiffusion3Pipeline, on tiny SD3.5-architecture models."""
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+import flashgen
+from flashgen import GenerationRequest
+from flashgen.errors import NonFiniteOutput, UsageError
+from flashgen.models.modelcard import ModelCard
+from flashgen.models.tiny import build_tiny_sd35
+from flashgen.sampling.samplers import Cancelled
+
+PROMPT = "a photo of a red circle left of a blue square"
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("tiny")
+    return {
+        "t5": build_tiny_sd35(root / "t5", with_t5=True, seed=1),
+        "no_t5": build_tiny_sd35(root / "no_t5", with_t5=False, seed=2),
+    }
+
+
+@pytest.fixture(scope="module")
+def pipes(tiny_dirs):
+    return {k: flashgen.load(str(v)) for k, v in tiny_dirs.items()}
+
+
+_REFS = {}
+
+
+def _reference(folder, with_t5: bool):
+    """diffusers' pipeline for a folder (loaded once per module)."""
+    from diffusers import StableDiffusion3Pipeline
+
+    if (folder, with_t5) not in _REFS:
+        kw = {} if with_t5 else {"text_encoder_3": None, "tokenizer_3": None}
+        ref = StableDiffusion3Pipeline.from_pretrained(
+            folder, local_files_only=True, use_safetensors=True, **kw
+        )
+        ref.set_progress_bar_config(disable=True)
+        _REFS[(folder, with_t5)] = ref
+    return _REFS[(folder, with_t5)]
+
+
+def _pixels(images) -> np.ndarray:
+    return np.stack([np.asarray(im) for im in images]).astype(np.float32) / 255.0
+
+
+def _ref_images(ref, prompt, *, steps, guidance, seed, n, negative=""):
+    out = ref(
+        prompt,
+        negative_prompt=negative or None,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        num_images_per_prompt=n,
+        height=64,
+        width=64,
+        generator=[torch.Generator("cpu").manual_seed(seed + i) for i in range(n)],
+        output_type="np",
+    ).images
+    return (out * 255).round() / 255.0
+
+
+@pytest.mark.parametrize("model", ["t5", "no_t5"])
+@pytest.mark.parametrize("guidance", [1.0, 5.0])
+def test_matches_diffusers(tiny_dirs, pipes, model, guidance):
+    """Issue item 7: same weights, seed, steps, guidance -> same images (<= 1/255 mean)."""
+    ref = _reference(tiny_dirs[model], with_t5=model == "t5")
+    req = GenerationRequest(PROMPT, steps=3, guidance=guidance, seed=11, num_images=2)
+    ours = _pixels(pipes[model].generate(req).images)
+    theirs = _ref_images(ref, PROMPT, steps=3, guidance=guidance, seed=11, n=2)
+    assert ours.shape == theirs.shape == (2, 64, 64, 3)
+    assert np.abs(ours - theirs).mean() <= 1 / 255
+    assert ours.std() > 0.01  # not a constant image: the comparison means something
+
+
+def test_negative_prompt_matches_diffusers(tiny_dirs, pipes):
+    ref = _reference(tiny_dirs["t5"], with_t5=True)
+    req = GenerationRequest(PROMPT, negative_prompt="green", steps=2, guidance=4.0, seed=5)
+    ours = _pixels(pipes["t5"].generate(req).images)
+    theirs = _ref_images(ref, PROMPT, steps=2, guidance=4.0, seed=5, n=1, negative="green")
+    assert np.abs(ours - theirs).mean() <= 1 / 255
+
+
+def test_t5_free_path_is_diffusers_without_t5(tiny_dirs, pipes):
+    """Dropping T5 per request = diffusers with no T5 (zero T5 tokens), and differs from T5 on."""
+    ref = _reference(tiny_dirs["t5"], with_t5=False)
+    req = GenerationRequest(PROMPT, steps=2, guidance=1.0, seed=3, drop_t5=True)
+    res = pipes["t5"].generate(req)
+    assert res.settings.t5 is False
+    ours = _pixels(res.images)
+    assert (
+        np.abs(ours - _ref_images(ref, PROMPT, steps=2, guidance=1.0, seed=3, n=1)).mean()
+        <= 1 / 255
+    )
+    with_t5 = _pixels(
+        pipes["t5"].generate(GenerationRequest(PROMPT, steps=2, guidance=1.0, seed=3)).images
+    )
+    assert np.abs(ours - with_t5).max() > 0
+
+
+def test_drop_t5_at_load_never_loads_t5(tiny_dirs, pipes):
+    pipe = flashgen.load(str(tiny_dirs["t5"]), drop_t5=True)
+    assert pipe.components.text_encoder_3 is None and not pipe.has_t5
+    req = GenerationRequest(PROMPT, steps=2, guidance=1.0, seed=3)
+    a = _pixels(pipe.generate(req).images)
+    b = _pixels(
+        pipes["t5"]
+        .generate(GenerationRequest(PROMPT, steps=2, guidance=1.0, seed=3, drop_t5=True))
+        .images
+    )
+    assert np.array_equal(a, b)
+    assert pipe.generate(req).settings.t5 is False
+
+
+def test_determinism_and_seeds(tiny_dirs, pipes):
+    pipe = pipes["t5"]
+    req = GenerationRequest(PROMPT, steps=2, seed=42, num_images=2)
+    first = pipe.generate(req)
+    assert first.seeds == [42, 43]
+    again = flashgen.load(str(tiny_dirs["t5"])).generate(req)  # fresh load, same result
+    assert np.array_equal(_pixels(first.images), _pixels(again.images))
+    a, b = _pixels(first.images)
+    assert np.abs(a - b).mean() > 0.01  # different seeds differ
+    # image i of a batch equals a single image with seed + i
+    single = pipe.generate(GenerationRequest(PROMPT, steps=2, seed=43))
+    assert np.abs(_pixels(single.images)[0] - b).max() <= 1 / 255
+
+
+def test_result_carries_settings_and_timings(pipes):
+    res = pipes["t5"].generate(GenerationRequest(PROMPT, seed=1))
+    s = res.settings
+    assert (s.steps, s.guidance, s.width, s.height) == (4, 5.0, 64, 64)  # tiny model's card
+    assert s.sigmas[0] == 1.0 and s.sigmas[-1] == 0.0 and len(s.sigmas) == 5
+    assert s.dtype == "fp32" and s.device == "cpu" and s.t5 is True
+    assert set(res.timings) == {"encode", "prepare_latents", "denoise", "decode", "total"}
+    assert len(res.images) == 1 and res.images[0].size == (64, 64)
+
+
+def test_other_sizes(pipes):
+    res = pipes["no_t5"].generate(GenerationRequest(PROMPT, steps=1, width=96, height=48))
+    assert res.images[0].size == (96, 48)
+
+
+def test_prompt_cache_skips_encoders(tiny_dirs):
+    pipe = flashgen.load(str(tiny_dirs["t5"]))
+    calls = []
+    for enc in (pipe.components.text_encoder, pipe.components.text_encoder_3):
+        enc.register_forward_hook(lambda *a: calls.append(1))
+    req = GenerationRequest("a cached prompt", steps=1, guidance=3.0)
+    first = pipe.generate(req)
+    assert len(calls) == 4  # CLIP-L and T5, for the prompt and for the empty negative prompt
+    second = pipe.generate(req)
+    assert len(calls) == 4  # all from the cache
+    assert np.array_equal(_pixels(first.images), _pixels(second.images))
+    pipe.generate(GenerationRequest("a cached prompt", steps=1, guidance=3.0, drop_t5=True))
+    assert len(calls) == 6  # T5 on/off are separate cache entries: CLIP-L runs again, T5 not
+    assert pipe.prompt_encoder.hits >= 2
+
+
+def test_student_card_schedule_and_defaults(tmp_path):
+    card = ModelCard(
+        name="tiny-student",
+        kind="student",
+        default_steps=2,
+        default_guidance=1.0,
+        sigmas=(1.0, 0.6),
+        resolution=64,
+    )
+    folder = build_tiny_sd35(tmp_path / "student", with_t5=False, card=card)
+    pipe = flashgen.load(str(folder))
+    assert (pipe.defaults.steps, pipe.defaults.guidance) == (2, 1.0)
+    res = pipe.generate(GenerationRequest(PROMPT))
+    assert res.settings.sigmas == pytest.approx([1.0, 0.6, 0.0])
+    assert res.settings.guidance == 1.0
+    # other step counts fall back to the scheduler's shifted schedule
+    assert len(pipe.generate(GenerationRequest(PROMPT, steps=3)).settings.sigmas) == 4
+
+
+def test_callback_progress_and_cancel(pipes):
+    seen = []
+    pipes["no_t5"].generate(
+        GenerationRequest(PROMPT, steps=3), callback=lambda i: seen.append(i.step)
+    )
+    assert seen == [0, 1, 2]
+    with pytest.raises(Cancelled):
+        pipes["no_t5"].generate(GenerationRequest(PROMPT, steps=3), callback=lambda i: i.step < 1)
+
+
+def test_nan_output_is_a_clear_error(tiny_dirs):
+    pipe = flashgen.load(str(tiny_dirs["no_t5"]))
+    with torch.no_grad():
+        pipe.transformer.proj_out.bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteOutput, match="NaN"):
+        pipe.generate(GenerationRequest(PROMPT, steps=1))
+
+
+def test_dtypes_on_cpu(tiny_dirs):
+    with pytest.raises(UsageError, match="fp16 on the CPU"):
+        flashgen.load(str(tiny_dirs["no_t5"]), dtype="fp16")
+    pipe = flashgen.load(str(tiny_dirs["no_t5"]), dtype="bf16")
+    assert pipe.transformer.dtype == torch.bfloat16
+    res = pipe.generate(GenerationRequest(PROMPT, steps=2, seed=0))
+    assert res.settings.dtype == "bf16"
+    fp32 = flashgen.load(str(tiny_dirs["no_t5"])).generate(
+        GenerationRequest(PROMPT, steps=2, seed=0)
+    )
+    assert np.abs(_pixels(res.images) - _pixels(fp32.images)).mean() < 0.05
+
+
+def test_offline_no_network_during_load_and_generate(tiny_dirs, monkeypatch, tmp_path):
+    """No outbound connection during load + generate (built-in tiny model and a folder)."""
+    attempts = []
+
+    def guard(self, address, *a, **k):
+        attempts.append(address)
+        raise OSError(f"network access attempted: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", guard)
+    monkeypatch.setattr(socket.socket, "connect_ex", guard)
+    monkeypatch.setattr(socket, "create_connection", lambda addr, *a, **k: guard(None, addr))
+    monkeypatch.setenv("FLASHGEN_CACHE", str(tmp_path / "cache"))
+    for spec in (str(tiny_dirs["t5"]), None):
+        pipe = flashgen.load(spec)
+        pipe.generate(GenerationRequest(PROMPT, steps=1))
+    assert attempts == []
+
+
+def test_default_model_is_tiny_random_built_on_the_fly(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLASHGEN_CACHE", str(tmp_path / "cache"))
+    pipe = flashgen.load()
+    assert pipe.model_id == "tiny-random"
+    assert (tmp_path / "cache" / "builtin" / "tiny-random" / "model_index.json").is_file()
+    assert pipe.defaults.resolution == 64
+    res = pipe.generate(GenerationRequest("a cat", seed=0))
+    assert res.images[0].size == (64, 64) and res.settings.model == "tiny-random"
