@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -55,10 +56,27 @@ def _version() -> str:
     return f"flashgen {__version__}"
 
 
+def _quiet_third_party() -> None:
+    """Library chatter (weight-loading bars, optional-kernel warnings at import) would bury
+    flashgen's own output: the printed paths and the one-line errors. Keep only their errors."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # already imported (main() called in-process): the variables above came too late
+    for lib in ("transformers", "diffusers"):
+        if lib in sys.modules:
+            lib_logging = importlib.import_module(f"{lib}.utils.logging")
+            lib_logging.set_verbosity_error()
+            lib_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    _quiet_third_party()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

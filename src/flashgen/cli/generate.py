@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dtype",
         choices=DTYPES,
         default=None,
-        help="weights dtype (default: fp16 on GPU, fp32 on CPU; never fp16 on CPU)",
+        help="weights dtype (default: fp32 on CPU, bf16 on CUDA, fp16 on MPS; "
+        "fp16 is refused on CPU)",
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--out", type=Path, metavar="FILE", help="the .png file to write")
@@ -189,6 +190,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
             raise UsageError(
                 f"{manifest} exists (an earlier batch); choose a new --out-dir or pass --overwrite"
             )
+    from flashgen.devices import resolve_device, resolve_dtype  # imports torch: after the rest
+
+    resolve_dtype(args.dtype, resolve_device(args.device))
     return _Plan(items=items, request=probe, out=args.out, out_dir=out_dir, manifest=manifest)
 
 

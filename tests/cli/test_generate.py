@@ -1,0 +1,208 @@
+"""`flashgen generate` end to end on the built-in tiny model (64x64, 2 steps): files, names,
+metadata, seeds, batch manifests, model defaults, model errors, and the console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flashgen.cli import main
+from flashgen.images import read_metadata
+from flashgen.manifest import read_manifest
+from flashgen.models.tiny import ensure_tiny_random
+
+P = "a red circle and a blue square"
+FAST = ["--steps", "2", "--width", "64", "--height", "64"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("flashgen-cache")
+    old = os.environ.get("FLASHGEN_CACHE")
+    os.environ["FLASHGEN_CACHE"] = str(root)
+    ensure_tiny_random()
+    yield root
+    if old is None:
+        os.environ.pop("FLASHGEN_CACHE")
+    else:
+        os.environ["FLASHGEN_CACHE"] = old
+
+
+@pytest.fixture
+def run(cache, capsys):
+    def _run(*argv: str) -> tuple[int, list[str], str]:
+        rc = main(["generate", *argv])
+        out, err = capsys.readouterr()
+        return rc, out.splitlines(), err
+
+    return _run
+
+
+def _pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_one_image_with_metadata(run, tmp_path):
+    rc, out, err = run(P, *FAST, "--seed", "5", "--out", str(tmp_path / "sub" / "a.png"))
+    assert (rc, err) == (0, "")
+    assert out == [str(tmp_path / "sub" / "a.png")]
+    assert _pixels(out[0]).shape == (64, 64, 3)
+    meta = read_metadata(out[0])
+    assert meta["parameters"].startswith(f"{P}\nSteps: 2, Sampler: Euler, CFG scale: 5,")
+    assert "Seed: 5, Size: 64x64, Model: tiny-random" in meta["parameters"]
+    record = meta["flashgen"]
+    assert record["request"]["prompt"] == P and record["request"]["steps"] == 2
+    assert record["settings"]["steps"] == 2 and record["settings"]["model"] == "tiny-random"
+    assert record["seed"] == 5 and record["flashgen_version"]
+
+
+def test_defaults_come_from_the_model(run, tmp_path):
+    rc, out, _ = run(P, "--out", str(tmp_path / "a.png"))
+    assert rc == 0
+    settings = read_metadata(out[0])["flashgen"]["settings"]
+    assert (settings["steps"], settings["guidance"]) == (4, 5.0)  # tiny-random's model card
+    assert (settings["width"], settings["height"]) == (64, 64)  # its resolution
+
+
+def test_never_overwrites_silently(run, tmp_path):
+    target = tmp_path / "demo.png"
+    target.write_bytes(b"an earlier image")
+    _, out, _ = run(P, *FAST, "--out", str(target))
+    assert out == [str(tmp_path / "demo-1.png")]
+    assert target.read_bytes() == b"an earlier image"
+    _, out, _ = run(P, *FAST, "--out", str(target), "--overwrite")
+    assert out == [str(target)] and _pixels(target).shape == (64, 64, 3)
+
+
+def test_num_images_seeds_and_no_metadata(run, tmp_path):
+    rc, out, _ = run(
+        P,
+        *FAST,
+        "--seed",
+        "7",
+        "--num-images",
+        "2",
+        "--no-metadata",
+        "--out",
+        str(tmp_path / "x.png"),
+    )
+    assert rc == 0
+    assert out == [str(tmp_path / "x-7.png"), str(tmp_path / "x-8.png")]
+    assert read_metadata(out[0]) == {}
+    assert not np.array_equal(_pixels(out[0]), _pixels(out[1]))
+
+
+def test_default_output_folder(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = run(P, *FAST, "--seed", "3")
+    assert rc == 0 and len(out) == 1
+    path = Path(out[0])
+    assert path.parent == Path("outputs") and path.name.endswith("-3.png")
+    assert (tmp_path / path).is_file()
+
+
+def test_batch_writes_images_and_manifest(run, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        '{"prompt": "a red circle", "task": "single_object"}\n'
+        '{"prompt": "two blue squares", "task": "counting", "seed": 100}\n'
+        '{"prompt": "a green triangle"}\n'
+    )
+    out_dir = tmp_path / "batch"
+    rc, out, err = run(
+        "--prompts-file",
+        str(prompts),
+        *FAST,
+        "--seed",
+        "10",
+        "--num-images",
+        "2",
+        "--out-dir",
+        str(out_dir),
+    )
+    assert (rc, err) == (0, "")
+    manifest = out_dir / "manifest.jsonl"
+    assert out[-1] == str(manifest) and len(out) == 7
+    records = read_manifest(manifest)
+    assert [(r.prompt, r.task, r.seed) for r in records] == [
+        ("a red circle", "single_object", 10),
+        ("a red circle", "single_object", 11),
+        ("two blue squares", "counting", 100),
+        ("two blue squares", "counting", 101),
+        ("a green triangle", None, 14),  # index 2 of K=2: seed + 2*2
+        ("a green triangle", None, 15),
+    ]
+    lines = [json.loads(s) for s in manifest.read_text().splitlines()]
+    assert "task" not in lines[4]
+    for r, printed in zip(records, out[:-1]):
+        assert (r.steps, r.guidance, r.model) == (2, 5.0, "tiny-random") and r.seconds > 0
+        assert not Path(r.image).is_absolute()
+        assert str(out_dir / r.image) == printed
+        assert read_metadata(out_dir / r.image)["flashgen"]["seed"] == r.seed
+    # the same folder again is refused (it would mix two runs in one manifest)
+    rc, _, err = run("--prompts-file", str(prompts), *FAST, "--out-dir", str(out_dir))
+    assert rc == 2 and "manifest.jsonl exists" in err
+
+
+def _corrupt_copy(cache: Path, dest: Path) -> Path:
+    folder = shutil.copytree(cache / "builtin" / "tiny-random", dest)
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return folder
+
+
+def _model_error_cases(tmp_path: Path, cache: Path) -> list[tuple[str, str]]:
+    (tmp_path / "model.ckpt").write_bytes(b"\x80\x04not really a pickle")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 64)
+    return [
+        ("no-such-model", "unknown model 'no-such-model'"),
+        (str(tmp_path / "missing.safetensors"), "not found"),
+        (str(tmp_path / "model.ckpt"), "pickle checkpoint"),
+        (str(tmp_path / "garbage.safetensors"), "garbage.safetensors"),
+        (str(_corrupt_copy(cache, tmp_path / "corrupt")), "corrupt or truncated"),
+    ]
+
+
+def test_model_errors_exit_2_one_line_nothing_written(run, cache, tmp_path):
+    out_dir = tmp_path / "out"
+    for model, message in _model_error_cases(tmp_path, cache):
+        rc, out, err = run(P, *FAST, "--model", model, "--out-dir", str(out_dir))
+        assert rc == 2, (model, err)
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err, (model, err)
+        assert out == [] and not out_dir.exists()
+
+
+def _console(cache: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "flashgen"
+    env = {**os.environ, "FLASHGEN_CACHE": str(cache)}
+    return subprocess.run(
+        [str(exe), *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_console_script(cache, tmp_path):
+    """The installed `flashgen` command: stdout is just the path, stderr stays empty (no library
+    chatter); a corrupt model gives exactly one stderr line and exit 2."""
+    ok = _console(cache, "generate", P, *FAST, "--out", "outputs/demo.png", cwd=tmp_path)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "outputs/demo.png\n", "")
+    assert (tmp_path / "outputs" / "demo.png").is_file()
+    folder = _corrupt_copy(cache, tmp_path / "corrupt")
+    bad = _console(cache, "generate", P, "--model", str(folder), "--out", "x.png", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("flashgen: error:"), bad.stderr
+    assert not (tmp_path / "x.png").exists()
