@@ -34,12 +34,33 @@ class Bank:
         if not self.captions:
             raise ValueError("the data bank is empty; give at least one (caption, latent) pair")
 
+        table: dict[str, int] = {}
+        self.caption_ids = torch.tensor([table.setdefault(c, len(table)) for c in self.captions])
+        self.texts = list(table)  # unique captions; caption_ids index them
+
     def __len__(self) -> int:
         return len(self.captions)
 
-    def take(self, idx: torch.Tensor) -> tuple[list[str], torch.Tensor]:
-        rows = idx.tolist()
-        return [self.captions[i] for i in rows], self.latents[idx.to(self.latents.device)]
+
+class CaptionTable:
+    """Prompt embeddings of a bank's unique captions, encoded once (the text encoders are a
+    large share of a miniature step). Banks too large for memory are encoded per batch."""
+
+    def __init__(self, encode, bank: Bank, max_bytes: int = 2**31, chunk: int = 512) -> None:
+        self.encode, self.bank = encode, bank
+        probe = encode(bank.texts[:1])
+        row_bytes = probe.embeds[0].numel() * probe.embeds.element_size()
+        self.table = None
+        if row_bytes * len(bank.texts) <= max_bytes:
+            parts = [encode(bank.texts[i : i + chunk]) for i in range(0, len(bank.texts), chunk)]
+            self.table = type(probe).cat(parts)
+
+    def rows(self, idx: torch.Tensor):
+        """PromptEmbeds of bank rows `idx`."""
+        if self.table is None:
+            return self.encode([self.bank.captions[i] for i in idx.tolist()])
+        ids = self.bank.caption_ids[idx.cpu()].to(self.table.embeds.device)
+        return type(self.table)(self.table.embeds[ids], self.table.pooled[ids])
 
 
 @torch.no_grad()

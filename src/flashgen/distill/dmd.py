@@ -200,8 +200,8 @@ class DMDTask(StageTask):
 
     def fake_update(self, idx: torch.Tensor, step: int, k: int) -> dict[str, float]:
         ctx, cfg = self.ctx, self.cfg.dmd
-        captions, real_x0 = self.bank.take(idx)
-        cond = self.encode(captions)
+        real_x0 = self.bank.latents[idx.to(self.bank.latents.device)]
+        cond = self.cond(idx)
         g = ctx.generator(step, stream=10 + k)
         with torch.no_grad():
             steps = list(student_steps(self.student_fn(cond), self.noise(len(idx), g), self.sigmas))
@@ -244,8 +244,7 @@ class DMDTask(StageTask):
 
     def generator_update(self, idx: torch.Tensor, step: int) -> dict[str, float]:
         ctx, cfg, adv = self.ctx, self.cfg.dmd, self.cfg.adversarial
-        captions, _ = self.bank.take(idx)
-        cond = self.encode(captions)
+        cond = self.cond(idx)
         g = ctx.generator(step, stream=1)
         plain_fake = ctx.unwrap(self.fake)
         plain_disc = ctx.unwrap(self.disc) if self.disc is not None else None

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from flashgen.distill.config import DataConfig
-from flashgen.distill.data import Bank, shapes_bank, synthetic_bank
+from flashgen.distill.data import Bank, CaptionTable, shapes_bank, synthetic_bank
 from flashgen.distill.roles import RealScore
 from flashgen.models.prompt_encoding import PromptEmbeds
 from flashgen.train import TrainContext, TrainTask
@@ -30,7 +30,7 @@ def teacher_pipeline(spec: str, device: str, dtype: str):
     """The teacher loaded once per process (text encoders, VAE, transformer), all frozen."""
     from flashgen.pipeline import load
 
-    pipe = load(spec, device=device, dtype=dtype, cache_size=4096)
+    pipe = load(spec, device=device, dtype=dtype, cache_size=32)
     for module in pipe.components.modules().values():
         module.requires_grad_(False).eval()
     return pipe
@@ -41,6 +41,12 @@ def data_bank(spec: str, device: str, dtype: str, data: DataConfig) -> Bank:
     if data.source == "synthetic":
         return synthetic_bank(data.synthetic_dir, device)
     return shapes_bank(teacher_pipeline(spec, device, dtype).vae, data.examples, data.seed)
+
+
+@functools.lru_cache(maxsize=2)
+def caption_table(spec: str, device: str, dtype: str, data: DataConfig) -> CaptionTable:
+    pipe = teacher_pipeline(spec, device, dtype)
+    return CaptionTable(pipe.encode_prompt, data_bank(spec, device, dtype, data))
 
 
 def load_student(source: str | Path | None, teacher_transformer: nn.Module) -> nn.Module:
@@ -64,7 +70,9 @@ class StageTask(TrainTask):
         device = str(ctx.device)
         self.ctx = ctx
         self.pipe = teacher_pipeline(self.cfg.teacher, device, self.cfg.teacher_dtype)
-        self.bank = data_bank(self.cfg.teacher, device, self.cfg.teacher_dtype, self.cfg.data)
+        key = (self.cfg.teacher, device, self.cfg.teacher_dtype, self.cfg.data)
+        self.bank = data_bank(*key)
+        self.captions = caption_table(*key)
         self.sigmas = torch.tensor(self.cfg.sigmas + (0.0,), dtype=torch.float32)
         self.uncond = self.pipe.encode_prompt([""])
 
@@ -72,8 +80,9 @@ class StageTask(TrainTask):
         g = self.pipe.defaults.guidance if guidance is None else guidance
         return RealScore(self.pipe.transformer, self.uncond, g)
 
-    def encode(self, captions: list[str]) -> PromptEmbeds:
-        return self.pipe.encode_prompt(captions)
+    def cond(self, rows: torch.Tensor) -> PromptEmbeds:
+        """Prompt embeddings of bank rows."""
+        return self.captions.rows(rows)
 
     def prepare_student(self, student: nn.Module) -> nn.Module:
         if self.ctx.run.grad_checkpointing:

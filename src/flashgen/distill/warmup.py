@@ -90,13 +90,12 @@ class WarmupTask(StageTask):
         real = self.real_score(cfg.guidance)
         grid = teacher_grid(self.sigmas, make_sigmas(cfg.teacher_steps, self.pipe.components.shift))
         g = ctx.generator(step=SETUP_STEP)  # fixed per (seed, process): this shard's examples
-        idx = torch.randint(0, len(self.bank), (cfg.cache,), generator=g)
-        self.captions = [self.bank.captions[i] for i in idx.tolist()]
+        self.rows = torch.randint(0, len(self.bank), (cfg.cache,), generator=g)
         chunks = []
         for start in range(0, cfg.cache, 4 * cfg.batch_size):
-            caps = self.captions[start : start + 4 * cfg.batch_size]
-            cond = self.encode(caps)
-            noise = torch.randn(len(caps), *self.latent_shape(), generator=g).to(ctx.device)
+            rows = self.rows[start : start + 4 * cfg.batch_size]
+            cond = self.cond(rows)
+            noise = torch.randn(len(rows), *self.latent_shape(), generator=g).to(ctx.device)
 
             def model_fn(x, s, cond=cond):
                 with ctx.autocast():
@@ -120,7 +119,7 @@ class WarmupTask(StageTask):
         x_start = self.traj[idx.to(dev), jump.to(dev)]
         x_target = self.traj[idx.to(dev), (jump + 1).to(dev)]
         sigma, sigma_next = self.sigmas[jump].to(dev), self.sigmas[jump + 1].to(dev)
-        cond = self.encode([self.captions[i] for i in idx.tolist()])
+        cond = self.cond(self.rows[idx])
         with self.ctx.autocast():
             v = velocity(self.student, x_start, sigma, cond)
         loss, metrics = trajectory_guidance_loss(v, x_start, x_target, sigma, sigma_next)

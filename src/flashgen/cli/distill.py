@@ -1,0 +1,148 @@
+"""`flashgen distill`: teacher -> few-step guidance-free student(s), and `distill synth`.
+
+    flashgen distill --config configs/distill/shapes-4step.toml [--resume] [--device cuda]
+    flashgen distill --preset gpu --out-dir /tmp/runs --export-dir OUT   # both Shapes students
+    flashgen distill --preset cpu-smoke --set teacher=tiny-random        # every stage, ~1 min
+    flashgen distill synth --teacher DIR --prompts FILE --out DIR        # data from a big teacher
+    accelerate launch --config_file fsdp.yaml $(which flashgen) distill --config sd35.toml
+
+Prints one JSON line last: {"students": [{"name", "dir", "validation", "seconds", ...}]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="distil a teacher into a few-step student (SD3.5-Flash recipe)",
+        description="Run warm-up -> DMD (timestep sharing) + GAN -> split-timestep -> merge -> "
+        "export, per config. See docs/distillation.md.",
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="distillation TOML (repeat for several students, run in order)",
+    )
+    p.add_argument(
+        "--preset",
+        help="named settings: gpu, cpu, cpu-smoke (without --config: "
+        "applied to both Shapes students, 4-step then 2-step)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue runs from their checkpoints")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides run.device")
+    p.add_argument("--out-dir", help="run folders go to OUT_DIR/<student name>")
+    p.add_argument("--export-dir", help="student folders go to EXPORT_DIR/<student name>")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 on a busy shared CPU)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set dmd.steps=50 --set teacher=DIR",
+    )
+    p.set_defaults(func=main)
+    subs = p.add_subparsers(dest="distill_command", required=False)
+    s = subs.add_parser("synth", help="generate (caption, latent) data with a (bigger) teacher")
+    s.add_argument("--teacher", required=True, help="built-in name or diffusers folder")
+    s.add_argument("--prompts", required=True, help="text file, one prompt a line (or JSONL)")
+    s.add_argument("--out", required=True, help="output folder (shards; reruns resume)")
+    s.add_argument("--steps", type=int, default=32)
+    s.add_argument("--guidance", type=float, help="CFG scale (default: the teacher's)")
+    s.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--chunk", type=int, default=256, help="prompts per shard file")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="auto", help="fp32, bf16 or fp16 (auto: bf16 on CUDA)")
+    s.set_defaults(func=synth_main)
+
+
+def _configs(args: argparse.Namespace):
+    from flashgen.distill.config import (
+        load_distill_config,
+        override,
+        parse_sets,
+        preset_configs,
+    )
+
+    base = [load_distill_config(path) for path in args.config] or None
+    if base is None and args.preset is None:
+        raise ValueError("give --config FILE or --preset NAME (gpu, cpu, cpu-smoke)")
+    configs = preset_configs(args.preset, base) if args.preset else base
+    changes = parse_sets(args.set)
+    if args.device:
+        changes.setdefault("run", {})["device"] = args.device
+    out = []
+    for cfg in configs:
+        extra = dict(changes)
+        if args.out_dir:
+            extra["out_dir"] = f"{args.out_dir}/{cfg.name}"
+        if args.export_dir:
+            extra.setdefault("export", {})
+            extra["export"] = {**extra["export"], "to": f"{args.export_dir}/{cfg.name}"}
+        out.append(override(cfg, extra) if extra else cfg)
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from flashgen.distill.recipe import distill
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    for cfg in _configs(args):
+        r = distill(cfg, resume=args.resume)
+        results.append(
+            {
+                "name": r.name,
+                "dir": str(r.student_dir),
+                "validation": r.validation["overall"],
+                "validation_tasks": r.validation["tasks"],
+                "merge_weight_low": r.merge["weight_low"] if r.merge else None,
+                "stages": {
+                    s.name: {
+                        "steps": s.steps,
+                        "stopped": s.stopped,
+                        "seconds": round(s.wall_seconds, 1),
+                    }
+                    for s in r.stages
+                },
+                "seconds": round(r.seconds, 1),
+            }
+        )
+    print(json.dumps({"students": results}))
+    return 0
+
+
+def synth_main(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from flashgen.batch import read_prompts_file
+    from flashgen.distill.synth import synthesize
+    from flashgen.pipeline import load
+
+    prompts = [p.prompt for p in read_prompts_file(args.prompts)]
+    state = PartialState()
+    device = str(state.device) if args.device == "auto" else args.device
+    pipe = load(args.teacher, device=device, dtype=args.dtype)
+    info = synthesize(
+        pipe,
+        prompts,
+        args.out,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        chunk=args.chunk,
+        batch_size=args.batch_size,
+        rank=state.process_index,
+        world=state.num_processes,
+    )
+    print(json.dumps(info))
+    return 0
