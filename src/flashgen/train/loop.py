@@ -11,6 +11,7 @@ The loop stops early, always at a step boundary and with a checkpoint, when the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -22,7 +23,8 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import DistributedType, broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
 from flashgen.train.checkpoint import (
@@ -50,8 +52,9 @@ class RunResult:
 def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
     """An Accelerator for `run_cfg.device` / `run_cfg.mixed_precision`.
 
-    Multi-process settings (DDP/FSDP, number of processes) come from `accelerate launch` and its
-    config file; the precision here overrides the launcher's.
+    Multi-process settings (DDP, number of processes) come from `accelerate launch` and its
+    config file; the precision here overrides the launcher's. FSDP and DeepSpeed are refused:
+    checkpoints here hold full, unsharded state written by the main process.
     """
     cuda = torch.cuda.is_available() and run_cfg.device != "cpu"
     if run_cfg.device == "cuda" and not torch.cuda.is_available():
@@ -63,7 +66,30 @@ def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
         raise ValueError('run.mixed_precision "fp16" needs a CUDA device; use "bf16" or "no"')
     # step_scheduler_with_optimizer=False: a prepared LR scheduler steps once per call, not once
     # per process as accelerate does by default.
-    return Accelerator(cpu=not cuda, mixed_precision=precision, step_scheduler_with_optimizer=False)
+    # accelerate keeps its settings in a process-wide singleton and refuses a second Accelerator
+    # with other settings; several runs in one process (a pipeline of tasks, the tests) each
+    # start from a clean state. PartialState (the process group) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    accelerator = Accelerator(
+        cpu=not cuda, mixed_precision=precision, step_scheduler_with_optimizer=False
+    )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != world:
+        # a multi-process launch that accelerate did not turn into a process group: every
+        # process would believe it is rank 0 and write the same checkpoints
+        raise ValueError(
+            f"launched {world} processes but accelerate formed a group of "
+            f"{accelerator.num_processes}; on a machine without GPUs launch with --multi_gpu and "
+            "--device cpu"
+        )
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise ValueError(
+            f"{accelerator.distributed_type.value} is not supported by flashgen checkpoints yet "
+            "(they save full, unsharded state from the main process); launch with --multi_gpu "
+            "(DDP) instead"
+        )
+    return accelerator
 
 
 def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> RunResult:

@@ -19,6 +19,7 @@ checkpoints, resume and export. A minimal task (a runnable copy lives in tests/t
             self.ctx = ctx
             model = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.GELU(),
                                         torch.nn.Linear(32, 1))
+            ctx.apply_grad_checkpointing()   # pass diffusers/transformers models here
             opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr)
             self.model, self.opt = ctx.prepare(model, opt)   # DDP/FSDP/device placement
             self.ema = EMA(ctx.unwrap(self.model), decay=0.99)
@@ -124,6 +125,26 @@ class TrainContext:
         """`accelerator.clip_grad_norm_` (unscales first under fp16, works with FSDP)."""
         return self.accelerator.clip_grad_norm_(params, max_norm)
 
+    def apply_grad_checkpointing(self, *models: torch.nn.Module) -> None:
+        """Enable activation checkpointing on diffusers/transformers models if the run asks.
+
+        Trades compute for memory (activations are recomputed in backward); gradients are
+        unchanged. A no-op unless `run.grad_checkpointing`. Call before `prepare`.
+        """
+        if not self.run.grad_checkpointing:
+            return
+        for model in models:
+            if hasattr(model, "enable_gradient_checkpointing"):  # diffusers
+                model.enable_gradient_checkpointing()
+            elif hasattr(model, "gradient_checkpointing_enable"):  # transformers
+                model.gradient_checkpointing_enable()
+            else:
+                raise ValueError(
+                    f"{type(model).__name__} has no gradient checkpointing switch; set "
+                    "run.grad_checkpointing = false or wrap its blocks in "
+                    "torch.utils.checkpoint.checkpoint in the model code"
+                )
+
     def generator(self, step: int, stream: int = 0, device: str = "cpu") -> torch.Generator:
         """A fresh torch.Generator seeded from (run.seed, step, rank, stream).
 
@@ -165,8 +186,7 @@ class TrainTask(ABC):
         """Build models, optimizers and schedulers and `ctx.prepare` them.
 
         Called once on every process after seeding with `run.seed` (identical on all processes).
-        Apply `ctx.run.grad_checkpointing` to the models here (e.g. diffusers'
-        ``model.enable_gradient_checkpointing()``).
+        Call `ctx.apply_grad_checkpointing(model, ...)` on the trained models before preparing.
         """
 
     @abstractmethod

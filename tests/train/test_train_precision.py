@@ -1,0 +1,94 @@
+"""bf16 autocast on CPU through the run config, and gradient checkpointing on a real (tiny)
+diffusers SD3 transformer: same gradients, switch applied only when the run asks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_helpers import run_cfg
+from train_toy_task import ToyConfig, ToyTask
+
+from flashgen.train import TrainContext, run
+from flashgen.train.loop import make_accelerator
+
+
+class _DtypeProbe(ToyTask):
+    """Records the dtype the last Linear computes in (prepare() casts model outputs to fp32)."""
+
+    def setup(self, ctx):
+        super().setup(ctx)
+        ctx.unwrap(self.model)[-1].register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        self.seen_dtype = output.dtype
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    task = _DtypeProbe(ToyConfig())
+    result = run(task, run_cfg(tmp_path, max_steps=3, mixed_precision="bf16"))
+    assert result.step == 3 and task.seen_dtype == torch.bfloat16
+    assert task.ctx.unwrap(task.model)[0].weight.dtype == torch.float32  # master weights stay fp32
+
+
+def test_fp16_on_cpu_is_refused():
+    with pytest.raises(ValueError, match="fp16.*needs a CUDA device"):
+        make_accelerator(run_cfg("unused", mixed_precision="fp16"))
+
+
+def _tiny_sd3():
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    return SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        caption_projection_dim=16,
+        pooled_projection_dim=8,
+        pos_embed_max_size=8,
+        qk_norm="rms_norm",
+        dual_attention_layers=(0,),
+    )
+
+
+def _grads(model):
+    torch.manual_seed(1)
+    model.train()
+    x, text, pooled = torch.randn(2, 4, 8, 8), torch.randn(2, 5, 16), torch.randn(2, 8)
+    out = model(
+        x,
+        encoder_hidden_states=text,
+        pooled_projections=pooled,
+        timestep=torch.tensor([500.0, 20.0]),
+    ).sample
+    out.square().mean().backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_grad_checkpointing_same_gradients_on_sd3_transformer(tmp_path):
+    accelerator = make_accelerator(run_cfg(tmp_path))
+    plain, ckpt = _tiny_sd3(), _tiny_sd3()
+    TrainContext(accelerator, run_cfg(tmp_path)).apply_grad_checkpointing(plain)
+    assert not plain.gradient_checkpointing
+    TrainContext(accelerator, run_cfg(tmp_path, grad_checkpointing=True)).apply_grad_checkpointing(
+        ckpt
+    )
+    assert ckpt.gradient_checkpointing
+    a, b = _grads(plain), _grads(ckpt)
+    assert a.keys() == b.keys()
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no gradient checkpointing switch"):
+        TrainContext(
+            accelerator, run_cfg(tmp_path, grad_checkpointing=True)
+        ).apply_grad_checkpointing(torch.nn.Linear(2, 2))
