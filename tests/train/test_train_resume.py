@@ -42,6 +42,17 @@ def test_stop_then_resume_is_bitwise_exact(tmp_path, reference):
     assert steps == [2, 4, 6, 7, 8, 10, 12, 14, 16]
 
 
+def test_evaluation_is_logged_and_does_not_change_training(tmp_path, reference):
+    result = run(ToyTask(ToyConfig()), run_cfg(tmp_path, max_steps=STEPS, eval_every=5))
+    assert_bitwise_equal(latest(tmp_path), latest(reference))
+    evals = read_jsonl(tmp_path / "eval.jsonl")
+    assert [r["step"] for r in evals] == [5, 10, 15, 16]
+    assert all(r["ema_loss"] > 0 for r in evals)
+    line = read_jsonl(tmp_path / "metrics.jsonl")[-1]
+    assert line["step"] == result.step
+    assert {"loss", "lr", "seconds", "step_seconds", "samples_per_s"} <= line.keys()
+
+
 def test_existing_checkpoints_need_resume(reference):
     with pytest.raises(ValueError, match="--resume"):
         run(ToyTask(ToyConfig()), run_cfg(reference, max_steps=STEPS))

@@ -41,6 +41,8 @@ class TrainRunConfig:
     max_minutes: wall-clock budget; when the next step would overrun it the loop stops cleanly,
         writes a checkpoint and exports. None: no budget.
     log_every / ckpt_every: steps between JSONL metric lines / checkpoints.
+    eval_every: steps between `TrainTask.evaluate` calls (eval.jsonl), and once at the end;
+        None: never.
     out_dir: run folder (checkpoints/, metrics.jsonl, export/).
     mixed_precision: "auto" (bf16 on a CUDA device that supports it, else "no"), "no", "bf16"
         (also works on CPU), "fp16" (CUDA only, with a grad scaler).
@@ -55,6 +57,7 @@ class TrainRunConfig:
     max_minutes: float | None = None
     log_every: int = 10
     ckpt_every: int = 100
+    eval_every: int | None = None
     out_dir: str = "runs/train"
     mixed_precision: str = "auto"
     grad_checkpointing: bool = False
@@ -73,6 +76,10 @@ class TrainRunConfig:
             raise ValueError(f"run.log_every must be >= 1, got {self.log_every}")
         if self.ckpt_every < 1:
             raise ValueError(f"run.ckpt_every must be >= 1, got {self.ckpt_every}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ValueError(
+                f"run.eval_every must be >= 1 (or left out for no evaluation), got {self.eval_every}"
+            )
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(
                 f"run.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "

@@ -31,7 +31,9 @@ from flashgen.train.checkpoint import (
     check_state_names,
     find_latest,
     load_checkpoint,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
     step_dirs,
 )
 from flashgen.train.config import TrainRunConfig, to_dict
@@ -112,90 +114,49 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
     state = task.state()
     check_state_names(state)
     set_seed(run_cfg.seed + accelerator.process_index)  # independent streams after setup
-
     start, train_seconds, last_ckpt = (
         _resume(accelerator, ckpt_root, state) if resume else (0, 0.0, None)
     )
+
     meta = {"run": to_dict(run_cfg), "task": to_dict(task.cfg), "task_class": _qualname(task)}
-    log = (
-        JsonlLog(out_dir / "metrics.jsonl", truncate_after_step=start)
-        if accelerator.is_main_process
-        else None
-    )
-    bar = tqdm(
-        total=run_cfg.max_steps,
-        initial=start,
-        disable=not (accelerator.is_main_process and sys.stderr.isatty()),
-        dynamic_ncols=True,
-    )
+
+    def save(step: int) -> Path:
+        extra = {**meta, "train_seconds": train_seconds}
+        return save_checkpoint(accelerator, ckpt_root, step, state, extra, run_cfg.keep)
+
+    reporter = _Reporter(accelerator, task, state, out_dir, start, run_cfg.max_steps)
     stopper = _Stopper(run_cfg.max_minutes, t_start)
-    meter = MetricMeter()
     step, stopped, ckpt_seconds = start, "done", 0.0
-    interval_t0, interval_steps = time.monotonic(), 0
     try:
         while step < run_cfg.max_steps:
-            reason = stopper.reason(accelerator, reserve=ckpt_seconds)
-            if reason:
-                stopped = reason
+            stopped = stopper.reason(accelerator, reserve=ckpt_seconds) or "done"
+            if stopped != "done":
                 break
             t0 = time.monotonic()
-            meter.add(task.train_step(task.batch(step), step))
+            metrics = task.train_step(task.batch(step), step)
             step += 1
-            interval_steps += 1
             dt = time.monotonic() - t0
             train_seconds += dt
             stopper.step_seconds = max(stopper.step_seconds * 0.9, dt)
-            bar.update(1)
+            reporter.add(metrics)
             if step % run_cfg.log_every == 0 or step == run_cfg.max_steps:
-                record = _log_record(
-                    accelerator,
-                    task,
-                    state,
-                    meter,
-                    step,
-                    train_seconds,
-                    time.monotonic() - interval_t0,
-                    interval_steps,
-                )
-                interval_t0, interval_steps = time.monotonic(), 0
-                if log is not None:
-                    log.write(record)
-                    if bar.disable:
-                        print(_line(record), flush=True)
-                    else:
-                        bar.set_postfix(
-                            {
-                                k: f"{v:.4g}"
-                                for k, v in record.items()
-                                if k not in ("step",) and isinstance(v, float)
-                            }
-                        )
+                reporter.log(step, train_seconds)
+            if run_cfg.eval_every and step % run_cfg.eval_every == 0:
+                reporter.evaluate(step)
             if step % run_cfg.ckpt_every == 0:
                 t0 = time.monotonic()
-                last_ckpt = save_checkpoint(
-                    accelerator,
-                    ckpt_root,
-                    step,
-                    state,
-                    {**meta, "train_seconds": train_seconds},
-                    run_cfg.keep,
-                )
+                last_ckpt = save(step)
                 ckpt_seconds = time.monotonic() - t0
     finally:
-        bar.close()
+        reporter.close()
         stopper.restore()
 
-    if last_ckpt is None or not last_ckpt.name.endswith(f"{step:08d}"):
-        last_ckpt = save_checkpoint(
-            accelerator,
-            ckpt_root,
-            step,
-            state,
-            {**meta, "train_seconds": train_seconds},
-            run_cfg.keep,
-        )
+    if last_ckpt is None or last_ckpt.name != f"step_{step:08d}":
+        last_ckpt = save(step)
     export_dir = None
     if stopped != "signal":
+        if run_cfg.eval_every and step % run_cfg.eval_every != 0:
+            reporter.evaluate(step)  # the learning curve always ends at the final weights
         export_dir = _export(accelerator, task, out_dir / "export")
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -234,31 +195,82 @@ def _export(accelerator: Accelerator, task: TrainTask, export_dir: Path) -> Path
     return export_dir
 
 
-def _log_record(accelerator, task, state, meter, step, train_seconds, seconds, steps) -> dict:
-    means = meter.pop()
-    if accelerator.num_processes > 1 and means:
-        keys = sorted(means)
-        vals = torch.tensor(
-            [means[k] for k in keys], dtype=torch.float64, device=accelerator.device
+class _Reporter:
+    """Progress bar, interval means of train_step metrics, metrics.jsonl and eval.jsonl."""
+
+    def __init__(self, accelerator, task, state, out_dir: Path, start: int, total: int) -> None:
+        self.accelerator, self.task = accelerator, task
+        self.optims = {n: o for n, o in state.items() if isinstance(o, torch.optim.Optimizer)}
+        main = accelerator.is_main_process
+        # A killed run may have logged steps past the checkpoint it resumes from; those steps
+        # are re-run, so their old lines are dropped (one line per step).
+        self.log_file = JsonlLog(out_dir / "metrics.jsonl", start) if main else None
+        self.eval_file = JsonlLog(out_dir / "eval.jsonl", start) if main else None
+        self.bar = tqdm(
+            total=total,
+            initial=start,
+            disable=not (main and sys.stderr.isatty()),
+            dynamic_ncols=True,
         )
-        vals = accelerator.reduce(vals, reduction="mean")
-        means = dict(zip(keys, vals.tolist(), strict=True))
-    record: dict[str, Any] = {"step": step, **means}
-    optims = {n: o for n, o in state.items() if isinstance(o, torch.optim.Optimizer)}
-    for name, opt in optims.items():
-        record["lr" if len(optims) == 1 else f"lr_{name}"] = float(opt.param_groups[0]["lr"])
-    record["seconds"] = round(train_seconds, 3)
-    record["step_seconds"] = seconds / max(steps, 1)
-    if task.batch_size:
-        record["samples_per_s"] = (
-            task.batch_size * accelerator.num_processes * steps / max(seconds, 1e-9)
-        )
-    return record
+        self.meter = MetricMeter()
+        self.t0, self.steps = time.monotonic(), 0
+
+    def add(self, metrics: dict[str, float]) -> None:
+        self.meter.add(metrics)
+        self.steps += 1
+        self.bar.update(1)
+
+    def log(self, step: int, train_seconds: float) -> None:
+        """Write one metrics line (means over the interval and over processes)."""
+        acc, seconds = self.accelerator, time.monotonic() - self.t0
+        means = self.meter.pop()
+        if acc.num_processes > 1 and means:
+            keys = sorted(means)  # train_step must return the same keys on every process
+            vals = torch.tensor([means[k] for k in keys], dtype=torch.float64, device=acc.device)
+            means = dict(zip(keys, acc.reduce(vals, reduction="mean").tolist(), strict=True))
+        record: dict[str, Any] = {"step": step, **means}
+        for name, opt in self.optims.items():
+            key = "lr" if len(self.optims) == 1 else f"lr_{name}"
+            record[key] = float(opt.param_groups[0]["lr"])
+        record["seconds"] = round(train_seconds, 3)
+        record["step_seconds"] = seconds / max(self.steps, 1)
+        if self.task.batch_size:
+            samples = self.task.batch_size * acc.num_processes * self.steps
+            record["samples_per_s"] = samples / max(seconds, 1e-9)
+        self.t0, self.steps = time.monotonic(), 0
+        if self.log_file is None:
+            return
+        self.log_file.write(record)
+        shown = {k: v for k, v in record.items() if k != "step"}
+        if self.bar.disable:
+            print(f"step={step}  " + _fmt(shown), flush=True)
+        else:
+            self.bar.set_postfix_str(_fmt(shown))
+
+    def evaluate(self, step: int) -> None:
+        """task.evaluate on the main process, with the RNG state put back afterwards so that
+        evaluating never changes training (a run with or without evals is bitwise the same)."""
+        self.accelerator.wait_for_everyone()
+        if self.eval_file is not None:
+            saved = rng_state()
+            t0 = time.monotonic()
+            metrics = self.task.evaluate(step)
+            set_rng_state(saved)
+            if metrics:
+                record = {"step": step, **metrics, "eval_seconds": time.monotonic() - t0}
+                self.eval_file.write(record)
+                if self.bar.disable:
+                    print(f"eval step={step}  " + _fmt(metrics), flush=True)
+        self.accelerator.wait_for_everyone()
+        self.t0 = time.monotonic()  # evaluation time is not training throughput
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def _line(record: dict) -> str:
+def _fmt(values: dict) -> str:
     return "  ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )
 
 

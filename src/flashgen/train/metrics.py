@@ -29,12 +29,11 @@ class MetricMeter:
 class JsonlLog:
     """Append-only JSONL file, one object per line; non-finite floats are written as null."""
 
-    def __init__(self, path: Path, truncate_after_step: int | None = None) -> None:
+    def __init__(self, path: Path, truncate_after_step: int = 0) -> None:
+        """Open `path`, keeping only lines with step <= `truncate_after_step` (0: start afresh)."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if truncate_after_step is not None and path.exists():
-            # A killed run may have logged steps past the checkpoint it resumes from; those
-            # steps are re-run, so drop their old lines to keep one line per step.
+        if truncate_after_step > 0 and path.exists():
             kept = [
                 line
                 for line in path.read_text().splitlines()

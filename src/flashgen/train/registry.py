@@ -12,6 +12,9 @@ import importlib
 from flashgen.train.task import TrainTask
 
 TASKS: dict[str, str] = {
+    "miniature-vae": "flashgen.miniature.vae_task:VaeTask",
+    "miniature-clip": "flashgen.miniature.clip_task:ClipTask",
+    "miniature-teacher": "flashgen.miniature.teacher_task:TeacherTask",
     # "shapes-vae": "flashgen.shapes.train_vae:VaeTask",
 }
 

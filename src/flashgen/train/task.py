@@ -201,6 +201,15 @@ class TrainTask(ABC):
     def train_step(self, batch: Any, step: int) -> dict[str, float]:
         """One optimisation step (backward and optimizer steps inside); returns scalar metrics."""
 
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Optional: scalar evaluation metrics for the learning curve (eval.jsonl).
+
+        Called every `run.eval_every` steps and at the end, on the main process only (use
+        `ctx.unwrap(model)`, no collectives). Global RNG states are restored afterwards, but put
+        models back in train mode yourself if you switch them to eval mode.
+        """
+        return {}
+
     def export(self, out_dir: Path) -> None:
         """Write the final artifact (e.g. a diffusers folder from EMA weights) into `out_dir`.
 
