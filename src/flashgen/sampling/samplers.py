@@ -40,8 +40,10 @@ def sample_euler(
     for i in range(total):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         v = model_fn(x, sigma)
-        # diffusers steps in float32 and casts back to the model dtype; so do we
-        x = (x.float() + (sigma_next - sigma).float() * v.float()).to(x.dtype)
+        # diffusers steps in float32 and casts back to the model dtype; so do we (float64 states,
+        # as in tests, keep float64)
+        acc = torch.promote_types(x.dtype, torch.float32)
+        x = (x.to(acc) + (sigma_next - sigma).to(acc) * v.to(acc)).to(x.dtype)
         if callback is not None:
             keep_going = callback(StepInfo(i, total, float(sigma), float(sigma_next), x))
             if keep_going is False:
