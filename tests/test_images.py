@@ -69,6 +69,7 @@ def test_metadata_round_trip(tmp_path):
     assert record["request"] == json.loads(json.dumps(req.to_dict()))
     assert record["settings"]["steps"] == 2 and record["settings"]["sigmas"] == [1.0, 0.5, 0.0]
     assert record["versions"]["torch"]
+    assert "git_commit" in record  # None outside a git checkout
     with Image.open(path) as im:
         assert im.size == (64, 48) and im.getpixel((0, 0)) == (200, 10, 30)
 

@@ -5,7 +5,8 @@ Every PNG gets two text chunks unless the caller opts out:
   already read:  "<prompt>\\nNegative prompt: <neg>\\nSteps: 4, Sampler: Euler, CFG scale: 1.0,
   Seed: 0, Size: 64x64, Model: tiny-random, Version: flashgen 0.1.0"
 - `flashgen`: JSON with the request as given, the resolved settings, this image's seed, the model
-  id and the flashgen/torch/diffusers versions, enough to reproduce the image.
+  id, the flashgen/torch/diffusers/transformers versions and the git commit (None outside a
+  checkout): enough to reproduce the image.
 
 A write never leaves a partial file behind: the PNG goes to a temporary file in the destination
 folder and is renamed over the final name (os.replace is atomic on one filesystem).
@@ -34,6 +35,14 @@ def _version(package: str) -> str | None:
         return _pkg_metadata.version(package)
     except _pkg_metadata.PackageNotFoundError:
         return None
+
+
+def _git_commit() -> str | None:
+    try:  # bench.env imports `resource`, which Windows lacks; the commit is optional there
+        from flashgen.bench.env import git_commit
+    except ImportError:
+        return None
+    return git_commit()
 
 
 def a1111_parameters(
@@ -72,6 +81,7 @@ def image_metadata(
         "request": request.to_dict(),
         "settings": asdict(settings),
         "versions": {p: _version(p) for p in ("torch", "diffusers", "transformers")},
+        "git_commit": _git_commit(),
     }
     return {
         PARAMETERS_KEY: a1111_parameters(request.prompt, request.negative_prompt, settings, seed),
