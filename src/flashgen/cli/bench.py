@@ -54,7 +54,45 @@ def register(sub) -> None:
 
 
 def _register_make_model(verbs) -> None:
-    pass
+    p = verbs.add_parser(
+        "make-model",
+        help="write a random-weight model of a real SD3.5 architecture (diffusers folder)",
+    )
+    p.add_argument("--arch", required=True, help="sd3.5-medium, sd3.5-large or sd3.5-large-turbo")
+    p.add_argument("--out", required=True, help="new output folder")
+    p.add_argument("--no-t5", action="store_true", help="leave the T5 slot empty")
+    p.add_argument("--dtype", default="bf16", help="bf16 (default), fp16 or fp32")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_make_model)
+
+
+def _make_model(args) -> int:
+    import time
+    from pathlib import Path
+
+    from flashgen.bench import env
+    from flashgen.bench.make_model import MakeModelConfig, make_model
+    from flashgen.devices import DTYPES
+
+    if args.dtype.lower() not in DTYPES:
+        raise ValueError(f"unknown dtype {args.dtype!r}; use bf16, fp16 or fp32")
+    cfg = MakeModelConfig(
+        arch=args.arch,
+        out=Path(args.out),
+        with_t5=not args.no_t5,
+        dtype=DTYPES[args.dtype.lower()],
+        seed=args.seed,
+    )
+    t0 = time.perf_counter()
+    summary = make_model(cfg)
+    summary.update(
+        bench="make-model",
+        out=str(cfg.out),
+        seconds=time.perf_counter() - t0,
+        peak_rss_gib=env.peak_rss_bytes() / env.GIB,
+    )
+    emit(summary, None)
+    return 0
 
 
 def _register_compare(verbs) -> None:
