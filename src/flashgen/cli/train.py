@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+
+# multi-stage recipes run by name: module with add_arguments(parser) and main(args)
+RECIPES = {"miniature": "flashgen.miniature.cli"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,10 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override a config value, e.g. --set run.max_steps=100 --set task.lr=1e-4",
     )
+    for module in RECIPES.values():
+        importlib.import_module(module).add_arguments(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.task in RECIPES:
+        return importlib.import_module(RECIPES[args.task]).main(args)
     from accelerate import PartialState
 
     from flashgen.train import load_config, parse_overrides, resolve_task, run

@@ -19,7 +19,6 @@ checkpoints, resume and export. A minimal task (a runnable copy lives in tests/t
             self.ctx = ctx
             model = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.GELU(),
                                         torch.nn.Linear(32, 1))
-            ctx.apply_grad_checkpointing()   # pass diffusers/transformers models here
             opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr)
             self.model, self.opt = ctx.prepare(model, opt)   # DDP/FSDP/device placement
             self.ema = EMA(ctx.unwrap(self.model), decay=0.99)
@@ -43,7 +42,10 @@ checkpoints, resume and export. A minimal task (a runnable copy lives in tests/t
             self.ema.update(self.ctx.unwrap(self.model))
             return {"loss": loss.item()}
 
-        def export(self, out_dir):
+        def evaluate(self, step):                            # optional: eval.jsonl
+            return {"ema_weight_norm": sum(v.norm() for v in self.ema.shadow.values()).item()}
+
+        def export(self, out_dir):                           # optional: the final artifact
             model = self.ctx.unwrap(self.model)
             with self.ema.swapped(model):
                 torch.save(model.state_dict(), out_dir / "model.pt")   # a task writes its format
