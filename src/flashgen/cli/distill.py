@@ -103,8 +103,8 @@ def main(args: argparse.Namespace) -> int:
             {
                 "name": r.name,
                 "dir": str(r.student_dir),
-                "validation": r.validation["overall"],
-                "validation_tasks": r.validation["tasks"],
+                "validation": r.validation["overall"] if r.validation else None,
+                "validation_tasks": r.validation["tasks"] if r.validation else None,
                 "merge_weight_low": r.merge["weight_low"] if r.merge else None,
                 "stages": {
                     s.name: {

@@ -205,6 +205,7 @@ class MergeConfig:
     prompts: int = 60
     images_per_prompt: int = 1
     batch_size: int = 64
+    validate: bool = True  # false (a non-Shapes teacher): no scoring, exactly one ratio
 
     def __post_init__(self) -> None:
         if not self.ratios or any(not 0.0 <= r <= 1.0 for r in self.ratios):
@@ -212,6 +213,11 @@ class MergeConfig:
         _positive("merge.prompts", self.prompts, integer=True)
         _positive("merge.batch_size", self.batch_size, integer=True)
         _positive("merge.images_per_prompt", self.images_per_prompt, integer=True)
+        if not self.validate and len(self.ratios) != 1:
+            raise ValueError(
+                "merge.validate = false cannot choose among ratios; give exactly one, e.g. "
+                "ratios = [0.3]"
+            )
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,7 @@ class DMDTask(StageTask):
 
     def fake_update(self, idx: torch.Tensor, step: int, k: int) -> dict[str, float]:
         ctx, cfg = self.ctx, self.cfg.dmd
-        real_x0 = self.bank.latents[idx.to(self.bank.latents.device)]
+        real_x0 = self.bank.latents[idx.to(self.bank.latents.device)].to(ctx.device)
         cond = self.cond(idx)
         g = ctx.generator(step, stream=10 + k)
         with torch.no_grad():

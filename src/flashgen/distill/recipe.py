@@ -58,7 +58,7 @@ class DistillResult:
     student_dir: Path
     stages: list[StageResult]
     merge: dict | None
-    validation: dict
+    validation: dict | None  # None when merge.validate is false
     seconds: float
 
 
@@ -84,47 +84,23 @@ def distill(
         "teacher_dtype": cfg.run.teacher_dtype,
         "data": cfg.data,
     }
+    game = {"dmd": cfg.dmd, "adversarial": cfg.adversarial}
     runner = _StageRunner(cfg, out, resume, say)
-    stages = [
-        runner(
-            "warmup",
-            WarmupTask(WarmupTaskConfig(**common, warmup=cfg.warmup)),
-            cfg.warmup.steps,
-            cfg.warmup.minutes,
-        )
-    ]
-    stages.append(
-        runner(
-            "dmd",
-            DMDTask(
-                DMDTaskConfig(
-                    **common, init=stages[-1].export_dir, dmd=cfg.dmd, adversarial=cfg.adversarial
-                )
-            ),
-            cfg.dmd.steps,
-            cfg.dmd.minutes,
-        )
-    )
+
+    warmup = WarmupTask(WarmupTaskConfig(**common, warmup=cfg.warmup))
+    stages = [runner("warmup", warmup, cfg.warmup.steps, cfg.warmup.minutes)]
+
+    dmd = DMDTask(DMDTaskConfig(**common, **game, init=stages[-1].export_dir))
+    stages.append(runner("dmd", dmd, cfg.dmd.steps, cfg.dmd.minutes))
+
     merge = None
     if cfg.split.enabled:
-        stages.append(
-            runner(
-                "split",
-                SplitTask(
-                    SplitTaskConfig(
-                        **common,
-                        init=stages[-1].export_dir,
-                        dmd=cfg.dmd,
-                        adversarial=cfg.adversarial,
-                        split=cfg.split,
-                    )
-                ),
-                cfg.split.steps,
-                cfg.split.minutes,
-            )
+        split = SplitTask(
+            SplitTaskConfig(**common, **game, split=cfg.split, init=stages[-1].export_dir)
         )
+        stages.append(runner("split", split, cfg.split.steps, cfg.split.minutes))
         student, merge = runner.merge(Path(stages[-1].export_dir))
-        validation = merge["scores"][str(merge["weight_low"])]
+        validation = merge["scores"].get(str(merge["weight_low"]))
     else:
         student = runner.load(Path(stages[-1].export_dir) / STUDENT_DIR)
         validation = stages[-1].validation
@@ -146,10 +122,8 @@ def distill(
         dtype=cfg.export.dtype,
         record=record,
     )
-    say(
-        f"{cfg.name}: student in {dest} (validation overall {validation['overall']:.3f}, "
-        f"{seconds / 60:.1f} min)"
-    )
+    score = f"validation overall {validation['overall']:.3f}, " if validation else ""
+    say(f"{cfg.name}: student in {dest} ({score}{seconds / 60:.1f} min)")
     return DistillResult(cfg.name, dest, stages, merge, validation, seconds)
 
 
@@ -201,7 +175,7 @@ class _StageRunner:
         export = str(result.export_dir)
         validation = None
         student = Path(export) / STUDENT_DIR
-        if student.is_dir():
+        if student.is_dir() and self.cfg.merge.validate:
             validation = self.score(self.load(student))
         stage = StageResult(
             name,
@@ -241,6 +215,8 @@ class _StageRunner:
         del high
 
         def score(w: float) -> float:
+            if not self.cfg.merge.validate:
+                return 0.0
             low.load_state_dict(merge_state_dicts(low_sd, high_sd, w))
             results[w] = self.score(low)
             self.say(f"merge: weight_low {w:.2f} -> validation {results[w]['overall']:.3f}")
@@ -252,7 +228,7 @@ class _StageRunner:
         record = {
             "weight_low": best,
             "scores": {str(w): s for w, s in results.items()},
-            "prompts": len(self.lines),
+            "prompts": len(self.lines) if results else 0,
             "split": "validation",
         }
         return low, record

@@ -38,8 +38,8 @@ def teacher_pipeline(spec: str, device: str, dtype: str):
 
 @functools.lru_cache(maxsize=2)
 def data_bank(spec: str, device: str, dtype: str, data: DataConfig) -> Bank:
-    if data.source == "synthetic":
-        return synthetic_bank(data.synthetic_dir, device)
+    if data.source == "synthetic":  # kept in host memory: at scale it outgrows the GPU
+        return synthetic_bank(data.synthetic_dir, "cpu")
     return shapes_bank(teacher_pipeline(spec, device, dtype).vae, data.examples, data.seed)
 
 
