@@ -148,9 +148,14 @@ def test_batch_writes_images_and_manifest(run, tmp_path):
         assert not Path(r.image).is_absolute()
         assert str(out_dir / r.image) == printed
         assert read_metadata(out_dir / r.image)["flashgen"]["seed"] == r.seed
-    # the same folder again is refused (it would mix two runs in one manifest)
+    # the same folder again is refused (it would mix two runs in one manifest) ...
     rc, _, err = run("--prompts-file", str(prompts), *FAST, "--out-dir", str(out_dir))
     assert rc == 2 and "manifest.jsonl exists" in err
+    # ... unless --overwrite, which starts a new manifest
+    one = tmp_path / "one.txt"
+    one.write_text("a yellow star\n")
+    rc, out, _ = run("--prompts-file", str(one), *FAST, "--out-dir", str(out_dir), "--overwrite")
+    assert rc == 0 and [r.prompt for r in read_manifest(manifest)] == ["a yellow star"]
 
 
 def _corrupt_copy(cache: Path, dest: Path) -> Path:
@@ -206,3 +211,18 @@ def test_console_script(cache, tmp_path):
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("flashgen: error:"), bad.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_nan_model_output_is_one_line_exit_1(run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from flashgen.models.tiny import build_tiny_sd35
+
+    folder = build_tiny_sd35(tmp_path / "nan-model", with_t5=False)
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    tensors["proj_out.bias"].fill_(float("nan"))
+    save_file(tensors, weights)
+    rc, out, err = run(P, *FAST, "--model", str(folder), "--out", str(tmp_path / "x.png"))
+    assert rc == 1 and out == [] and not (tmp_path / "x.png").exists()
+    assert err.count("\n") == 1 and "NaN" in err, err

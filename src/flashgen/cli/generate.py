@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flashgen.batch import BatchItem, plan_batch, read_prompts_file
-from flashgen.errors import UsageError
+from flashgen.errors import NonFiniteOutput, UsageError
 from flashgen.images import (
     check_output_file,
     check_writable_dir,
@@ -116,6 +116,19 @@ def run(args: argparse.Namespace) -> int:
 
     pipe = flashgen.load(args.model, device=args.device, dtype=args.dtype, drop_t5=args.no_t5)
     request = _with_model_size(plan.request, pipe, args)
+    try:
+        _generate_all(pipe, plan, request, args)
+    except NonFiniteOutput as e:  # the model's fault, not the user's: exit 1, still one line
+        print(f"flashgen: error: {e}", file=sys.stderr)
+        return 1
+    if plan.manifest is not None:
+        print(plan.manifest)
+    return 0
+
+
+def _generate_all(pipe, plan: _Plan, request: GenerationRequest, args: argparse.Namespace) -> None:
+    if plan.manifest is not None:
+        plan.manifest.unlink(missing_ok=True)  # there only with --overwrite: _plan refuses it
     with _progress(plan) as bar:
         for index, item in enumerate(plan.items):
             req = replace(request, prompt=item.prompt, seed=item.seed)
@@ -130,25 +143,24 @@ def run(args: argparse.Namespace) -> int:
                     else image_metadata(req, result.settings, seed, index=k)
                 )
                 save_png(image, path, metadata=meta, overwrite=args.overwrite)
-                if plan.manifest is not None:
-                    append_record(
-                        plan.manifest,
-                        ManifestRecord(
-                            prompt=item.prompt,
-                            task=item.task,
-                            seed=seed,
-                            image=path.relative_to(plan.manifest.parent).as_posix(),
-                            steps=result.settings.steps,
-                            guidance=result.settings.guidance,
-                            model=result.settings.model,
-                            seconds=seconds,
-                        ),
-                    )
+                if plan.manifest is not None:  # after the image: every line names a whole file
+                    append_record(plan.manifest, _record(plan, item, seed, path, result, seconds))
                 bar.write(str(path))
             bar.image_done(len(result.images))
-    if plan.manifest is not None:
-        print(plan.manifest)
-    return 0
+
+
+def _record(plan: _Plan, item: BatchItem, seed: int, path: Path, result, seconds: float):
+    s = result.settings
+    return ManifestRecord(
+        prompt=item.prompt,
+        task=item.task,
+        seed=seed,
+        image=path.relative_to(plan.manifest.parent).as_posix(),
+        steps=s.steps,
+        guidance=s.guidance,
+        model=s.model,
+        seconds=seconds,
+    )
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
