@@ -87,7 +87,7 @@ def shared_point(step: StudentStep) -> EvalPoint:
     The gradient reaches x_t only through x0_pred_i, as it would through a re-noised point.
     """
     batch = step.x.shape[0]
-    s_e = evaluation_sigma(step.sigma, step.sigma_next)
+    s_e = evaluation_sigma(step.sigma, step.sigma_next).to(step.x.device)
     noise = step.noise_pred.detach()
     x_t = (1 - s_e) * step.x0_pred + s_e * noise
     return EvalPoint(x_t, s_e.expand(batch).clone(), noise)

@@ -27,7 +27,7 @@ from flashgen.distill.dmd import DMDTask, DMDTaskConfig
 from flashgen.distill.export import export_student
 from flashgen.distill.merge import choose_ratio, merge_state_dicts
 from flashgen.distill.split import HIGH_DIR, LOW_DIR, SplitTask, SplitTaskConfig, split_counts
-from flashgen.distill.task import STUDENT_DIR, load_student, teacher_pipeline
+from flashgen.distill.task import STUDENT_DIR, device_key, load_student, teacher_pipeline
 from flashgen.distill.validate import validation_lines, validation_score
 from flashgen.distill.warmup import WarmupTask, WarmupTaskConfig
 from flashgen.train import TrainRunConfig, run
@@ -133,7 +133,7 @@ class _StageRunner:
     def __init__(self, cfg: DistillConfig, out: Path, resume: bool, say) -> None:
         self.cfg, self.out, self.resume, self.say = cfg, out, resume, say
         cuda = cfg.run.device != "cpu" and torch.cuda.is_available()
-        self.device = "cuda:0" if cuda else "cpu"
+        self.device = device_key("cuda" if cuda else "cpu")
         self.pipe = teacher_pipeline(cfg.teacher, self.device, cfg.run.teacher_dtype)
         self.sigmas = torch.tensor((*cfg.sigmas, 0.0))
         self.lines = validation_lines(cfg.merge.prompts, cfg.merge.images_per_prompt)

@@ -70,6 +70,7 @@ class RealScore:
 
     @torch.no_grad()
     def x0(self, x_t: torch.Tensor, sigma, cond: PromptEmbeds) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma, device=x_t.device, dtype=torch.float32)
         return flow.x0_from_v(x_t, self.velocity(x_t, sigma, cond).to(x_t.dtype), sigma)
 
 

@@ -49,6 +49,14 @@ def caption_table(spec: str, device: str, dtype: str, data: DataConfig) -> Capti
     return CaptionTable(pipe.encode_prompt, data_bank(spec, device, dtype, data))
 
 
+def device_key(device: torch.device | str) -> str:
+    """One spelling per device ("cuda" -> "cuda:0"), so per-process caches hit across stages."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return str(dev)
+
+
 def load_student(source: str | Path | None, teacher_transformer: nn.Module) -> nn.Module:
     """A trainable fp32 transformer: a stage export (folder) or, with None, a teacher copy."""
     if source is None:
@@ -67,7 +75,7 @@ class StageTask(TrainTask):
     """Base of the stage tasks: `self.cfg` has teacher, sigmas, teacher_dtype and data."""
 
     def load_shared(self, ctx: TrainContext) -> None:
-        device = str(ctx.device)
+        device = device_key(ctx.device)
         self.ctx = ctx
         self.pipe = teacher_pipeline(self.cfg.teacher, device, self.cfg.teacher_dtype)
         key = (self.cfg.teacher, device, self.cfg.teacher_dtype, self.cfg.data)
