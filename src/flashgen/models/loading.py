@@ -108,18 +108,26 @@ def check_component_folder(folder: Path) -> None:
 
 
 def _raise_on_incomplete(where: Path, info: dict | None) -> None:
+    """Missing, unexpected or mis-shaped weights mean the config and weights disagree."""
     if not info:
         return
-    ignorable = ("position_ids",)
+    ignorable = ("position_ids",)  # a buffer some older exports saved
     missing = [k for k in info.get("missing_keys", []) if not k.endswith(ignorable)]
+    unexpected = [k for k in info.get("unexpected_keys", []) if not k.endswith(ignorable)]
     mismatched = info.get("mismatched_keys", [])
-    if missing or mismatched:
-        what = f"missing weights {missing[:3]}" if missing else f"shape mismatches {mismatched[:3]}"
+    if missing or unexpected or mismatched:
+        what = (
+            f"missing weights {sorted(missing)[:3]}"
+            if missing
+            else f"unexpected weights {sorted(unexpected)[:3]}"
+            if unexpected
+            else f"shape mismatches {mismatched[:3]}"
+        )
         raise ModelLoadError(f"{where}: weights do not match its config.json ({what})")
 
 
 def load_transformers_model(
-    folder: Path, class_name: str, dtype: torch.dtype, scheme: str | None = None
+    folder: Path, class_name: str, dtype: torch.dtype, options: dict | None = None
 ):
     import transformers
 
@@ -127,8 +135,8 @@ def load_transformers_model(
         raise ModelLoadError(f"{folder}: unsupported text encoder class {class_name!r}")
     check_component_folder(folder)
     cls = getattr(transformers, class_name)
-    if scheme is not None or is_quantized(folder):  # quantized weights: flashgen's own loader
-        return load_component(folder, cls, dtype=dtype, scheme=scheme)[0]
+    if options or is_quantized(folder):  # quantized weights / profile options: quant.io loader
+        return load_component(folder, cls, dtype=dtype, **(options or {}))[0]
     try:
         model, info = cls.from_pretrained(
             folder,
@@ -137,23 +145,21 @@ def load_transformers_model(
             use_safetensors=True,
             output_loading_info=True,
         )
-    except ModelLoadError:
-        raise
     except Exception as e:  # noqa: BLE001 - any library failure becomes one clear line
-        raise ModelLoadError(f"{folder}: cannot load {class_name} ({_first_line(e)})") from None
+        raise _load_error(folder, class_name, e) from None
     _raise_on_incomplete(folder, info)
     return model.eval()
 
 
 def load_diffusers_model(
-    folder: Path, class_name: str, dtype: torch.dtype, scheme: str | None = None
+    folder: Path, class_name: str, dtype: torch.dtype, options: dict | None = None
 ):
     import diffusers
 
     check_component_folder(folder)
     cls = getattr(diffusers, class_name)
-    if scheme is not None or is_quantized(folder):  # quantized weights: flashgen's own loader
-        return load_component(folder, cls, dtype=dtype, scheme=scheme)[0]
+    if options or is_quantized(folder):  # quantized weights / profile options: quant.io loader
+        return load_component(folder, cls, dtype=dtype, **(options or {}))[0]
     try:
         model, info = cls.from_pretrained(
             folder,
@@ -163,9 +169,16 @@ def load_diffusers_model(
             output_loading_info=True,
         )
     except Exception as e:  # noqa: BLE001 - any library failure becomes one clear line
-        raise ModelLoadError(f"{folder}: cannot load {class_name} ({_first_line(e)})") from None
+        raise _load_error(folder, class_name, e) from None
     _raise_on_incomplete(folder, info)
     return model.eval()
+
+
+def _load_error(folder: Path, class_name: str, e: Exception) -> ModelLoadError:
+    msg = _first_line(e)
+    if any(w in msg.lower() for w in ("shape", "size mismatch", "missing")):
+        return ModelLoadError(f"{folder}: weights do not match its config.json ({msg[:200]})")
+    return ModelLoadError(f"{folder}: cannot load {class_name} ({msg})")
 
 
 def load_tokenizer(folder: Path, class_name: str):
@@ -228,10 +241,17 @@ def _slot_class(index: dict, slot: str) -> str | None:
 
 
 def load_folder(
-    source: ModelSource, *, dtype: torch.dtype = torch.float32, drop_t5: bool = False
+    source: ModelSource,
+    *,
+    dtype: torch.dtype = torch.float32,
+    drop_t5: bool = False,
+    component_options: dict[str, dict] | None = None,
 ) -> Components:
-    """Load a diffusers-format SD3-family folder (components stay on the CPU)."""
+    """Load a diffusers-format SD3-family folder (components stay on the CPU).
+    component_options: slot -> keyword arguments of flashgen.quant.io.load_component (a
+    profile's on-the-fly quantization); quantized folders load through it without options."""
     folder = source.path
+    options = component_options or {}
     index = read_model_index(folder)
     try:
         card = read_card(folder)
@@ -253,14 +273,16 @@ def load_folder(
         return external.get(slot) or (folder / slot, _slot_class(index, slot))
 
     def enc(slot: str):
-        return load_transformers_model(*where(slot), dtype)
+        return load_transformers_model(*where(slot), dtype, options.get(slot))
 
     def tok(slot: str):
         return load_tokenizer(*where(slot))
 
     has_t5 = _slot_class(index, "text_encoder_3") is not None or "text_encoder_3" in external
     return Components(
-        transformer=load_diffusers_model(folder / "transformer", "SD3Transformer2DModel", dtype),
+        transformer=load_diffusers_model(
+            folder / "transformer", "SD3Transformer2DModel", dtype, options.get("transformer")
+        ),
         vae=load_diffusers_model(folder / "vae", "AutoencoderKL", dtype),
         text_encoder=enc("text_encoder"),
         text_encoder_2=enc("text_encoder_2"),
@@ -276,11 +298,15 @@ def load_folder(
 
 
 def load_components(
-    source: ModelSource, *, dtype: torch.dtype = torch.float32, drop_t5: bool = False
+    source: ModelSource,
+    *,
+    dtype: torch.dtype = torch.float32,
+    drop_t5: bool = False,
+    component_options: dict[str, dict] | None = None,
 ) -> Components:
     """Components of any resolved source (folder or single file), on the CPU in `dtype`."""
     if source.kind == "single_file":
         from flashgen.models.single_file import load_single_file
 
         return load_single_file(source, dtype=dtype, drop_t5=drop_t5)
-    return load_folder(source, dtype=dtype, drop_t5=drop_t5)
+    return load_folder(source, dtype=dtype, drop_t5=drop_t5, component_options=component_options)

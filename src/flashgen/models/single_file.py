@@ -105,7 +105,13 @@ def _build(cls, config, state: dict, dtype: torch.dtype, where: str):
 
     with init_empty_weights():
         model = cls.from_config(config) if issubclass(cls, ModelMixin) else cls(config)
-    result = model.load_state_dict(state, strict=False, assign=True)
+    try:
+        result = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as e:  # size mismatches
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
+        raise ModelLoadError(
+            f"{where}: weights do not fit the architecture ({detail[:200]})"
+        ) from None
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     missing = [n for n, p in model.named_parameters() if p.device.type == "meta"]
