@@ -3,6 +3,7 @@ metadata, seeds, batch manifests, model defaults, model errors, and the console 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -226,3 +227,19 @@ def test_nan_model_output_is_one_line_exit_1(run, tmp_path):
     rc, out, err = run(P, *FAST, "--model", str(folder), "--out", str(tmp_path / "x.png"))
     assert rc == 1 and out == [] and not (tmp_path / "x.png").exists()
     assert err.count("\n") == 1 and "NaN" in err, err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(run, tmp_path, monkeypatch):
+    from flashgen.cli import generate
+
+    monkeypatch.setattr(generate, "PROGRESS_DELAY_S", 0.0)  # the tiny model is faster than 1 s
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    rc, out, _ = run(P, *FAST, "--out", str(tmp_path / "a.png"))
+    assert rc == 0 and out == [str(tmp_path / "a.png")]  # stdout stays just the path
+    assert "2/2" in terminal.getvalue() and "step" in terminal.getvalue()

@@ -33,6 +33,7 @@ from flashgen.request import GenerationRequest
 
 DEFAULT_OUT_DIR = Path("outputs")
 DTYPES = ("fp32", "bf16", "fp16")
+PROGRESS_DELAY_S = 1.0  # a bar appears only for work that takes longer than this
 
 SEED_HELP = (
     "seed of the first image (default 0); image k of a prompt gets seed+k. With --prompts-file, "
@@ -243,7 +244,7 @@ class _progress:
         self.bar = tqdm(
             total=self.total_images if self.batch else None,
             unit="img" if self.batch else "step",
-            delay=1.0,
+            delay=PROGRESS_DELAY_S,
             disable=not sys.stderr.isatty(),
             file=sys.stderr,
             leave=False,
