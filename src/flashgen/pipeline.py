@@ -60,6 +60,7 @@ class Pipeline:
         self.dtype = dtype
         self.drop_t5 = drop_t5
         self.card = components.card
+        self.memory_guard = None  # profiles.MemoryGuard: refuses requests over the budget
         self.prompt_encoder = PromptEncoder(components, device, cache_size=cache_size)
         vae_cfg = components.vae.config
         self.vae_scale_factor = 2 ** (len(vae_cfg.block_out_channels) - 1)
@@ -202,6 +203,8 @@ class Pipeline:
         """Images for one request: seeds seed, seed+1, ... one per image."""
         settings = self.resolve(request)
         _check_size(request, self.vae_scale_factor * self.transformer.config.patch_size)
+        if self.memory_guard is not None:  # before anything is allocated
+            self.memory_guard(request, settings)
         timings: dict[str, float] = {}
         clock = _Clock(self.device, timings)
         n = request.num_images
@@ -265,18 +268,36 @@ def load(
     dtype: str | torch.dtype | None = None,
     drop_t5: bool = False,
     cache_size: int = 32,
+    profile: str | None = None,
+    max_memory: float | None = None,
 ) -> Pipeline:
     """Load a model for generation: a built-in name, a diffusers folder or a single .safetensors
     file (None: the default built-in). Offline: nothing is ever downloaded.
 
     device: None/"auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps". dtype: None/"auto" (fp32
     on CPU, bf16 on CUDA), "fp32", "bf16", "fp16" (not on CPU). drop_t5: never load the T5 slot
-    (saves its memory; prompts are encoded T5-free).
+    (saves its memory; prompts are encoded T5-free). profile: "phone", "laptop" or "desktop"
+    (flashgen.profiles: T5 slot, quantization, VAE tiling, offload); max_memory: a budget in
+    GiB that picks the profile when none is given and refuses, before allocating, a load or a
+    request whose estimate exceeds it (OutOfMemoryBudget).
     """
     source = resolve(model)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    components = load_components(source, dtype=dt, drop_t5=drop_t5)
+    plan = folder = None
+    if profile is not None or max_memory is not None:
+        from flashgen.profiles import plan_load
+
+        folder = source.path if source.kind != "single_file" else None
+        plan = plan_load(folder, profile, max_memory, dev, dt)
+        drop_t5 = drop_t5 or plan.drop_t5
+    options = plan.component_options if plan is not None else None
+    components = load_components(source, dtype=dt, drop_t5=drop_t5, component_options=options)
     for module in components.modules().values():
         module.to(dev)
-    return Pipeline(components, source, dev, dt, drop_t5=drop_t5, cache_size=cache_size)
+    pipe = Pipeline(components, source, dev, dt, drop_t5=drop_t5, cache_size=cache_size)
+    if plan is not None:
+        from flashgen.profiles import apply_plan
+
+        apply_plan(pipe, plan, folder)
+    return pipe

@@ -88,6 +88,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="weights dtype (default: fp32 on CPU, bf16 on CUDA, fp16 on MPS; "
         "fp16 is refused on CPU)",
     )
+    p.add_argument(
+        "--profile",
+        choices=("phone", "laptop", "desktop"),
+        default=None,
+        help="memory profile: T5 slot, weight quantization, VAE tiling (see docs/on-device.md)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="memory budget: picks a profile if none is given; refuses requests that exceed it",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--out", type=Path, metavar="FILE", help="the .png file to write")
     out.add_argument("--out-dir", type=Path, metavar="DIR", help="folder for the images")
@@ -115,7 +128,14 @@ def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
     import flashgen
 
-    pipe = flashgen.load(args.model, device=args.device, dtype=args.dtype, drop_t5=args.no_t5)
+    pipe = flashgen.load(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        drop_t5=args.no_t5,
+        profile=args.profile,
+        max_memory=args.max_memory,
+    )
     request = _with_model_size(plan.request, pipe, args)
     try:
         _generate_all(pipe, plan, request, args)

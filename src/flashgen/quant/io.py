@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -139,11 +139,13 @@ def load_component(
     dtype: torch.dtype = torch.float32,
     scheme: QuantScheme | str | None = None,
     skip: tuple[str, ...] = (),
+    tensor_hook: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[nn.Module, QuantReport | None]:
     """Load a component folder (quantized or float) on the CPU, tensor by tensor.
 
     A pre-quantized folder loads as saved (`scheme` must be None or the same). A float folder is
-    quantized on the way in when `scheme` is given. Float tensors that stay float take `dtype`.
+    quantized on the way in when `scheme` is given. Float tensors that stay float take `dtype`,
+    after `tensor_hook(name, tensor)` (e.g. cropping a table) when given.
     """
     folder = Path(folder)
     saved = quant_metadata(folder)
@@ -181,12 +183,15 @@ def load_component(
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, q)
             report.quantized.append(name)
-    _stream_weights(model, folder, dtype, on_the_fly=saved is None and scheme is not None)
+    on_the_fly = saved is None and scheme is not None
+    _stream_weights(model, folder, dtype, on_the_fly, tensor_hook)
     model.eval().requires_grad_(False)
     return model, report
 
 
-def _stream_weights(model: nn.Module, folder: Path, dtype: torch.dtype, on_the_fly: bool) -> None:
+def _stream_weights(
+    model: nn.Module, folder: Path, dtype: torch.dtype, on_the_fly: bool, hook
+) -> None:
     aliases = _aliases(model)
     quant_layers = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
     expected = set(model.state_dict().keys())
@@ -204,7 +209,7 @@ def _stream_weights(model: nn.Module, folder: Path, dtype: torch.dtype, on_the_f
                 )
             is_quant_buffer = layer in quant_layers and attr != "bias"
             if t.is_floating_point() and not is_quant_buffer:
-                t = t.to(dtype)
+                t = (hook(key, t) if hook else t).to(dtype)
             if key in aliases:  # a parameter: one Parameter object for all its tied names
                 t = nn.Parameter(t, requires_grad=False)
             for name in aliases.get(key, [key]):

@@ -47,13 +47,14 @@ class QuantScheme:
         g = self.group_size or in_features
         return in_features % g == 0 and g % PACK_UNIT[self.bits] == 0
 
-    def bytes_per_weight(self) -> float:
-        """Storage per weight including scales (for memory estimates)."""
+    def layer_bytes(self, in_features: int, out_features: int) -> int:
+        """Stored bytes of one quantized (out, in) weight with its scales (memory estimates)."""
         if self.bits == 16:
-            return 2.0
-        if self.grouped:
-            return self.bits / 8 + 4 / self.group_size  # fp16 scale + fp16 min per group
-        return 1.0
+            return 2 * in_features * out_features
+        if self.grouped:  # packed codes + fp16 scale and min per group
+            per_row = in_features * self.bits // 8 + 4 * (in_features // self.group_size)
+            return per_row * out_features
+        return (in_features + 4) * out_features  # int8 codes + an fp32 scale per row
 
     def with_group_size(self, group_size: int | None) -> QuantScheme:
         if not self.grouped or group_size is None:

@@ -1,0 +1,463 @@
+"""Memory profiles (`--profile phone|laptop|desktop`, `--max-memory GiB`) and the memory estimate
+that refuses, before anything is allocated, a load or a request that cannot fit.
+
+A profile decides: whether the T5 slot is loaded (and at what precision), the weight format of
+the transformer and CLIP encoders (quant.schemes), VAE tiling, GPU model offload, and how much of
+SD3's 384x384 position table to keep (`pos_embed_patches`: 0.9 GB in fp32 for SD3.5 Medium, of
+which a 1024 px image uses 64x64).
+
+Estimate of peak memory (bytes) = runtime + weights + max over stages of activations:
+    runtime      torch + diffusers + transformers + tokenizers: RUNTIME_BYTES (measured)
+    weights      per component from its config on the meta device (no allocation): quantized
+                 Linears at their scheme's bytes/weight, everything else at the compute dtype;
+                 a pre-quantized folder counts its safetensors header sizes
+    denoise      C_TF * B * N * D * itemsize,  N = (H/16)(W/16) + 77 + t5_len image+text tokens
+    decode       C_VAE * B * C0 * h * w * 4 (h, w: the tile, or the image without tiling)
+                 + the decoded image
+C_TF and C_VAE were measured on this repo's CPU (peak RSS delta of one transformer forward and
+one VAE decode, benchmarks/results/memory_calibration.json) with headroom.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from flashgen.errors import OutOfMemoryBudget, UsageError
+
+GIB = 1024**3
+RUNTIME_BYTES = int(0.55 * GIB)  # measured 0.42 GiB after imports + tokenizers and slack
+C_TF = 20  # measured 15.5-24.8 x B*N*D*4 for one SD3 transformer forward in fp32
+C_VAE = 9  # measured 7.7 (512 px) - 11.6 (256 px) x C0*H*W*4 for one SD3 VAE decode
+CLIP_TOKENS = 77
+_ST_ITEMSIZE = {"F32": 4, "BF16": 2, "F16": 2}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    drop_t5: bool
+    transformer: str | None  # quant scheme (None: the compute dtype)
+    clip: str | None
+    t5: str | None  # when the T5 slot is kept
+    vae_tile: int | None  # decode in tiles of this many pixels (None: whole image)
+    pos_embed_patches: int | None  # keep the central NxN of the position table (None: all)
+    offload: bool  # on a GPU, components visit it one at a time (no effect on a CPU)
+
+
+PROFILES = {
+    "phone": Profile("phone", True, "int4-group", "int4-group", None, 256, 96, True),
+    "laptop": Profile("laptop", True, "int8-dynamic", "int8-dynamic", None, 512, 128, True),
+    "desktop": Profile(
+        "desktop", False, "bf16-weight", "bf16-weight", "int8-weight", None, None, False
+    ),
+}
+ORDER = ("desktop", "laptop", "phone")  # most faithful first: --max-memory picks the first fit
+
+
+def get_profile(name: str, device: torch.device | str = "cpu") -> Profile:
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise UsageError(f"unknown profile {name!r}; use one of {list(PROFILES)}") from None
+    if torch.device(device).type != "cpu":
+        # bf16 storage with fp32 compute only pays where bf16 matmuls are slow (CPUs)
+        keep = {
+            k: (None if v == "bf16-weight" else v)
+            for k, v in (("transformer", profile.transformer), ("clip", profile.clip))
+        }
+        profile = replace(profile, **keep)
+    return profile
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    runtime: int
+    weights: dict[str, int]
+    activations: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return self.runtime + sum(self.weights.values()) + max(self.activations.values(), default=0)
+
+    def describe(self) -> str:
+        w = sum(self.weights.values()) / GIB
+        stage, act = max(self.activations.items(), key=lambda kv: kv[1], default=("none", 0))
+        return (
+            f"~{self.total / GIB:.2f} GiB (weights {w:.2f}, {stage} activations {act / GIB:.2f}, "
+            f"runtime {self.runtime / GIB:.2f})"
+        )
+
+    def to_dict(self) -> dict:
+        gib = lambda b: round(b / GIB, 3)
+        return {
+            "total_gib": gib(self.total),
+            "runtime_gib": gib(self.runtime),
+            "weights_gib": {k: gib(v) for k, v in self.weights.items()},
+            "activations_gib": {k: gib(v) for k, v in self.activations.items()},
+        }
+
+
+# -- weights ---------------------------------------------------------------------------------
+
+
+def _cropped_rows(rows: int, keep: int) -> int:
+    """Rows of a side x side position table after center_crop_pos_embed(keep)."""
+    side = round(rows**0.5)
+    if keep >= side:
+        return rows
+    keep += (side - keep) % 2
+    return keep * keep
+
+
+def _component_bytes(
+    folder: Path, slot: str, scheme: str | None, itemsize: int, crop: int | None
+) -> int:
+    from flashgen.bench.make_model import state_entries
+    from flashgen.quant.folder import component_class
+    from flashgen.quant.io import _empty_model, quant_metadata, read_header, weight_files
+    from flashgen.quant.quantize import linear_layers, should_quantize
+    from flashgen.quant.schemes import get_scheme
+
+    comp = folder / slot
+    if quant_metadata(comp) is not None:  # pre-quantized: the stored sizes, floats re-typed
+        total = 0
+        for path in weight_files(comp):
+            for name, info in read_header(path).items():
+                if name == "__metadata__":
+                    continue
+                b, e = info["data_offsets"]
+                stored = _ST_ITEMSIZE.get(info["dtype"])
+                if stored is None or ".weight_" in name:
+                    total += e - b
+                else:
+                    numel = (e - b) // stored
+                    if crop and name.endswith("pos_embed.pos_embed"):
+                        numel = _cropped_rows(info["shape"][1], crop) * info["shape"][-1]
+                    total += numel * itemsize
+        return total
+    model = _empty_model(comp, component_class(folder, slot))
+    quantized: dict[str, int] = {}
+    if scheme is not None:
+        s = get_scheme(scheme)
+        for name, lin in linear_layers(model):
+            if should_quantize(name, lin, s, ()) is None:
+                quantized[f"{name}.weight"] = s.layer_bytes(lin.in_features, lin.out_features)
+    total = 0
+    for name, _, _, t in state_entries(model):
+        n = t.numel()
+        if crop and name.endswith("pos_embed.pos_embed"):
+            n = _cropped_rows(t.shape[1], crop) * t.shape[-1]
+        if name in quantized:
+            total += quantized[name]
+        else:
+            total += n * (itemsize if t.is_floating_point() else t.element_size())
+    return total
+
+
+def estimate_weights(
+    folder: Path, profile: Profile | None, dtype: torch.dtype, *, has_t5: bool
+) -> dict[str, int]:
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    p = profile or Profile("none", False, None, None, None, None, None, False)
+    slots = {
+        "transformer": p.transformer,
+        "vae": None,
+        "text_encoder": p.clip,
+        "text_encoder_2": p.clip,
+    }
+    if has_t5 and not p.drop_t5:
+        slots["text_encoder_3"] = p.t5
+    return {
+        slot: _component_bytes(
+            folder, slot, scheme, itemsize, p.pos_embed_patches if slot == "transformer" else None
+        )
+        for slot, scheme in slots.items()
+        if (folder / slot / "config.json").is_file()
+    }
+
+
+# -- activations -----------------------------------------------------------------------------
+
+
+def estimate_activations(
+    transformer_config: dict,
+    vae_config: dict,
+    *,
+    width: int,
+    height: int,
+    batch: int,
+    t5_len: int,
+    itemsize: int,
+    vae_tile: int | None,
+) -> dict[str, int]:
+    d = transformer_config["num_attention_heads"] * transformer_config["attention_head_dim"]
+    patch = transformer_config.get("patch_size", 2)
+    factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
+    n = (height // (factor * patch)) * (width // (factor * patch)) + CLIP_TOKENS + t5_len
+    denoise = C_TF * batch * n * d * itemsize
+    c0 = vae_config["block_out_channels"][0]
+    th, tw = (min(vae_tile, height), min(vae_tile, width)) if vae_tile else (height, width)
+    per_image = C_VAE * c0 * th * tw * 4
+    decode = (per_image if vae_tile else per_image * batch) + batch * 3 * height * width * 4 * 2
+    encode = batch * t5_len * 4096 * 4 * 8
+    return {"encode": encode, "denoise": denoise, "decode": decode}
+
+
+def estimate(
+    folder: str | Path,
+    profile: Profile | None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    width: int = 1024,
+    height: int = 1024,
+    num_images: int = 1,
+    cfg: bool = False,
+    has_t5: bool | None = None,
+    t5_len: int = 256,
+) -> MemoryEstimate:
+    """Peak process memory of one request on `folder` loaded with `profile` (nothing allocated)."""
+    folder = Path(folder)
+    if has_t5 is None:
+        has_t5 = (folder / "text_encoder_3" / "config.json").is_file()
+    weights = estimate_weights(folder, profile, dtype, has_t5=has_t5)
+    tcfg = json.loads((folder / "transformer" / "config.json").read_text())
+    vcfg = json.loads((folder / "vae" / "config.json").read_text())
+    acts = estimate_activations(
+        tcfg,
+        vcfg,
+        width=width,
+        height=height,
+        batch=num_images * (2 if cfg else 1),
+        t5_len=t5_len,
+        itemsize=torch.empty(0, dtype=dtype).element_size(),
+        vae_tile=profile.vae_tile if profile else None,
+    )
+    return MemoryEstimate(RUNTIME_BYTES, weights, acts)
+
+
+def native_resolution(folder: str | Path) -> int:
+    """The model's own image side: flashgen.json's resolution, else sample_size x 8."""
+    from flashgen.models.modelcard import read_card
+
+    card = read_card(folder)
+    if card.resolution:
+        return card.resolution
+    return 8 * json.loads((Path(folder) / "transformer" / "config.json").read_text())["sample_size"]
+
+
+def check_budget(est: MemoryEstimate, budget_gib: float, what: str) -> None:
+    if est.total > budget_gib * GIB:
+        raise OutOfMemoryBudget(
+            f"{what} needs {est.describe()}, over the {budget_gib:g} GiB budget; use a smaller "
+            "profile (--profile phone), a smaller image or fewer images, or raise --max-memory"
+        )
+
+
+def choose_profile(
+    folder: str | Path,
+    max_memory_gib: float,
+    device,
+    dtype: torch.dtype,
+    *,
+    width: int,
+    height: int,
+) -> Profile:
+    """The most faithful profile whose estimate for a width x height image fits the budget."""
+    tried = []
+    for name in ORDER:
+        p = get_profile(name, device)
+        est = estimate(folder, p, dtype=dtype, width=width, height=height)
+        if est.total <= max_memory_gib * GIB:
+            return p
+        tried.append(f"{name} {est.total / GIB:.2f} GiB")
+    raise OutOfMemoryBudget(
+        f"no profile fits {max_memory_gib:g} GiB for a {width}x{height} image (estimates: "
+        f"{', '.join(tried)}); raise --max-memory or use a smaller model"
+    )
+
+
+# -- applying a profile ----------------------------------------------------------------------
+
+
+def center_crop_pos_embed(pos_embed: torch.Tensor, keep: int) -> torch.Tensor:
+    """[1, S*S, D] sin-cos table -> its central [1, keep*keep, D]. diffusers crops a h x w
+    window at offset (S - h) // 2; with S - keep even, the same window of the kept table is the
+    same rows, so every image up to keep*patch*8 px is unchanged."""
+    side = round(pos_embed.shape[1] ** 0.5)
+    assert side * side == pos_embed.shape[1], pos_embed.shape
+    if keep >= side:
+        return pos_embed
+    keep += (side - keep) % 2
+    top = (side - keep) // 2
+    grid = pos_embed.reshape(1, side, side, -1)[:, top : top + keep, top : top + keep]
+    return grid.reshape(1, keep * keep, -1).contiguous()
+
+
+def _pos_embed_hook(keep: int):
+    def hook(name: str, t: torch.Tensor) -> torch.Tensor:
+        return center_crop_pos_embed(t, keep) if name == "pos_embed.pos_embed" else t
+
+    return hook
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What flashgen.load does differently under a profile or a memory budget."""
+
+    profile: Profile | None
+    budget_gib: float | None
+    drop_t5: bool
+    component_options: dict[str, dict]  # slot -> load_component keyword arguments
+
+
+def plan_load(
+    folder: str | Path | None,
+    profile: str | None,
+    max_memory_gib: float | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    resolution: int | None = None,
+) -> LoadPlan:
+    """Choose the profile (explicit, or the most faithful that fits `max_memory_gib` at the
+    model's resolution) and refuse, before loading, weights that alone exceed the budget."""
+    from flashgen.quant.io import is_quantized
+
+    if max_memory_gib is not None and max_memory_gib <= 0:
+        raise UsageError(f"--max-memory must be a positive number of GiB, got {max_memory_gib}")
+    if profile is not None:
+        prof = get_profile(profile, device)
+    elif max_memory_gib is not None and folder is not None:
+        resolution = resolution or native_resolution(folder)
+        prof = choose_profile(
+            folder, max_memory_gib, device, dtype, width=resolution, height=resolution
+        )
+    else:
+        prof = None
+    if folder is not None and max_memory_gib is not None:
+        est = estimate(folder, prof, dtype=dtype, width=16, height=16)
+        check_budget(est, max_memory_gib, "loading this model")
+    options: dict[str, dict] = {}
+    if prof is not None and folder is not None:
+        folder = Path(folder)
+        slots = {
+            "transformer": prof.transformer,
+            "text_encoder": prof.clip,
+            "text_encoder_2": prof.clip,
+            "text_encoder_3": prof.t5,
+        }
+        for slot, scheme in slots.items():
+            if scheme is not None and not is_quantized(folder / slot):
+                options[slot] = {"scheme": scheme}
+        if prof.pos_embed_patches:
+            options.setdefault("transformer", {})["tensor_hook"] = _pos_embed_hook(
+                prof.pos_embed_patches
+            )
+    return LoadPlan(prof, max_memory_gib, bool(prof and prof.drop_t5), options)
+
+
+def apply_plan(pipe, plan: LoadPlan, folder: str | Path | None) -> None:
+    """After loading: the parts of the profile that act on loaded modules, and the per-request
+    memory guard (refuses a request whose estimate exceeds the budget before it allocates)."""
+    from flashgen.quant.quantize import quantize_model, quantized_layers
+    from flashgen.quant.schemes import get_scheme
+
+    prof, c = plan.profile, pipe.components
+    if prof is not None:
+        wanted = {
+            "transformer": prof.transformer,
+            "text_encoder": prof.clip,
+            "text_encoder_2": prof.clip,
+            "text_encoder_3": prof.t5,
+        }
+        for slot, scheme in wanted.items():
+            module = getattr(c, slot, None)
+            if scheme is not None and module is not None and not quantized_layers(module):
+                quantize_model(module, get_scheme(scheme))  # e.g. a single-file source
+        if prof.pos_embed_patches:
+            crop_transformer_pos_embed(c.transformer, prof.pos_embed_patches)
+        if prof.vae_tile:
+            enable_vae_tiling(c.vae, prof.vae_tile)
+        if prof.offload and pipe.device.type == "cuda":
+            enable_model_offload(pipe)
+    budget = plan.budget_gib if plan.budget_gib is not None else available_gib()
+    if folder is not None and (prof is not None or plan.budget_gib is not None):
+        pipe.memory_guard = MemoryGuard(
+            Path(folder), prof, pipe.dtype, budget, pipe.has_t5, pipe.card.t5_max_length
+        )
+
+
+class MemoryGuard:
+    """Called by Pipeline.generate before any allocation: raises OutOfMemoryBudget."""
+
+    def __init__(self, folder: Path, profile, dtype, budget_gib: float, has_t5: bool, t5_len: int):
+        self.folder, self.profile, self.dtype = folder, profile, dtype
+        self.budget_gib, self.has_t5, self.t5_len = budget_gib, has_t5, t5_len
+        self._weights = estimate_weights(folder, profile, dtype, has_t5=has_t5)
+        self._configs = [
+            json.loads((folder / s / "config.json").read_text()) for s in ("transformer", "vae")
+        ]
+
+    def estimate(self, request, cfg: bool) -> MemoryEstimate:
+        acts = estimate_activations(
+            *self._configs,
+            width=request.width,
+            height=request.height,
+            batch=request.num_images * (2 if cfg else 1),
+            t5_len=self.t5_len,
+            itemsize=torch.empty(0, dtype=self.dtype).element_size(),
+            vae_tile=self.profile.vae_tile if self.profile else None,
+        )
+        return MemoryEstimate(RUNTIME_BYTES, self._weights, acts)
+
+    def __call__(self, request, settings) -> None:
+        est = self.estimate(request, cfg=settings.guidance > 1.0)
+        what = f"a {request.width}x{request.height} request of {request.num_images} image(s)"
+        check_budget(est, self.budget_gib, what)
+
+
+def available_gib() -> float:
+    """Memory this process could still use: its own RSS plus the system's MemAvailable."""
+    from flashgen.bench.env import current_rss_bytes
+
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return (int(line.split()[1]) * 1024 + current_rss_bytes()) / GIB
+    except OSError:
+        pass
+    return float("inf")
+
+
+def crop_transformer_pos_embed(transformer, keep: int) -> None:
+    pe = transformer.pos_embed
+    if getattr(pe, "pos_embed_max_size", None) is None or pe.pos_embed is None:
+        return
+    pe.pos_embed = center_crop_pos_embed(pe.pos_embed, keep)
+    pe.pos_embed_max_size = round(pe.pos_embed.shape[1] ** 0.5)
+
+
+def enable_vae_tiling(vae, tile_px: int) -> None:
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    vae.enable_tiling()
+    vae.tile_sample_min_size = tile_px
+    vae.tile_latent_min_size = tile_px // factor
+    vae.tile_overlap_factor = 0.25
+
+
+def enable_model_offload(pipe) -> None:
+    """GPU: keep every component in CPU memory and move each to the GPU for its own stage
+    (accelerate's model hooks, as diffusers' enable_model_cpu_offload)."""
+    from accelerate import cpu_offload_with_hook
+
+    hook = None
+    for slot in ("text_encoder", "text_encoder_2", "text_encoder_3", "transformer", "vae"):
+        module = getattr(pipe.components, slot, None)
+        if module is None:
+            continue
+        module.to("cpu")
+        _, hook = cpu_offload_with_hook(module, execution_device=pipe.device, prev_module_hook=hook)

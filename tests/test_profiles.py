@@ -1,0 +1,118 @@
+"""Memory profiles: what each profile loads, the estimate against the loaded bytes, and refusal
+before allocation (at load and per request)."""
+
+import pytest
+import torch
+
+import flashgen
+from flashgen.errors import OutOfMemoryBudget
+from flashgen.models.tiny import TinySizes, build_tiny_sd35
+from flashgen.profiles import (
+    GIB,
+    PROFILES,
+    center_crop_pos_embed,
+    estimate,
+    estimate_activations,
+    get_profile,
+)
+from flashgen.quant import QuantLinear
+from flashgen.request import GenerationRequest
+
+SIZES = TinySizes(clip_l=64, clip_g=64, t5=128, heads=2, head_dim=32, layers=2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_sd35(tmp_path_factory.mktemp("p") / "tiny", sizes=SIZES)
+
+
+def _bytes(module):
+    seen, total = set(), 0
+    for t in [*module.parameters(), *module.buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+@pytest.mark.parametrize("name", ["phone", "laptop", "desktop"])
+def test_profile_loads_what_it_promises_and_the_weight_estimate_matches(tiny, name):
+    pipe = flashgen.load(str(tiny), device="cpu", profile=name)
+    prof = PROFILES[name]
+    assert pipe.has_t5 == (not prof.drop_t5)
+    q = [m for m in pipe.transformer.modules() if isinstance(m, QuantLinear)]
+    assert q and all(m.scheme.name == prof.transformer for m in q)
+    assert pipe.vae.use_tiling == (prof.vae_tile is not None)
+    est = estimate(tiny, get_profile(name), width=64, height=64)
+    for slot, module in pipe.components.modules().items():
+        assert est.weights[slot] == pytest.approx(_bytes(module), rel=0.02), slot
+    image = pipe.generate(GenerationRequest("a red circle", steps=2, width=64, height=64))
+    assert image.images[0].size == (64, 64)
+
+
+def test_profile_images_stay_close_to_the_float_model(tiny):
+    req = GenerationRequest("a red circle", steps=2, width=64, height=64, guidance=1.0)
+    ref = torch.tensor(
+        list(flashgen.load(str(tiny)).generate(req).images[0].getdata()), dtype=torch.float32
+    )
+    lap = torch.tensor(
+        list(flashgen.load(str(tiny), profile="laptop").generate(req).images[0].getdata()),
+        dtype=torch.float32,
+    )
+    full_t5 = flashgen.load(str(tiny), drop_t5=True).generate(req).images[0]
+    same_enc = torch.tensor(list(full_t5.getdata()), dtype=torch.float32)
+    # laptop = T5 dropped + int8: compare with the float model also without T5
+    assert (lap - same_enc).abs().mean() / 255 < 0.02
+    assert ref.shape == lap.shape
+
+
+def test_a_budget_below_the_weights_is_refused_before_loading(tiny):
+    with pytest.raises(OutOfMemoryBudget, match="no profile fits 0.01 GiB for a 64x64"):
+        flashgen.load(str(tiny), max_memory=0.01)
+    with pytest.raises(OutOfMemoryBudget, match="loading this model needs"):
+        flashgen.load(str(tiny), profile="phone", max_memory=0.01)
+
+
+def test_a_request_over_the_budget_is_refused_before_allocating(tiny):
+    pipe = flashgen.load(str(tiny), profile="desktop", max_memory=1.5)
+    pipe.generate(GenerationRequest("ok", steps=1, width=64, height=64))
+    big = GenerationRequest("too big", steps=1, width=4096, height=4096, num_images=8)
+    with pytest.raises(OutOfMemoryBudget, match="4096x4096"):
+        pipe.generate(big)
+
+
+def test_max_memory_alone_picks_the_most_faithful_profile_that_fits(tiny):
+    roomy = flashgen.load(str(tiny), max_memory=64)
+    assert roomy.has_t5  # desktop keeps T5
+    tight_est = estimate(tiny, get_profile("phone"), width=64, height=64).total / GIB
+    desk_est = estimate(tiny, get_profile("desktop"), width=64, height=64).total / GIB
+    assert tight_est < desk_est
+
+
+def test_vae_tiling_and_int4_cut_the_estimate_at_1024px(tiny):
+    t = {"num_attention_heads": 24, "attention_head_dim": 64, "patch_size": 2}
+    v = {"block_out_channels": [128, 256, 512, 512]}
+    kw = {"width": 1024, "height": 1024, "batch": 1, "t5_len": 256, "itemsize": 4}
+    whole = estimate_activations(t, v, vae_tile=None, **kw)
+    tiled = estimate_activations(t, v, vae_tile=256, **kw)
+    assert tiled["decode"] < whole["decode"] / 8
+    assert tiled["denoise"] == whole["denoise"]
+
+
+def test_center_crop_keeps_the_positions_diffusers_uses():
+    from diffusers.models.embeddings import PatchEmbed
+
+    pe = PatchEmbed(
+        height=16, width=16, patch_size=2, in_channels=4, embed_dim=32, pos_embed_max_size=32
+    )
+    x = torch.randn(1, 4, 20, 12)  # a 10 x 6 patch grid, off-centre sized
+    before = pe(x)
+    pe.pos_embed = center_crop_pos_embed(pe.pos_embed, 12)
+    pe.pos_embed_max_size = 12
+    assert pe.pos_embed.shape[1] == 144
+    assert torch.equal(pe(x), before)
+
+
+def test_unknown_profile_names_the_choices(tiny):
+    with pytest.raises(ValueError, match="phone"):
+        flashgen.load(str(tiny), profile="watch")
