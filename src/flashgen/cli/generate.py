@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 def _generate_all(pipe, plan: _Plan, request: GenerationRequest, args: argparse.Namespace) -> None:
     if plan.manifest is not None:
         plan.manifest.unlink(missing_ok=True)  # there only with --overwrite: _plan refuses it
-    with _progress(plan) as bar:
+    with _Progress(plan) as bar:
         for index, item in enumerate(plan.items):
             req = replace(request, prompt=item.prompt, seed=item.seed)
             t0 = time.perf_counter()
@@ -230,7 +230,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
 
 
 def _with_model_size(request: GenerationRequest, pipe, args: argparse.Namespace):
-    resolution = getattr(pipe.defaults, "resolution", None) or 64
+    resolution = pipe.defaults.resolution
     width = args.width if args.width is not None else resolution
     height = args.height if args.height is not None else resolution
     return replace(request, width=width, height=height)
@@ -247,7 +247,7 @@ def _target(plan: _Plan, index: int, seed: int, overwrite: bool) -> Path:
     return path if overwrite else free_path(path)
 
 
-class _progress:
+class _Progress:
     """A tqdm bar on stderr, shown only on a terminal and only once something takes over 1 s.
 
     One prompt: a bar over sampling steps; a prompts file: a bar over images.
