@@ -106,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
                 "validation": r.validation["overall"] if r.validation else None,
                 "validation_tasks": r.validation["tasks"] if r.validation else None,
                 "merge_weight_low": r.merge["weight_low"] if r.merge else None,
+                "picked": r.picked,
                 "stages": {
                     s.name: {
                         "steps": s.steps,

@@ -222,14 +222,22 @@ class MergeConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Where the finished student goes (empty: OUT_DIR/student) and in what dtype."""
+    """Where the finished student goes (empty: OUT_DIR/student), in what dtype, and which one.
+
+    pick "final": the recipe's end product (merged branches, or the DMD student without split).
+    pick "best-validation": the best-scoring of the stage students (warm-up, DMD, merged) on the
+    validation prompts, a checkpoint choice made on validation, never on evaluation prompts.
+    """
 
     to: str = ""
     dtype: str = "fp16"
+    pick: str = "final"
 
     def __post_init__(self) -> None:
         if self.dtype not in ("fp16", "bf16", "fp32"):
             raise ValueError(f"export.dtype must be fp16, bf16 or fp32, got {self.dtype!r}")
+        if self.pick not in ("final", "best-validation"):
+            raise ValueError(f'export.pick must be "final" or "best-validation", got {self.pick!r}')
 
 
 @dataclass(frozen=True)
@@ -346,10 +354,11 @@ SHAPES_2STEP = DistillConfig(
 _GPU = {
     "run": {"device": "cuda", "precision": "bf16", "log_every": 25, "ckpt_every": 250},
     "data": {"examples": 32768},
-    "warmup": {"steps": 3000, "minutes": 0.9, "batch_size": 256, "lr": 1e-4, "cache": 8192},
-    "dmd": {"steps": 3000, "minutes": 2.0, "batch_size": 128, "lr_student": 2e-5},
-    "split": {"steps": 2000, "minutes": 0.7},
-    "merge": {"prompts": 120, "batch_size": 240},
+    "warmup": {"steps": 4000, "minutes": 0.8, "batch_size": 256, "lr": 1e-4, "cache": 8192},
+    "dmd": {"steps": 3000, "minutes": 1.8, "batch_size": 256, "lr_student": 2e-5},
+    "split": {"steps": 2000, "minutes": 0.6, "lr_student": 1e-5},
+    "merge": {"prompts": 147, "images_per_prompt": 2, "batch_size": 294},
+    "export": {"pick": "best-validation"},
 }
 # Every stage and the merge on this CPU in about a minute, on whatever teacher is given
 # (the tiny random model in tests). Proves the plumbing, not the quality.

@@ -60,6 +60,7 @@ class DistillResult:
     merge: dict | None
     validation: dict | None  # None when merge.validate is false
     seconds: float
+    picked: str = "final"  # or the stage whose student was exported (export.pick)
 
 
 def distill(
@@ -104,11 +105,23 @@ def distill(
     else:
         student = runner.load(Path(stages[-1].export_dir) / STUDENT_DIR)
         validation = stages[-1].validation
+    picked = "final"
+    if cfg.export.pick == "best-validation" and validation is not None:
+        best = max(
+            (s for s in stages if s.validation is not None),
+            key=lambda s: s.validation["overall"],
+            default=None,
+        )
+        if best is not None and best.validation["overall"] > validation["overall"]:
+            picked, validation = best.name, best.validation
+            student = runner.load(Path(best.export_dir) / STUDENT_DIR)
+            say(f"export: the {best.name} student scores best on validation; exporting it")
     seconds = time.monotonic() - t0
     record = {
         "config": fingerprint(cfg),
         "stages": [asdict(s) for s in stages],
         "merge": merge,
+        "picked": picked,
         "validation": validation,
         "seconds": seconds,
         "provenance": provenance(),
@@ -124,7 +137,7 @@ def distill(
     )
     score = f"validation overall {validation['overall']:.3f}, " if validation else ""
     say(f"{cfg.name}: student in {dest} ({score}{seconds / 60:.1f} min)")
-    return DistillResult(cfg.name, dest, stages, merge, validation, seconds)
+    return DistillResult(cfg.name, dest, stages, merge, validation, seconds, picked)
 
 
 class _StageRunner:

@@ -46,7 +46,8 @@ def data_bank(spec: str, device: str, dtype: str, data: DataConfig) -> Bank:
 @functools.lru_cache(maxsize=2)
 def caption_table(spec: str, device: str, dtype: str, data: DataConfig) -> CaptionTable:
     pipe = teacher_pipeline(spec, device, dtype)
-    return CaptionTable(pipe.encode_prompt, data_bank(spec, device, dtype, data))
+    budget = 2**33 if device.startswith("cuda") else 2**31  # bytes of cached embeddings
+    return CaptionTable(pipe.encode_prompt, data_bank(spec, device, dtype, data), budget)
 
 
 def device_key(device: torch.device | str) -> str:
