@@ -1,0 +1,1 @@
+"""Evaluation harness: alignment (GenEval-style), Shapes-FID and precision/recall, reports."""

@@ -1,0 +1,170 @@
+"""The pictures of an evaluation: sample grids per task, per-task bars, quality vs steps/latency.
+
+Everything lands in <out>/report/ with an index.html that shows it all on one page.
+"""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from PIL import Image, ImageDraw, ImageFont
+
+from flashgen.shapes.prompts import TASKS
+
+CELL = 128  # px per image in the grids (64 px images upscaled 2x, nearest)
+TEXT_H = 44
+LABEL_W = 150
+COLUMNS = 8
+OK, BAD = (40, 160, 60), (200, 40, 40)
+
+
+def run_label(run) -> str:
+    steps = "render" if run.nfe == 0 else f"{run.steps} steps, cfg {run.guidance:g}"
+    return f"{Path(run.model).name} ({steps})"
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB").resize((CELL, CELL), Image.NEAREST)
+
+
+def task_grid(out: Path, task: str, lines: list[dict], runs: list, ref_records: list[dict]):
+    """Rows: reference render, then each run; columns: the task's first prompt lines."""
+    index = [i for i, line in enumerate(lines) if line["task"] == task][:COLUMNS]
+    if not index:
+        return None
+    font = ImageFont.load_default()
+    rows = [("reference render", out / "reference", _first_images(ref_records), None)]
+    for run in runs:
+        firsts = _first_images(run.per_image)
+        rows.append((run_label(run), out / run.folder, firsts, True))
+    w = LABEL_W + len(index) * (CELL + 6)
+    h = TEXT_H + len(rows) * (CELL + 6)
+    grid = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(grid)
+    for c, i in enumerate(index):
+        x = LABEL_W + c * (CELL + 6)
+        text = "\n".join(textwrap.wrap(lines[i]["prompt"].removeprefix("a photo of "), 22))
+        draw.multiline_text((x + 3, 4), text, fill="black", font=font, spacing=2)
+    for r, (label, folder, firsts, judged) in enumerate(rows):
+        y = TEXT_H + r * (CELL + 6)
+        draw.multiline_text(
+            (4, y + CELL // 2 - 10), "\n".join(textwrap.wrap(label, 24)), fill="black", font=font
+        )
+        for c, i in enumerate(index):
+            rec = firsts.get(i)
+            if rec is None:
+                continue
+            x = LABEL_W + c * (CELL + 6)
+            if judged:
+                color = OK if rec["correct"] else BAD
+                draw.rectangle([x, y, x + CELL + 5, y + CELL + 5], fill=color)
+            grid.paste(_open(folder / rec["image"]), (x + 3, y + 3))
+    path = out / "report" / f"grid_{task}.png"
+    grid.save(path)
+    return path
+
+
+def _first_images(records: list[dict]) -> dict[int, dict]:
+    """Prompt-line index -> the record of its first image."""
+    firsts: dict[int, dict] = {}
+    for rec in records:
+        firsts.setdefault(rec["line"], rec)
+    return firsts
+
+
+def task_bars(out: Path, runs: list) -> Path:
+    groups = [*TASKS, "color_attr\nseen", "color_attr\nheld-out", "overall"]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / max(len(runs), 1)
+    for k, run in enumerate(runs):
+        a = run.alignment
+        split = a["color_attr_split"]
+        vals = [a["tasks"].get(t, float("nan")) for t in TASKS]
+        vals += [_num(split.get("seen")), _num(split.get("held_out")), a["overall"]]
+        xs = [g + (k - (len(runs) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, vals, width=width, label=run_label(run))
+    ax.set_xticks(range(len(groups)), [g.replace("_", " ") for g in groups], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("GenEval-style score")
+    ax.set_title("Prompt alignment per task (Shapes World)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    path = out / "report" / "tasks.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def tradeoff_plots(out: Path, runs: list) -> list[Path]:
+    """Alignment and FID against NFE and against seconds per image, one line per model."""
+    models = sorted({r.model for r in runs})
+    paths = []
+    for xkey, xlabel, name in (
+        ("nfe", "transformer evaluations per image (NFE)", "quality_vs_steps.png"),
+        ("seconds_per_image", "seconds per image (median)", "quality_vs_latency.png"),
+    ):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        for model in models:
+            rs = sorted((r for r in runs if r.model == model), key=lambda r: getattr(r, xkey))
+            xs = [getattr(r, xkey) for r in rs]
+            a1.plot(xs, [r.alignment["overall"] for r in rs], "o-", label=Path(model).name)
+            a2.plot(xs, [r.quality["fid"] for r in rs], "o-", label=Path(model).name)
+            for r, x in zip(rs, xs):
+                a1.annotate(f"{r.steps} st", (x, r.alignment["overall"]), fontsize=7)
+                a2.annotate(f"{r.steps} st", (x, r.quality["fid"]), fontsize=7)
+        xs_all = [getattr(r, xkey) for r in runs if getattr(r, xkey) > 0]
+        log_x = xkey == "seconds_per_image" and xs_all and max(xs_all) / min(xs_all) > 10
+        for ax, ylabel in (
+            (a1, "overall alignment (higher is better)"),
+            (a2, "Shapes-FID (lower)"),
+        ):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            if log_x:
+                ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+        a1.set_ylim(0, 1.05)
+        a1.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / "report" / name
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dict]) -> Path:
+    (out / "report").mkdir(parents=True, exist_ok=True)
+    pictures = [task_bars(out, runs)]
+    if len(runs) > 1:
+        pictures += tradeoff_plots(out, runs)
+    pictures += [p for t in TASKS if (p := task_grid(out, t, lines, runs, ref_records))]
+    rows = "".join(
+        f"<tr><td>{html.escape(run_label(r))}</td><td>{r.nfe}</td>"
+        f"<td>{r.seconds_per_image:.4f}</td><td>{r.alignment['overall']:.3f}</td>"
+        f"<td>{r.quality['fid']:.3f}</td><td>{r.quality['precision']:.3f}</td>"
+        f"<td>{r.quality['recall']:.3f}</td></tr>"
+        for r in runs
+    )
+    imgs = "".join(f'<p><img src="{p.name}" style="max-width:100%"></p>' for p in pictures)
+    page = (
+        "<!doctype html><meta charset=utf-8><title>flashgen eval</title>"
+        "<h1>Shapes World evaluation</h1><table border=1 cellpadding=4>"
+        "<tr><th>run</th><th>NFE</th><th>s/image</th><th>alignment</th><th>Shapes-FID</th>"
+        f"<th>precision</th><th>recall</th></tr>{rows}</table>{imgs}"
+        "<p>Grids: green border = the image passes its prompt's verdict, red = fails.</p>"
+    )
+    index = out / "report" / "index.html"
+    index.write_text(page)
+    return index

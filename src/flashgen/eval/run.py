@@ -1,0 +1,277 @@
+"""`flashgen eval run`: generate the evaluation set with one or more models and step counts, then
+score prompt alignment, Shapes-FID and precision/recall against renders of the same prompts,
+latency and NFE, and write results.json plus a report folder.
+
+Layout of --out:
+  reference/            ground-truth renders of the same prompt lines (seeds + REFERENCE_OFFSET:
+                        independent samples of the same scenes) + manifest.jsonl
+  <model>/steps-<n>/    generated PNGs + manifest.jsonl (the batch-mode format)
+  results.json          config, one entry per (model, steps), versions and commit
+  report/               sample grids per task, per-task bars, quality-vs-steps/latency plots
+
+The model name "renders" stands for the renderer itself (an upper bound: alignment ~1, FID ~0).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from flashgen.eval.fid import shapes_quality
+from flashgen.images import check_writable_dir, save_png
+from flashgen.manifest import MANIFEST_NAME, ManifestRecord, append_record
+from flashgen.shapes.export import RENDER_MODEL, image_name, render_prompt
+from flashgen.shapes.prompt_sets import PROMPT_FILES, load_prompt_set
+from flashgen.shapes.prompts import TASKS
+from flashgen.shapes.scorer import score_alignment
+
+RENDERS = "renders"  # pseudo-model: the ground-truth renderer
+REFERENCE_OFFSET = 10_000_000  # reference renders use seed + this (independent of the eval seeds)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    models: tuple[str, ...] = (RENDERS,)
+    steps: tuple[int | None, ...] = (None,)  # None: the model's default
+    guidance: float | None = None  # None: the model's default
+    split: str = "eval"
+    limit: int | None = None  # at most this many prompt lines per task
+    images_per_prompt: int = 1
+    reference_per_prompt: int = 4  # reference renders per generated image (lowers FID bias)
+    out: Path = Path("outputs/eval")
+    device: str | None = None
+    dtype: str | None = None
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("give at least one --model (a built-in name, a path, or 'renders')")
+        if not self.steps or any(s is not None and s < 1 for s in self.steps):
+            raise ValueError(f"--steps values must be >= 1, got {list(self.steps)}")
+        if self.guidance is not None and self.guidance < 0:
+            raise ValueError(f"--guidance must be >= 0, got {self.guidance}")
+        if self.split not in PROMPT_FILES:
+            raise ValueError(f"unknown prompt set {self.split!r}; use one of {list(PROMPT_FILES)}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1 (prompt lines per task), got {self.limit}")
+        if not 1 <= self.reference_per_prompt <= 64:
+            raise ValueError(
+                f"reference_per_prompt must be in 1..64, got {self.reference_per_prompt}"
+            )
+        if not 1 <= self.images_per_prompt <= 64:
+            raise ValueError(f"--images-per-prompt must be in 1..64, got {self.images_per_prompt}")
+
+
+@dataclass
+class RunResult:
+    """One (model, steps) evaluation."""
+
+    model: str
+    steps: int
+    guidance: float
+    nfe: int  # transformer evaluations per image: steps, x2 with CFG (guidance > 1)
+    seconds_per_image: float  # median wall time per image, first call excluded (warm-up)
+    alignment: dict
+    quality: dict
+    folder: str
+    per_image: list[dict] = field(default_factory=list, repr=False)
+
+
+def select_prompts(split: str, limit: int | None) -> list[dict]:
+    """The prompt lines of `split`; with `limit`, at most that many per task, spread evenly over
+    the task's lines (so a short run still sees varied prompts)."""
+    lines = load_prompt_set(split)
+    if limit is None:
+        return lines
+    out = []
+    for task in TASKS:
+        mine = [line for line in lines if line["task"] == task]
+        picks = np.unique(np.linspace(0, len(mine) - 1, min(limit, len(mine))).round().astype(int))
+        out += [mine[i] for i in picks]
+    return out
+
+
+def _slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).name or model).strip("_") or "model"
+
+
+# image maker: (prompt, seed, num_images) -> (images, seconds per image, steps, guidance)
+Generator = Callable[[str, int, int], tuple[list[Image.Image], float, int, float]]
+
+
+def _render_generator(prompt: str, seed: int, n: int):
+    t0 = time.perf_counter()
+    images = [Image.fromarray(render_prompt(prompt, seed + k)) for k in range(n)]
+    return images, (time.perf_counter() - t0) / n, 1, 0.0
+
+
+def _model_generator(pipe, steps: int | None, guidance: float | None) -> Generator:
+    from flashgen.request import GenerationRequest
+
+    def generate(prompt: str, seed: int, n: int):
+        req = GenerationRequest(prompt, steps=steps, guidance=guidance, seed=seed, num_images=n)
+        t0 = time.perf_counter()
+        result = pipe.generate(req)
+        seconds = (time.perf_counter() - t0) / n
+        return result.images, seconds, result.settings.steps, result.settings.guidance
+
+    return generate
+
+
+def write_image_set(
+    lines: list[dict], folder: Path, make: Generator, model: str, k: int, seed_offset: int = 0
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Make k images per prompt line into `folder` (+ manifest); returns records and arrays."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / MANIFEST_NAME
+    manifest.unlink(missing_ok=True)
+    records, arrays = [], []
+    for index, line in enumerate(lines):
+        seed = line["seed"] + seed_offset
+        images, seconds, steps, guidance = make(line["prompt"], seed, k)
+        for j, image in enumerate(images):
+            name = image_name(index, seed + j)
+            save_png(image.convert("RGB"), folder / name, overwrite=True)
+            rec = ManifestRecord(
+                line["prompt"], seed + j, name, steps, guidance, model, seconds, line["task"]
+            )
+            append_record(manifest, rec)
+            records.append({**rec.to_dict(), "line": index})
+            arrays.append(np.asarray(image.convert("RGB")))
+    return records, arrays
+
+
+def evaluate_images(
+    records: list[dict], images: list[np.ndarray], reference: np.ndarray
+) -> tuple[dict, dict, list[bool]]:
+    """(alignment dict, quality dict, per-image verdicts) of one generated set."""
+    align = score_alignment((r["prompt"], img, r["task"]) for r, img in zip(records, images))
+    from flashgen.shapes.scorer import as_canvas
+
+    fake = np.stack([as_canvas(img) for img in images])
+    quality = shapes_quality(reference, fake).to_dict()
+    return align.to_dict(), quality, align.correct
+
+
+def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
+    """Evaluate every (model, steps) of `config`; writes results.json and the report."""
+    from flashgen.eval.report import write_report
+
+    out = check_writable_dir(config.out)
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    lines = select_prompts(config.split, config.limit)
+    k = config.images_per_prompt
+    n_ref = k * config.reference_per_prompt
+    log(f"reference: rendering {len(lines) * n_ref} images")
+    ref_records, ref_images = write_image_set(
+        lines, out / "reference", _render_generator, RENDER_MODEL, n_ref, REFERENCE_OFFSET
+    )
+    reference = np.stack(ref_images)
+    runs: list[RunResult] = []
+    for model in config.models:
+        pipe = None if model == RENDERS else _load(model, config)
+        for steps in config.steps:
+            if pipe is None:
+                make, name = _render_generator, RENDER_MODEL
+            else:
+                make, name = _model_generator(pipe, steps, config.guidance), pipe.model_id
+            label = "default" if steps is None else str(steps)
+            folder = out / _slug(model) / f"steps-{label}"
+            log(f"{model} steps={label}: generating {len(lines) * k} images")
+            records, images = write_image_set(lines, folder, make, name, k)
+            align, quality, correct = evaluate_images(records, images, reference)
+            runs.append(_run_result(model, records, align, quality, folder, out, correct))
+            r = runs[-1]
+            log(
+                f"  overall={align['overall']:.3f} fid={quality['fid']:.2f} s/img={r.seconds_per_image:.3f}"
+            )
+    result = {
+        "config": {**asdict(config), "out": str(config.out)},
+        "prompt_set": config.split,
+        "n_prompts": len(lines),
+        "runs": [{kk: v for kk, v in asdict(r).items() if kk != "per_image"} for r in runs],
+        "reference": str((out / "reference").relative_to(out)),
+        "environment": _environment(),
+    }
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_report(out, lines, runs, ref_records)
+    return result
+
+
+def _load(model: str, config: EvalConfig):
+    import flashgen
+
+    return flashgen.load(model, device=config.device, dtype=config.dtype)
+
+
+def _run_result(model, records, align, quality, folder, out, correct) -> RunResult:
+    steps, guidance = records[0]["steps"], records[0]["guidance"]
+    seconds = [r["seconds"] for r in records]
+    warm = seconds[1:] if len(seconds) > 1 else seconds  # the first call pays for warm-up
+    per_image = [{**r, "correct": c} for r, c in zip(records, correct)]
+    return RunResult(
+        model=model,
+        steps=steps,
+        guidance=guidance,
+        nfe=0 if model == RENDERS else steps * (2 if guidance > 1 else 1),
+        seconds_per_image=float(np.median(warm)),
+        alignment=align,
+        quality=quality,
+        folder=str(folder.relative_to(out)),
+        per_image=per_image,
+    )
+
+
+def _environment() -> dict:
+    import torch
+
+    from flashgen import __version__
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {
+        "flashgen": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "commit": commit,
+        "tasks": list(TASKS),
+    }
+
+
+def summary(result: dict) -> dict:
+    """The one-line JSON `flashgen eval run` prints last: the headline numbers of each run."""
+    return {
+        "out": result["config"]["out"],
+        "runs": [
+            {
+                "model": r["model"],
+                "steps": r["steps"],
+                "nfe": r["nfe"],
+                "overall": r["alignment"]["overall"],
+                "fid": r["quality"]["fid"],
+                "kid": r["quality"]["kid"],
+                "precision": r["quality"]["precision"],
+                "recall": r["quality"]["recall"],
+                "seconds_per_image": r["seconds_per_image"],
+            }
+            for r in result["runs"]
+        ],
+    }
