@@ -31,29 +31,54 @@ def validation_lines(prompts: int, images_per_prompt: int = 1, split: str = "val
 
 
 @torch.no_grad()
-def student_images(
-    pipe,
-    transformer,
-    sigmas: torch.Tensor,
-    prompts: list[str],
-    seeds: list[int],
-    batch_size: int = 64,
-    autocast=contextlib.nullcontext,
-) -> list:
-    """PIL images of a guidance-free student (any SD3 transformer) on the teacher's pipeline."""
+def sample_images(pipe, lines, sigmas: torch.Tensor, make_fn, batch_size: int = 64) -> list:
+    """PIL images for (prompt, task, seed) lines: noise per line seed, Euler over `sigmas`,
+    model_fn = make_fn(cond) for each batch, decoded by the teacher's VAE."""
     res = pipe.defaults.resolution
     images = []
-    for start in range(0, len(prompts), batch_size):
-        cond = pipe.encode_prompt(prompts[start : start + batch_size])
-        noise = pipe.prepare_latents(seeds[start : start + batch_size], res, res).float()
+    for start in range(0, len(lines), batch_size):
+        part = lines[start : start + batch_size]
+        cond = pipe.encode_prompt([p for p, _, _ in part])
+        noise = pipe.prepare_latents([s for _, _, s in part], res, res).float()
+        x0 = sample_euler(make_fn(cond), noise, sigmas.to(noise.device))
+        images += pipe.decode(x0.to(pipe.dtype))
+    return images
 
-        def fn(x, s, cond=cond):
+
+def student_fn(transformer, autocast=contextlib.nullcontext):
+    """make_fn for a guidance-free student (any SD3 transformer)."""
+
+    def make(cond):
+        def fn(x, s):
             with autocast():
                 return velocity(transformer, x, s, cond).float()
 
-        x0 = sample_euler(fn, noise, sigmas.to(noise.device))
-        images += pipe.decode(x0.to(pipe.dtype))
-    return images
+        return fn
+
+    return make
+
+
+def teacher_fn(pipe, guidance: float, autocast=contextlib.nullcontext):
+    """make_fn for the pipeline's own model with CFG against the empty prompt."""
+    uncond = pipe.encode_prompt([""])
+
+    def make(cond):
+        inner = pipe.model_fn(cond, guidance, uncond.repeat(len(cond)))
+
+        def fn(x, s):
+            with autocast():
+                return inner(x.to(pipe.dtype), s).float()
+
+        return fn
+
+    return make
+
+
+def score(lines, images) -> dict:
+    """Shapes-GenEval (overall, per task, colour split) of images for lines."""
+    from flashgen.shapes.scorer import score_alignment
+
+    return score_alignment((p, img, t) for (p, t, _), img in zip(lines, images)).to_dict()
 
 
 def validation_score(
@@ -64,11 +89,6 @@ def validation_score(
     batch_size: int = 64,
     autocast=contextlib.nullcontext,
 ) -> dict:
-    """Shapes-GenEval (overall, per task, colour split) of a student on validation lines."""
-    from flashgen.shapes.scorer import score_alignment
-
-    prompts = [p for p, _, _ in lines]
-    images = student_images(
-        pipe, transformer, sigmas, prompts, [s for _, _, s in lines], batch_size, autocast
-    )
-    return score_alignment((p, img, t) for (p, t, _), img in zip(lines, images)).to_dict()
+    """Shapes-GenEval of a student on (validation) lines."""
+    make = student_fn(transformer, autocast)
+    return score(lines, sample_images(pipe, lines, sigmas, make, batch_size))
