@@ -1,0 +1,100 @@
+"""Assemble the trained stages into one SD3-layout diffusers folder (fp16 safetensors).
+
+    model_index.json   StableDiffusion3Pipeline; text_encoder_3 / tokenizer_3 = BertModel /
+                       BertTokenizer, resolved from the installed MiniLM (never copied)
+    transformer/ vae/ text_encoder/ text_encoder_2/ tokenizer/ tokenizer_2/ scheduler/
+    flashgen.json      flashgen's card: default steps, chosen CFG scale, t5_max_length, ...
+    training.json      how it was made: preset, stage reports, provenance (commit, versions)
+
+Written into a temporary sibling folder and renamed into place, so a crash never leaves a half
+model where a loader would find it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from flashgen.miniature.components import build_scheduler
+from flashgen.models.modelcard import ModelCard
+
+MINILM_EXTERNAL = {"text_encoder_3": "minilm", "tokenizer_3": "minilm"}
+
+
+def model_index() -> dict:
+    return {
+        "_class_name": "StableDiffusion3Pipeline",
+        "_diffusers_version": "0.42.1",
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModelWithProjection"],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "text_encoder_3": ["transformers", "BertModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "tokenizer_2": ["transformers", "CLIPTokenizer"],
+        "tokenizer_3": ["transformers", "BertTokenizer"],
+        "transformer": ["diffusers", "SD3Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+
+
+def _save_half(cls, src: Path, dest: Path) -> None:
+    model = cls.from_pretrained(src, local_files_only=True)
+    model.to(torch.float16).save_pretrained(dest, safe_serialization=True)
+
+
+def export_model(
+    dest: str | Path,
+    *,
+    vae_dir: Path,
+    clip_dir: Path,
+    transformer_dir: Path,
+    shift: float,
+    guidance: float,
+    name: str = "shapes-teacher",
+    default_steps: int = 50,
+    t5_max_length: int = 32,
+    resolution: int = 64,
+    record: dict | None = None,
+) -> Path:
+    """Write the teacher folder at `dest` (replacing it atomically if it exists)."""
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+    from transformers import CLIPTextModelWithProjection
+
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _save_half(SD3Transformer2DModel, Path(transformer_dir), tmp / "transformer")
+    _save_half(AutoencoderKL, Path(vae_dir), tmp / "vae")
+    for sub in ("text_encoder", "text_encoder_2"):
+        _save_half(CLIPTextModelWithProjection, Path(clip_dir) / sub, tmp / sub)
+    for sub in ("tokenizer", "tokenizer_2"):
+        shutil.copytree(Path(clip_dir) / sub, tmp / sub)
+    build_scheduler(shift).save_pretrained(tmp / "scheduler")
+    (tmp / "model_index.json").write_text(json.dumps(model_index(), indent=2) + "\n")
+    ModelCard(
+        name=name,
+        kind="teacher",
+        default_steps=default_steps,
+        default_guidance=float(guidance),
+        sigmas=None,
+        t5_max_length=t5_max_length,
+        resolution=resolution,
+        external_components=dict(MINILM_EXTERNAL),
+    ).write(tmp)
+    (tmp / "training.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def folder_megabytes(folder: str | Path) -> float:
+    """Size of the weight files (safetensors) under `folder`, in MB (10^6 bytes)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*.safetensors")) / 1e6
