@@ -55,6 +55,8 @@ def test_cpu_smoke_distillation_writes_a_loadable_student(teacher, tmp_path, cap
     assert card["default_guidance"] == 1.0 and card["default_steps"] == 2
     record = json.loads((folder / "distill.json").read_text())
     assert record["config"]["dmd"]["dm_timesteps"] == "shared" and record["provenance"]
+    logs = sorted(p.name for p in (folder / "distill-logs").iterdir())
+    assert logs == ["dmd.metrics.jsonl", "split.metrics.jsonl", "warmup.metrics.jsonl"]
 
     import flashgen
 

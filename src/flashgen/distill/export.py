@@ -20,7 +20,8 @@ from torch import nn
 from flashgen.devices import DTYPES
 from flashgen.models.modelcard import CARD_FILE, ModelCard, read_card
 
-SKIP = {"transformer", CARD_FILE, "distill.json"}
+LOGS = "distill-logs"
+SKIP = {"transformer", CARD_FILE, "distill.json", LOGS}
 
 
 def student_card(teacher_card: ModelCard, name: str, sigmas: tuple[float, ...]) -> ModelCard:
@@ -43,8 +44,10 @@ def export_student(
     sigmas: tuple[float, ...],
     dtype: str = "fp16",
     record: dict | None = None,
+    logs: dict[str, Path] | None = None,
 ) -> Path:
-    """The student folder at `dest` (replaced atomically if it exists)."""
+    """The student folder at `dest` (replaced atomically if it exists). `logs` (name -> file,
+    e.g. each stage's metrics.jsonl) are copied into distill-logs/ for provenance."""
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -60,6 +63,10 @@ def export_student(
     weights.save_pretrained(tmp / "transformer", safe_serialization=True)
     student_card(read_card(teacher_dir), name, sigmas).write(tmp)
     (tmp / "distill.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
+    for log_name, path in (logs or {}).items():
+        if Path(path).is_file():
+            (tmp / LOGS).mkdir(exist_ok=True)
+            shutil.copy2(path, tmp / LOGS / log_name)
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if dest.exists():

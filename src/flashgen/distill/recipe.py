@@ -134,6 +134,7 @@ def distill(
         sigmas=cfg.sigmas,
         dtype=cfg.export.dtype,
         record=record,
+        logs={f"{s.name}.metrics.jsonl": out / s.name / "metrics.jsonl" for s in stages},
     )
     score = f"validation overall {validation['overall']:.3f}, " if validation else ""
     say(f"{cfg.name}: student in {dest} ({score}{seconds / 60:.1f} min)")
