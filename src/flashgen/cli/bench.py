@@ -96,11 +96,69 @@ def _make_model(args) -> int:
 
 
 def _register_compare(verbs) -> None:
-    pass
+    p = verbs.add_parser(
+        "compare",
+        help="flashgen vs diffusers' StableDiffusion3Pipeline, each variant in its own process",
+    )
+    p.add_argument("--model", required=True, help="diffusers folder (both pipelines load it)")
+    p.add_argument(
+        "--variants",
+        default="diffusers+bf16,flashgen",
+        help="comma-separated impl[+dtype][+profile][+no-t5], the first is the baseline",
+    )
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--guidance", type=float, default=1.0, help="<= 1: no CFG in either pipeline")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--name", default="compare", help="results/<name>.json and .png")
+    p.add_argument("--results-dir", default="benchmarks/results")
+    p.add_argument("--no-peak", action="store_true", help="skip the matmul-peak measurement")
+    p.set_defaults(func=_compare)
+
+
+def _compare(args) -> int:
+    from flashgen.bench.compare import CompareConfig, run_compare
+
+    cfg = CompareConfig(
+        model=args.model,
+        variants=tuple(v for v in args.variants.split(",") if v.strip()),
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        guidance=args.guidance,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        seed=args.seed,
+        threads=args.threads,
+        name=args.name,
+        results_dir=args.results_dir,
+        measure_peak=not args.no_peak,
+    )
+    emit(run_compare(cfg), None)
+    return 0
 
 
 def _register_peak(verbs) -> None:
-    pass
+    p = verbs.add_parser("peak", help="this machine's measured matmul peak (fp32, bf16, int8)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--size", type=int, default=2048)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_peak)
+
+
+def _peak(args) -> int:
+    from flashgen.bench import env
+    from flashgen.bench.flops import measure_matmul_peak
+
+    set_threads(args.threads)
+    kinds = ("fp32", "bf16", "int8") if args.device == "cpu" else ("fp32", "bf16", "fp16", "int8")
+    peaks = [measure_matmul_peak(k, size=args.size, device=args.device) for k in kinds]
+    emit({"bench": "peak", "device_info": env.device_info(args.device), "peaks": peaks}, None)
+    return 0
 
 
 def emit(record: dict, out: str | None) -> None:

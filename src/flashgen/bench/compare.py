@@ -1,0 +1,370 @@
+"""`flashgen bench compare`: flashgen vs diffusers' StableDiffusion3Pipeline on the same weights,
+steps, guidance and resolution, each variant in its own fresh process (so peak memory is that
+variant's alone), run one after another.
+
+A variant is "impl[+option...]": impl is flashgen or diffusers; options: fp32 / bf16 / fp16
+(dtype), phone / laptop / desktop (flashgen profile), no-t5. Examples: diffusers+bf16,
+flashgen, flashgen+laptop.
+
+Each worker reports warm latency (median of N, distinct prompts so no cache hides the text
+encoders), the time spent inside the transformer, peak RSS, and energy when counters exist. The
+parent adds FLOPs per image (flops.py), the measured matmul peak, the achieved fraction of it
+in the transformer, speed-ups against the first variant, then writes results/<name>.json and a
+plot, and prints the record as its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DTYPES = ("fp32", "bf16", "fp16")
+PROFILES = ("phone", "laptop", "desktop")
+PROMPT = "a red circle above a blue square"
+
+
+@dataclass(frozen=True)
+class Variant:
+    impl: str
+    dtype: str | None = None
+    profile: str | None = None
+    drop_t5: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        impl, *opts = spec.strip().split("+")
+        if impl not in ("flashgen", "diffusers"):
+            raise ValueError(f"variant {spec!r}: start with flashgen or diffusers")
+        kw: dict = {}
+        for o in opts:
+            if o in DTYPES:
+                kw["dtype"] = o
+            elif o in PROFILES and impl == "flashgen":
+                kw["profile"] = o
+            elif o == "no-t5":
+                kw["drop_t5"] = True
+            else:
+                raise ValueError(
+                    f"variant {spec!r}: unknown option {o!r} (dtypes {DTYPES}, profiles {PROFILES}, no-t5)"
+                )
+        return cls(impl, **kw)
+
+    @property
+    def label(self) -> str:
+        return "+".join(
+            [
+                self.impl,
+                *[x for x in (self.dtype, self.profile) if x],
+                *(["no-t5"] if self.drop_t5 else []),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    model: str
+    variants: tuple[str, ...] = ("diffusers+bf16", "flashgen")
+    width: int = 512
+    height: int = 512
+    steps: int = 4
+    guidance: float = 1.0
+    repeats: int = 3
+    warmup: int = 1
+    seed: int = 0
+    threads: int | None = None
+    name: str = "compare"
+    results_dir: str = "benchmarks/results"
+    timeout_s: float = 6 * 3600
+    measure_peak: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for v in self.variants:
+            Variant.parse(v)
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError("repeats must be >= 1 and warmup >= 0")
+
+
+# -- worker (runs in its own process) -------------------------------------------------------
+
+
+class _TransformerClock:
+    """Seconds spent inside the transformer's forward calls (hooks; the GPU is synchronised)."""
+
+    def __init__(self, module, device: str):
+        import torch
+
+        self.total, self.calls = 0.0, 0
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+        def pre(*_):
+            sync()
+            self._t0 = time.perf_counter()
+
+        def post(*_):
+            sync()
+            self.total += time.perf_counter() - self._t0
+            self.calls += 1
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+
+
+def _load(variant: Variant, model: str, device: str):
+    import torch
+
+    if variant.impl == "flashgen":
+        import flashgen
+
+        kw = {
+            "device": device,
+            "dtype": variant.dtype,
+            "profile": variant.profile,
+            "drop_t5": variant.drop_t5,
+        }
+        pipe = flashgen.load(model, **{k: v for k, v in kw.items() if v not in (None, False)})
+        return pipe, pipe.transformer
+    from diffusers import StableDiffusion3Pipeline
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+        variant.dtype or "bf16"
+    ]
+    kw = {"text_encoder_3": None, "tokenizer_3": None} if variant.drop_t5 else {}
+    pipe = StableDiffusion3Pipeline.from_pretrained(
+        model, torch_dtype=dtype, local_files_only=True, **kw
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device), pipe.transformer
+
+
+def _generate(variant: Variant, pipe, cfg: dict, prompt: str) -> None:
+    import torch
+
+    if variant.impl == "flashgen":
+        from flashgen.request import GenerationRequest
+
+        pipe.generate(
+            GenerationRequest(
+                prompt,
+                steps=cfg["steps"],
+                guidance=cfg["guidance"],
+                seed=cfg["seed"],
+                width=cfg["width"],
+                height=cfg["height"],
+            )
+        )
+        return
+    g = torch.Generator("cpu").manual_seed(cfg["seed"])
+    pipe(
+        prompt,
+        num_inference_steps=cfg["steps"],
+        guidance_scale=cfg["guidance"],
+        width=cfg["width"],
+        height=cfg["height"],
+        generator=g,
+        output_type="pil",
+    )
+
+
+def run_worker(spec: str, cfg: dict) -> dict:
+    """Load one variant, warm up, time `repeats` generations; the record of this process."""
+    import torch
+
+    from flashgen.bench import env
+    from flashgen.bench.energy import EnergyMeter
+
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+    variant = Variant.parse(spec)
+    device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
+    pipe, transformer = _load(variant, cfg["model"], device)
+    load_s = time.perf_counter() - t0
+    rss_load = env.current_rss_bytes()
+    clock = _TransformerClock(transformer, device)
+    for i in range(cfg["warmup"]):
+        _generate(variant, pipe, cfg, f"{PROMPT} (warm-up {i})")
+    walls, in_transformer = [], []
+    with EnergyMeter(device) as meter:
+        for i in range(cfg["repeats"]):
+            before = clock.total
+            t = time.perf_counter()
+            _generate(variant, pipe, cfg, f"{PROMPT} (run {i})")
+            walls.append(time.perf_counter() - t)
+            in_transformer.append(clock.total - before)
+    return {
+        "variant": variant.label,
+        "spec": asdict(variant),
+        "device": device,
+        "load_s": load_s,
+        "wall_s": walls,
+        "median_wall_s": statistics.median(walls),
+        "median_transformer_s": statistics.median(in_transformer),
+        "transformer_calls_per_image": clock.calls // max(1, cfg["warmup"] + cfg["repeats"]),
+        "rss_after_load_gib": rss_load / env.GIB,
+        "peak_rss_gib": env.peak_rss_bytes() / env.GIB,
+        "energy_joules": meter.joules,
+        "energy_method": meter.method,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+# -- parent ---------------------------------------------------------------------------------
+
+
+def _spawn(args: list[str], timeout: float) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "flashgen.bench.compare", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"error": f"worker exited {proc.returncode}: {' | '.join(tail)[:600]}"}
+    return json.loads(lines[-1])
+
+
+def run_compare(cfg: CompareConfig) -> dict:
+    from flashgen.bench import env
+
+    shared = {
+        k: getattr(cfg, k)
+        for k in (
+            "model",
+            "width",
+            "height",
+            "steps",
+            "guidance",
+            "repeats",
+            "warmup",
+            "seed",
+            "threads",
+        )
+    }
+    variants = {}
+    for spec in cfg.variants:
+        variants[Variant.parse(spec).label] = _spawn(
+            ["--worker", spec, json.dumps(shared)], cfg.timeout_s
+        )
+    record = {
+        "bench": "compare",
+        "name": cfg.name,
+        "config": asdict(cfg),
+        "device_info": env.device_info(
+            next((v.get("device") for v in variants.values() if "device" in v), "cpu")
+        ),
+        "versions": env.package_versions(),
+        "git_commit": env.git_commit(),
+        "variants": variants,
+    }
+    base = next(iter(variants.values()))
+    if "median_wall_s" in base:
+        record["speedup_vs_first"] = {
+            k: base["median_wall_s"] / v["median_wall_s"]
+            for k, v in variants.items()
+            if "median_wall_s" in v
+        }
+    record.update(_flops_section(cfg, variants))
+    if cfg.measure_peak:
+        record["matmul_peak"] = _spawn(["--peak", json.dumps({"threads": cfg.threads})], 1800)
+        record["fraction_of_peak"] = _fractions(record)
+    out = Path(cfg.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{cfg.name}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    try:
+        plot_compare(record, out / f"{cfg.name}.png")
+        record["plot"] = str(out / f"{cfg.name}.png")
+    except Exception as e:  # noqa: BLE001 - a plot failure must not lose the measurements
+        record["plot_error"] = str(e)[:200]
+    return record
+
+
+def _flops_section(cfg: CompareConfig, variants: dict) -> dict:
+    from flashgen.bench.flops import image_flops
+
+    cfg_on = cfg.guidance > 1.0
+    out: dict = {"flops_per_image": {}, "achieved_transformer_tflops": {}}
+    for label, v in variants.items():
+        if "median_transformer_s" not in v:
+            continue
+        has_t5 = (Path(cfg.model) / "text_encoder_3" / "config.json").is_file()
+        t5 = has_t5 and not v["spec"]["drop_t5"] and v["spec"]["profile"] not in ("phone", "laptop")
+        f = image_flops(
+            cfg.model, width=cfg.width, height=cfg.height, steps=cfg.steps, cfg=cfg_on, t5=t5
+        )
+        out["flops_per_image"][label] = f.to_dict()
+        if v["median_transformer_s"] > 0:
+            out["achieved_transformer_tflops"][label] = (
+                f.nfe * f.transformer_step / v["median_transformer_s"] / 1e12
+            )
+    return out
+
+
+def _fractions(record: dict) -> dict:
+    peaks = {p["dtype"]: p["tflops"] for p in record["matmul_peak"].get("peaks", [])}
+    out = {}
+    for label, achieved in record.get("achieved_transformer_tflops", {}).items():
+        spec = record["variants"][label]["spec"]
+        kind = (
+            "int8"
+            if spec["profile"] == "laptop"
+            else (spec["dtype"] or ("bf16" if spec["impl"] == "diffusers" else "fp32"))
+        )
+        if kind in peaks:
+            out[label] = {"vs": kind, "fraction": achieved / peaks[kind]}
+    return out
+
+
+def plot_compare(record: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {k: v for k, v in record["variants"].items() if "median_wall_s" in v}
+    labels = list(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].bar(labels, [rows[k]["median_wall_s"] for k in labels], color="tab:blue")
+    axes[0].set_ylabel("seconds per image (median)")
+    axes[1].bar(labels, [rows[k]["peak_rss_gib"] for k in labels], color="tab:orange")
+    axes[1].set_ylabel("peak process memory (GiB)")
+    c = record["config"]
+    fig.suptitle(
+        f"{Path(c['model']).name}: {c['width']}x{c['height']}, {c['steps']} steps, guidance {c['guidance']}"
+    )
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _peak_worker(cfg: dict) -> dict:
+    import torch
+
+    from flashgen.bench.flops import measure_matmul_peak
+
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    kinds = ("fp32", "bf16", "int8") if device == "cpu" else ("fp32", "bf16", "fp16", "int8")
+    size = 2048 if device == "cpu" else 8192
+    return {
+        "device": device,
+        "peaks": [measure_matmul_peak(k, size=size, device=device) for k in kinds],
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--worker":
+        print(json.dumps(run_worker(sys.argv[2], json.loads(sys.argv[3]))), flush=True)
+    elif sys.argv[1] == "--peak":
+        print(json.dumps(_peak_worker(json.loads(sys.argv[2]))), flush=True)

@@ -1,0 +1,83 @@
+"""bench compare on a tiny model: both pipelines run in their own processes, the record carries
+latency, memory, FLOPs and the achieved fraction of the measured matmul peak, plus a plot."""
+
+import json
+
+import pytest
+
+from flashgen.bench.compare import Variant
+from flashgen.bench.energy import EnergyMeter, energy_record, rapl_domains
+from flashgen.bench.flops import image_flops, measure_matmul_peak, transformer_step_flops
+from flashgen.cli import main
+from flashgen.models.tiny import build_tiny_sd35
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_sd35(tmp_path_factory.mktemp("c") / "tiny")
+
+
+def test_compare_writes_json_and_plot(tiny, tmp_path, capsys):
+    argv = [
+        "bench",
+        "compare",
+        "--model",
+        str(tiny),
+        "--variants",
+        "diffusers+fp32,flashgen+laptop",
+    ]
+    argv += ["--width", "64", "--height", "64", "--steps", "2", "--repeats", "1", "--warmup", "0"]
+    argv += ["--threads", "1", "--name", "t", "--results-dir", str(tmp_path)]
+    assert main(argv) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec == json.loads((tmp_path / "t.json").read_text()) | {"plot": rec["plot"]}
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    for label in ("diffusers+fp32", "flashgen+laptop"):
+        v = rec["variants"][label]
+        assert "error" not in v, v
+        assert v["median_wall_s"] > 0 and v["peak_rss_gib"] > 0.1
+        assert v["transformer_calls_per_image"] == 2
+        assert rec["achieved_transformer_tflops"][label] > 0
+    assert rec["speedup_vs_first"]["diffusers+fp32"] == 1.0
+    assert {p["dtype"] for p in rec["matmul_peak"]["peaks"]} == {"fp32", "bf16", "int8"}
+    assert 0 < rec["fraction_of_peak"]["flashgen+laptop"]["fraction"]
+    assert rec["fraction_of_peak"]["flashgen+laptop"]["vs"] == "int8"
+
+
+def test_variant_specs_parse_and_refuse_unknown_options():
+    v = Variant.parse("flashgen+bf16+laptop+no-t5")
+    assert (v.impl, v.dtype, v.profile, v.drop_t5) == ("flashgen", "bf16", "laptop", True)
+    assert v.label == "flashgen+bf16+laptop+no-t5"
+    with pytest.raises(ValueError, match="unknown option"):
+        Variant.parse("diffusers+laptop")
+    with pytest.raises(ValueError, match="flashgen or diffusers"):
+        Variant.parse("comfy")
+
+
+def test_flops_scale_with_tokens_and_cfg(tiny):
+    a = transformer_step_flops(tiny, width=64, height=64)
+    b = transformer_step_flops(tiny, width=128, height=128)
+    assert b > a  # more image tokens, same 333 text tokens
+    one = image_flops(tiny, width=64, height=64, steps=4, cfg=False, t5=True)
+    two = image_flops(tiny, width=64, height=64, steps=4, cfg=True, t5=True)
+    assert two.transformer_step == 2 * one.transformer_step
+    assert one.total == 4 * one.transformer_step + one.text_encoders + one.vae_decode
+
+
+def test_matmul_peak_is_a_positive_rate():
+    r = measure_matmul_peak("fp32", size=256, repeats=2)
+    assert r["tflops"] > 0 and r["best_s"] > 0
+
+
+def test_energy_falls_back_to_compute_when_no_counter_is_readable(tmp_path):
+    assert rapl_domains(tmp_path) == []
+    d = tmp_path / "intel-rapl:0"
+    d.mkdir()
+    (d / "energy_uj").write_text("1000\n")
+    assert rapl_domains(tmp_path) == [d]
+    with EnergyMeter("cpu") as m:
+        pass
+    rec = energy_record(m if m.joules is not None else None, 2, {"total_tflop": 1.0})
+    if m.joules is None:
+        assert rec["method"] == "flops" and rec["joules_per_image"] is None
+    assert rec["compute_per_image"]["total_tflop"] == 1.0
