@@ -14,6 +14,7 @@ student at its own trajectory points.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from flashgen.distill.task import (
     load_student,
     save_transformer,
 )
+from flashgen.miniature.schedule import Progress, lr_at, set_lr
 from flashgen.sampling import make_sigmas
 from flashgen.sampling.samplers import ModelFn
 from flashgen.train import TrainContext
@@ -76,12 +78,16 @@ class WarmupTask(StageTask):
     config_cls = WarmupTaskConfig
 
     def setup(self, ctx: TrainContext) -> None:
+        t0 = time.monotonic()
         self.load_shared(ctx)
         cfg = self.cfg.warmup
         self.batch_size = cfg.batch_size
         student = self.prepare_student(load_student(None, self.pipe.transformer))
         self.student, self.opt = ctx.prepare(student, adamw(student.parameters(), cfg.lr))
         self.build_cache(ctx, cfg)
+        # cosine decay to 10% over the stage, by steps or by its clock, whichever runs out first
+        budget = None if cfg.minutes is None else cfg.minutes * 60 - (time.monotonic() - t0)
+        self.progress = Progress(cfg.steps, budget)
 
     @torch.no_grad()
     def build_cache(self, ctx: TrainContext, cfg: WarmupConfig) -> None:
@@ -123,6 +129,8 @@ class WarmupTask(StageTask):
         with self.ctx.autocast():
             v = velocity(self.student, x_start, sigma, cond)
         loss, metrics = trajectory_guidance_loss(v, x_start, x_target, sigma, sigma_next)
+        lr = lr_at(step, self.progress(step), peak=self.cfg.warmup.lr, warmup=20, min_ratio=0.1)
+        set_lr(self.opt, lr)
         self.opt.zero_grad(set_to_none=True)
         self.ctx.backward(loss)
         metrics["grad_norm"] = float(self.ctx.clip_grad_norm(self.student.parameters(), 1.0))
