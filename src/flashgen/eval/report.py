@@ -121,8 +121,9 @@ def tradeoff_plots(out: Path, runs: list) -> list[Path]:
             a1.plot(xs, [r.alignment["overall"] for r in rs], "o-", label=Path(model).name)
             a2.plot(xs, [r.quality["fid"] for r in rs], "o-", label=Path(model).name)
             for r, x in zip(rs, xs):
-                a1.annotate(f"{r.steps} st", (x, r.alignment["overall"]), fontsize=7)
-                a2.annotate(f"{r.steps} st", (x, r.quality["fid"]), fontsize=7)
+                tag = "render" if r.nfe == 0 else f"{r.steps} st"
+                a1.annotate(tag, (x, r.alignment["overall"]), fontsize=7)
+                a2.annotate(tag, (x, r.quality["fid"]), fontsize=7)
         xs_all = [getattr(r, xkey) for r in runs if getattr(r, xkey) > 0]
         log_x = xkey == "seconds_per_image" and xs_all and max(xs_all) / min(xs_all) > 10
         for ax, ylabel in (
@@ -134,6 +135,9 @@ def tradeoff_plots(out: Path, runs: list) -> list[Path]:
             if log_x:
                 ax.set_xscale("log")
             ax.grid(alpha=0.3)
+        fids = [r.quality["fid"] for r in runs if r.quality["fid"] > 0]
+        if fids and max(fids) / min(fids) > 20:
+            a2.set_yscale("log")
         a1.set_ylim(0, 1.05)
         a1.legend(fontsize=7)
         fig.tight_layout()

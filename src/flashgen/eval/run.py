@@ -182,7 +182,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     runs: list[RunResult] = []
     for model in config.models:
         pipe = None if model == RENDERS else _load(model, config)
-        for steps in config.steps:
+        for steps in config.steps if pipe is not None else (None,):  # renders: no steps
             if pipe is None:
                 make, name = _render_generator, RENDER_MODEL
             else:
