@@ -21,7 +21,14 @@ import torch
 from flashgen.errors import ModelLoadError
 from flashgen.models import original_layout as layout
 from flashgen.models.external import resolve_external_components
-from flashgen.models.loading import Components, check_safetensors, load_folder, scheduler_shift
+from flashgen.models.loading import (
+    Components,
+    check_safetensors,
+    load_folder,
+    load_tokenizer,
+    load_transformers_model,
+    scheduler_shift,
+)
 from flashgen.models.modelcard import ModelCard
 from flashgen.models.registry import ModelSource, resolve
 from flashgen.models.tokenizers import clip_tokenizer
@@ -154,6 +161,17 @@ def _encoder_state(file: _File, slot: str) -> dict[str, torch.Tensor]:
     return {}
 
 
+def _text_encoder(cls_name: str, config: dict, state: dict, dtype: torch.dtype, where: str):
+    import transformers
+
+    if cls_name == "CLIPTextModelWithProjection" and "text_projection.weight" not in state:
+        # SD3 uses CLIP-L's pooled output unprojected; diffusers loads an identity projection
+        width = state["text_model.embeddings.position_embedding.weight"].shape[-1]
+        state["text_projection.weight"] = torch.eye(width)
+    cls = getattr(transformers, cls_name)
+    return _build(cls, cls.config_class.from_dict(config), state, dtype, where)
+
+
 def _tokenizer_files(tokenizer) -> str:
     """A tokenizer's saved files as one JSON string {file name: text}."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,8 +180,6 @@ def _tokenizer_files(tokenizer) -> str:
 
 
 def _tokenizer_from_files(files: str, class_name: str):
-    from flashgen.models.loading import load_tokenizer
-
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in json.loads(files).items():
             (Path(tmp) / Path(name).name).write_text(text)
@@ -175,7 +191,6 @@ def load_single_file(
 ) -> Components:
     """Components of a single-file SD3-family checkpoint (on the CPU, in `dtype`)."""
     import diffusers
-    import transformers
 
     path = source.path
     shapes, meta = read_header(path)
@@ -220,39 +235,28 @@ def load_single_file(
     external = resolve_external_components(card.external_components)
     encoders = {}
     for slot in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        skip = slot == "text_encoder_3" and drop_t5
         if slot in external:
-            if slot == "text_encoder_3" and drop_t5:
-                continue
-            from flashgen.models.loading import load_transformers_model
-
-            encoders[slot] = load_transformers_model(*external[slot], dtype)
+            encoders[slot] = None if skip else load_transformers_model(*external[slot], dtype)
             continue
         state = _encoder_state(file, slot)
-        if not state:
-            if slot == "text_encoder_3":
-                continue
+        if not state and slot != "text_encoder_3":
             raise ModelLoadError(
                 f"{path}: no {slot} weights ({layout.PREFIXES[slot]}* keys) and no "
                 f"text_encoders/{SIBLING_ENCODERS[slot][0]} beside it"
             )
-        if slot == "text_encoder_3" and drop_t5:
-            encoders[slot] = None
-            continue
-        if slot == "text_encoder" and "text_projection.weight" not in state:
-            # SD3 uses CLIP-L's pooled output unprojected; diffusers loads an identity projection
-            width = state["text_model.embeddings.position_embedding.weight"].shape[-1]
-            state["text_projection.weight"] = torch.eye(width)
-        cls_name = meta.get(f"flashgen.{slot}_class", ENCODER_CLASSES[slot])
-        cls = getattr(transformers, cls_name)
-        cfg = cls.config_class.from_dict(config(slot))
-        encoders[slot] = _build(cls, cfg, state, dtype, f"{path} ({slot})")
+        if state:
+            cls_name = meta.get(f"flashgen.{slot}_class", ENCODER_CLASSES[slot])
+            encoders[slot] = (
+                None
+                if skip
+                else _text_encoder(cls_name, config(slot), state, dtype, f"{path} ({slot})")
+            )
 
     has_t5 = "text_encoder_3" in encoders or "text_encoder_3" in external
     t5, tok3 = encoders.get("text_encoder_3"), None
     if t5 is not None:
         if "text_encoder_3" in external:
-            from flashgen.models.loading import load_tokenizer
-
             tok3 = load_tokenizer(*external["tokenizer_3"])
         elif "flashgen.tokenizer_3" in meta:
             tok3 = _tokenizer_from_files(
