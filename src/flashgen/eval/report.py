@@ -36,7 +36,9 @@ def _open(path: Path) -> Image.Image:
 
 def task_grid(out: Path, task: str, lines: list[dict], runs: list, ref_records: list[dict]):
     """Rows: reference render, then each run; columns: the task's first prompt lines."""
-    index = [i for i, line in enumerate(lines) if line["task"] == task][:COLUMNS]
+    mine = [i for i, line in enumerate(lines) if line["task"] == task]
+    step = max(len(mine) / COLUMNS, 1.0)  # spread the columns over the task's prompts
+    index = sorted({mine[int(k * step)] for k in range(min(COLUMNS, len(mine)))})
     if not index:
         return None
     font = ImageFont.load_default()
