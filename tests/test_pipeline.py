@@ -146,6 +146,8 @@ def test_result_carries_settings_and_timings(pipes):
 def test_other_sizes(pipes):
     res = pipes["no_t5"].generate(GenerationRequest(PROMPT, steps=1, width=96, height=48))
     assert res.images[0].size == (96, 48)
+    req = pipes["no_t5"].request(PROMPT, steps=1)  # the model's own resolution
+    assert (req.width, req.height, req.steps) == (64, 64, 1)
 
 
 def test_prompt_cache_skips_encoders(tiny_dirs):

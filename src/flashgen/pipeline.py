@@ -115,6 +115,13 @@ class Pipeline:
             t5=self.has_t5 and not request.drop_t5,
         )
 
+    def request(self, prompt: str, **fields) -> GenerationRequest:
+        """A GenerationRequest at the model's native resolution unless width/height are given
+        (GenerationRequest alone defaults to 64x64, the Shapes size)."""
+        fields.setdefault("width", self.defaults.resolution)
+        fields.setdefault("height", self.defaults.resolution)
+        return GenerationRequest(prompt, **fields)
+
     # -- stage 1: prompts --------------------------------------------------------------------
 
     def encode_prompt(self, prompts: list[str] | str, drop_t5: bool = False) -> PromptEmbeds:
