@@ -43,5 +43,13 @@ test: setup browser-deps
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
+# The miniature teacher from scratch (docs/miniature.md). Resumable: rerun to continue.
+# CPU path by default; on a GPU: make miniature MINIATURE_PRESET=gpu MINIATURE_DEVICE=cuda
+MINIATURE_PRESET ?= cpu
+MINIATURE_DEVICE ?= cpu
+MINIATURE_ARGS ?=
+miniature: setup
+	$(BIN)/flashgen train miniature --preset $(MINIATURE_PRESET) --device $(MINIATURE_DEVICE) --resume $(MINIATURE_ARGS)
+
 clean:
 	rm -rf $(VENV) outputs build dist src/*.egg-info

@@ -48,7 +48,7 @@ class MiniatureConfig:
     log_every: int = 50
     ckpt_every: int = 500
     total_minutes: float | None = None  # the whole command's clock (teacher gets the rest)
-    export_reserve_minutes: float = 0.75  # kept for the teacher's CFG choice and the export
+    export_reserve_minutes: float = 1.0  # kept for the teacher's CFG choice and the export
     vae_budget: StageBudget = field(default_factory=StageBudget)
     clip_budget: StageBudget = field(default_factory=StageBudget)
     teacher_budget: StageBudget = field(default_factory=StageBudget)
@@ -80,10 +80,13 @@ PRESETS: dict[str, MiniatureConfig] = {
         vae_budget=StageBudget(steps=12),
         clip_budget=StageBudget(steps=12),
         teacher_budget=StageBudget(steps=16),
-        vae=VaeTaskConfig(vae=_SMOKE_VAE, batch_size=8, warmup_steps=2, stats_images=256),
+        vae=VaeTaskConfig(
+            vae=_SMOKE_VAE, n_images=512, batch_size=8, warmup_steps=2, stats_images=256
+        ),
         clip=ClipTaskConfig(
             clip_l=_SMOKE_L,
             clip_g=_SMOKE_G,
+            n_images=512,
             batch_size=16,
             warmup_steps=2,
             image_width=32,
@@ -91,6 +94,7 @@ PRESETS: dict[str, MiniatureConfig] = {
         ),
         teacher=TeacherTaskConfig(
             transformer=_SMOKE_DIT,
+            n_images=512,
             batch_size=16,
             warmup_steps=2,
             text_batch=256,
@@ -110,9 +114,12 @@ PRESETS: dict[str, MiniatureConfig] = {
         vae_budget=StageBudget(steps=2000, minutes=45.0),
         clip_budget=StageBudget(steps=1500, minutes=15.0),
         teacher_budget=StageBudget(steps=6000, minutes=85.0),
-        vae=VaeTaskConfig(batch_size=32, lr=1e-3, warmup_steps=100, eval_every=500),
+        vae=VaeTaskConfig(
+            n_images=60_000, batch_size=32, lr=1e-3, warmup_steps=100, eval_every=500
+        ),
         clip=ClipTaskConfig(batch_size=128, n_images=60_000, warmup_steps=100),
         teacher=TeacherTaskConfig(
+            n_images=60_000,
             batch_size=64,
             lr=4e-4,
             warmup_steps=300,
@@ -137,6 +144,7 @@ PRESETS: dict[str, MiniatureConfig] = {
         clip_budget=StageBudget(steps=200_000, minutes=0.85),
         teacher_budget=StageBudget(steps=1_000_000, minutes=4.5),
         vae=VaeTaskConfig(
+            n_images=600_000,
             batch_size=128,
             lr=8e-4,
             warmup_steps=300,
@@ -155,6 +163,7 @@ PRESETS: dict[str, MiniatureConfig] = {
             report_images=2048,
         ),
         teacher=TeacherTaskConfig(
+            n_images=600_000,
             batch_size=512,
             lr=5e-4,
             warmup_steps=500,
@@ -166,7 +175,7 @@ PRESETS: dict[str, MiniatureConfig] = {
             select_steps=50,
             select_prompts=0,
             select_shifts=(1.0, 2.0, 3.0),
-            select_guidances=(2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+            select_guidances=(2.0, 3.0, 4.5, 6.0, 8.0),
             text_batch=4096,
         ),
     ),

@@ -85,11 +85,10 @@ def train_miniature(
         f"{time.monotonic() - t0:.0f} s"
     )
     stage = _StageRunner(cfg, out, device, resume, say)
-    vae = stage("vae", VaeTask(replace(cfg.vae, n_images=len(data)), data), cfg.vae_budget)
+    vae = stage("vae", VaeTask(cfg.vae, data), cfg.vae_budget)
     clip = stage("clip", ClipTask(cfg.clip, data), cfg.clip_budget)
     teacher_cfg = replace(
         cfg.teacher,
-        n_images=len(data),
         vae_dir=str(Path(vae.export_dir) / "vae"),
         clip_dir=str(clip.export_dir),
     )

@@ -7,4 +7,6 @@ import sys
 
 from flashgen.cli import main
 
-sys.exit(main(["train", *sys.argv[1:]]))
+# guarded: worker processes started with "spawn" re-import the main module (as __mp_main__)
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))
