@@ -44,8 +44,14 @@ def exported(tmp_path_factory):
     vae = build_vae(VaeConfig(block_out_channels=(32, 32, 32, 32), layers_per_block=1), 0.05, 1.3)
     vae.save_pretrained(root / "vae")
     l_cfg = ClipConfig(hidden_size=32, num_layers=2, num_heads=2, projection_dim=16)
-    g_cfg = ClipConfig(hidden_size=48, num_layers=2, num_heads=2, projection_dim=24,
-                       pad_token="!", hidden_act="gelu")
+    g_cfg = ClipConfig(
+        hidden_size=48,
+        num_layers=2,
+        num_heads=2,
+        projection_dim=24,
+        pad_token="!",
+        hidden_act="gelu",
+    )
     build_clip(l_cfg).save_pretrained(root / "clip" / "text_encoder")
     build_clip(g_cfg).save_pretrained(root / "clip" / "text_encoder_2")
     clip_tokenizer(32).save_pretrained(root / "clip" / "tokenizer")
@@ -66,7 +72,10 @@ def exported(tmp_path_factory):
 def test_export_writes_an_sd3_folder_with_the_card(exported):
     card = read_card(exported)
     assert (card.name, card.kind, card.default_steps, card.default_guidance) == (
-        "shapes-teacher", "teacher", 50, 4.5,
+        "shapes-teacher",
+        "teacher",
+        50,
+        4.5,
     )
     assert card.t5_max_length == 32 and card.resolution == 64 and card.sigmas is None
     assert card.external_components == {"text_encoder_3": "minilm", "tokenizer_3": "minilm"}
@@ -81,17 +90,17 @@ def test_export_writes_an_sd3_folder_with_the_card(exported):
 
     for f in exported.rglob("*.safetensors"):
         with safe_open(f, "pt") as st:
-            assert {st.get_slice(k).get_dtype() for k in st.keys()} == {"F16"}, f
+            assert {st.get_slice(k).get_dtype() for k in st} == {"F16"}, f
     assert not any(exported.glob("text_encoder_3*"))  # MiniLM is referenced, never copied
     assert folder_megabytes(exported) > 0
     assert json.loads((exported / "training.json").read_text()) == {"preset": "test"}
 
 
 def test_export_loads_in_flashgen_and_diffusers_with_identical_images(exported):
-    import flashgen
     from diffusers import StableDiffusion3Pipeline
     from transformers import BertModel, BertTokenizer
 
+    import flashgen
     from flashgen.models.external import minilm_path
     from flashgen.request import GenerationRequest
 
@@ -106,8 +115,14 @@ def test_export_loads_in_flashgen_and_diffusers_with_identical_images(exported):
         torch_dtype=torch.float32,
     )
     theirs = ref(
-        "a photo of a red circle", num_inference_steps=3, guidance_scale=4.5, height=64, width=64,
-        generator=torch.Generator().manual_seed(7), max_sequence_length=32, output_type="np",
+        "a photo of a red circle",
+        num_inference_steps=3,
+        guidance_scale=4.5,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(7),
+        max_sequence_length=32,
+        output_type="np",
     ).images[0]
     theirs = (theirs * 255).round().astype(np.uint8)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1

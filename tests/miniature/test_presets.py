@@ -13,7 +13,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "miniature"
 def test_config_files_are_the_presets(name):
     path = CONFIGS / f"{name}.toml"
     assert load_config(path) == PRESETS[name]
-    body = "".join(line + "\n" for line in path.read_text().splitlines() if not line.startswith("#"))
+    body = "".join(
+        line + "\n" for line in path.read_text().splitlines() if not line.startswith("#")
+    )
     assert body == to_toml(PRESETS[name])
 
 

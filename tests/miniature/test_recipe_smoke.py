@@ -16,15 +16,35 @@ def test_cpu_smoke_recipe_exports_a_loadable_teacher_and_resumes(tmp_path):
     from flashgen.request import GenerationRequest
 
     out = tmp_path / "run"
-    assert main(["train", "miniature", "--preset", "cpu-smoke", "--device", "cpu",
-                 "--out-dir", str(out), "--pack", str(tmp_path / "packed")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "miniature",
+                "--preset",
+                "cpu-smoke",
+                "--device",
+                "cpu",
+                "--out-dir",
+                str(out),
+                "--pack",
+                str(tmp_path / "packed"),
+            ]
+        )
+        == 0
+    )
     model = out / "shapes-teacher"
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["stages"]) == {"vae", "clip", "teacher"}
     assert 0 <= summary["vae"]["pass_rate"] <= 1 and summary["vae"]["original_pass_rate"] == 1.0
     assert "hard_color" in summary["clip"]["clip_l"]
     assert set(summary["teacher"]["validation"]["tasks"]) == {
-        "single_object", "two_object", "counting", "colors", "position", "color_attr",
+        "single_object",
+        "two_object",
+        "counting",
+        "colors",
+        "position",
+        "color_attr",
     }
     packed = sorted(p.name for p in (tmp_path / "packed").iterdir())
     assert "shapes-teacher.tar.gz.00" in packed and "metrics.jsonl" in packed
