@@ -11,7 +11,13 @@ from pathlib import Path
 
 from flashgen.errors import ModelLoadError
 from flashgen.models.modelcard import read_card
-from flashgen.models.tiny import TINY_NAME, default_cache_dir, ensure_tiny_random
+from flashgen.models.tiny import (
+    TINY_GUIDANCE,
+    TINY_NAME,
+    TINY_STEPS,
+    default_cache_dir,
+    ensure_tiny_random,
+)
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 DEFAULT_PREFERENCE = ("shapes-flash-4step", "shapes-teacher")
@@ -123,8 +129,8 @@ def model_info(spec: str | Path) -> ModelInfo:
             TINY_NAME,
             "teacher",
             "builtin",
-            4,
-            5.0,
+            TINY_STEPS,
+            TINY_GUIDANCE,
             str(path),
             _size(path) if built else None,
             default == TINY_NAME,

@@ -21,6 +21,8 @@ from flashgen.models.modelcard import ModelCard
 from flashgen.models.tokenizers import clip_tokenizer, tiny_t5_tokenizer
 
 TINY_NAME = "tiny-random"
+# A random model looks no better with more steps: keep the demo fast, and exercise CFG.
+TINY_STEPS, TINY_GUIDANCE = 4, 5.0
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,10 @@ def build_tiny_sd35(
         t5_classes = ("BertModel", "BertTokenizer")
     (out / "model_index.json").write_text(json.dumps(_model_index(*t5_classes), indent=2) + "\n")
     card = card or ModelCard(
-        name=out.name, default_steps=4, default_guidance=5.0, resolution=resolution
+        name=out.name,
+        default_steps=TINY_STEPS,
+        default_guidance=TINY_GUIDANCE,
+        resolution=resolution,
     )
     if external:
         from dataclasses import replace
@@ -210,7 +215,7 @@ def ensure_tiny_random(cache_dir: str | Path | None = None) -> Path:
             tmp,
             with_t5=True,
             seed=0,
-            card=ModelCard(name=TINY_NAME, default_steps=4, default_guidance=5.0, resolution=64),
+            card=ModelCard(TINY_NAME, "teacher", TINY_STEPS, TINY_GUIDANCE, resolution=64),
         )
         try:
             os.rename(tmp, target)
