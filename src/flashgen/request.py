@@ -16,6 +16,18 @@ def _nearest16(v: int) -> str:
     return f"{lo} or {hi}" if lo != v else str(v)
 
 
+def _check_unicode(name: str, text: str) -> None:
+    """Lone surrogates (e.g. invalid UTF-8 bytes in a command-line argument, which Python keeps
+    as U+DC80..U+DCFF) cannot be tokenized: refuse them before any model work."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{name} is not valid Unicode text (invalid byte or lone surrogate at character "
+            f"{e.start}); pass UTF-8 text"
+        ) from None
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One generation. `steps`/`guidance` None means: the model's own defaults."""
@@ -35,6 +47,8 @@ class GenerationRequest:
             raise ValueError("prompt must be a string")
         if not isinstance(self.negative_prompt, str):
             raise ValueError("negative_prompt must be a string")
+        for name in ("prompt", "negative_prompt"):
+            _check_unicode(name, getattr(self, name))
         for name in ("width", "height"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             "than a trusted network)",
             file=sys.stderr,
         )
-    print("loading the model...", file=sys.stderr)
+    if sys.stderr.isatty():  # a hint for a person waiting; scripts get one line on an error
+        print("loading the model...", file=sys.stderr)
     pipe = flashgen.load(args.model, device=args.device, dtype=args.dtype, drop_t5=args.no_t5)
     app = create_app(pipe, config)
     port = sock.getsockname()[1]

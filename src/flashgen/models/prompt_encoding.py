@@ -48,7 +48,8 @@ class PromptEmbeds:
 
 
 def _warn_truncated(tokenizer, prompts: list[str], ids: torch.Tensor, limit: int, what: str):
-    full = tokenizer(prompts, padding="longest", return_tensors="pt").input_ids
+    # verbose=False: this untruncated probe is only measured, never fed to a model
+    full = tokenizer(prompts, padding="longest", return_tensors="pt", verbose=False).input_ids
     if full.shape[-1] > ids.shape[-1]:
         log.warning(f"prompt longer than {what}'s {limit} tokens was truncated")
 
