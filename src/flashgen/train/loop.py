@@ -159,7 +159,10 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
             reporter.evaluate(step)  # the learning curve always ends at the final weights
         export_dir = _export(accelerator, task, out_dir / "export")
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    # not accelerator.end_training(): it destroys the process group, and a pipeline of runs in
+    # one multi-process launch (the distillation stages, the miniature recipe) needs it again
+    for tracker in accelerator.trackers:
+        tracker.finish()
     return RunResult(step, stopped, out_dir, last_ckpt, export_dir, train_seconds)
 
 
