@@ -94,21 +94,23 @@ class CompareConfig:
 
 
 class _TransformerClock:
-    """Seconds spent inside the transformer's forward calls (hooks; the GPU is synchronised)."""
+    """Wall and process-CPU seconds spent inside the transformer's forward calls (hooks; the
+    GPU is synchronised)."""
 
     def __init__(self, module, device: str):
         import torch
 
-        self.total, self.calls = 0.0, 0
+        self.total, self.cpu, self.calls = 0.0, 0.0, 0
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
         def pre(*_):
             sync()
-            self._t0 = time.perf_counter()
+            self._t0, self._c0 = time.perf_counter(), time.process_time()
 
         def post(*_):
             sync()
             self.total += time.perf_counter() - self._t0
+            self.cpu += time.process_time() - self._c0
             self.calls += 1
 
         module.register_forward_pre_hook(pre)
@@ -189,14 +191,16 @@ def run_worker(spec: str, cfg: dict) -> dict:
     clock = _TransformerClock(transformer, device)
     for i in range(cfg["warmup"]):
         _generate(variant, pipe, cfg, f"{PROMPT} (warm-up {i})")
-    walls, in_transformer = [], []
+    walls, cpus, in_transformer, cpu_transformer = [], [], [], []
     with EnergyMeter(device) as meter:
         for i in range(cfg["repeats"]):
-            before = clock.total
-            t = time.perf_counter()
+            before, before_cpu = clock.total, clock.cpu
+            t, c = time.perf_counter(), time.process_time()
             _generate(variant, pipe, cfg, f"{PROMPT} (run {i})")
             walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
             in_transformer.append(clock.total - before)
+            cpu_transformer.append(clock.cpu - before_cpu)
     return {
         "variant": variant.label,
         "spec": asdict(variant),
@@ -204,7 +208,10 @@ def run_worker(spec: str, cfg: dict) -> dict:
         "load_s": load_s,
         "wall_s": walls,
         "median_wall_s": statistics.median(walls),
+        "cpu_s": cpus,
+        "median_cpu_s": statistics.median(cpus),
         "median_transformer_s": statistics.median(in_transformer),
+        "median_transformer_cpu_s": statistics.median(cpu_transformer),
         "transformer_calls_per_image": clock.calls // max(1, cfg["warmup"] + cfg["repeats"]),
         "rss_after_load_gib": rss_load / env.GIB,
         "peak_rss_gib": env.peak_rss_bytes() / env.GIB,
@@ -267,10 +274,13 @@ def run_compare(cfg: CompareConfig) -> dict:
     }
     base = next(iter(variants.values()))
     if "median_wall_s" in base:
+        ok = {k: v for k, v in variants.items() if "median_wall_s" in v}
         record["speedup_vs_first"] = {
-            k: base["median_wall_s"] / v["median_wall_s"]
-            for k, v in variants.items()
-            if "median_wall_s" in v
+            k: base["median_wall_s"] / v["median_wall_s"] for k, v in ok.items()
+        }
+        # CPU seconds: robust to other processes sharing the machine (wall time is not)
+        record["cpu_speedup_vs_first"] = {
+            k: base["median_cpu_s"] / v["median_cpu_s"] for k, v in ok.items()
         }
     record.update(_flops_section(cfg, variants))
     if cfg.measure_peak:
@@ -291,35 +301,44 @@ def _flops_section(cfg: CompareConfig, variants: dict) -> dict:
     from flashgen.bench.flops import image_flops
 
     cfg_on = cfg.guidance > 1.0
-    out: dict = {"flops_per_image": {}, "achieved_transformer_tflops": {}}
+    has_t5 = (Path(cfg.model) / "text_encoder_3" / "config.json").is_file()
+    out: dict = {"flops_per_image": {}, "achieved_transformer_tflops": {}, "per_cpu_s": {}}
     for label, v in variants.items():
         if "median_transformer_s" not in v:
             continue
-        has_t5 = (Path(cfg.model) / "text_encoder_3" / "config.json").is_file()
-        t5 = has_t5 and not v["spec"]["drop_t5"] and v["spec"]["profile"] not in ("phone", "laptop")
+        spec = v["spec"]
+        t5 = has_t5 and not spec["drop_t5"] and spec["profile"] not in ("phone", "laptop")
         f = image_flops(
             cfg.model, width=cfg.width, height=cfg.height, steps=cfg.steps, cfg=cfg_on, t5=t5
         )
         out["flops_per_image"][label] = f.to_dict()
+        work = f.nfe * f.transformer_step / 1e12
         if v["median_transformer_s"] > 0:
-            out["achieved_transformer_tflops"][label] = (
-                f.nfe * f.transformer_step / v["median_transformer_s"] / 1e12
-            )
-    return out
+            out["achieved_transformer_tflops"][label] = work / v["median_transformer_s"]
+        if v.get("median_transformer_cpu_s", 0) > 0:
+            out["per_cpu_s"][label] = work / v["median_transformer_cpu_s"]
+    return {
+        "flops_per_image": out["flops_per_image"],
+        "achieved_transformer_tflops": out["achieved_transformer_tflops"],
+        "achieved_transformer_tflops_per_cpu_s": out["per_cpu_s"],
+    }
 
 
 def _fractions(record: dict) -> dict:
-    peaks = {p["dtype"]: p["tflops"] for p in record["matmul_peak"].get("peaks", [])}
+    """Achieved transformer FLOP/s over the matmul peak of the dtype its matmuls run in, per
+    wall second and per CPU second (the latter is robust to a shared machine)."""
+    peaks = {p["dtype"]: p for p in record["matmul_peak"].get("peaks", [])}
+    per_cpu = record.get("achieved_transformer_tflops_per_cpu_s", {})
     out = {}
     for label, achieved in record.get("achieved_transformer_tflops", {}).items():
         spec = record["variants"][label]["spec"]
-        kind = (
-            "int8"
-            if spec["profile"] == "laptop"
-            else (spec["dtype"] or ("bf16" if spec["impl"] == "diffusers" else "fp32"))
-        )
-        if kind in peaks:
-            out[label] = {"vs": kind, "fraction": achieved / peaks[kind]}
+        default = "bf16" if spec["impl"] == "diffusers" else "fp32"
+        kind = "int8" if spec["profile"] == "laptop" else (spec["dtype"] or default)
+        if kind not in peaks:
+            continue
+        out[label] = {"vs": kind, "fraction": achieved / peaks[kind]["tflops"]}
+        if label in per_cpu and peaks[kind].get("tflops_per_cpu_s"):
+            out[label]["fraction_per_cpu_s"] = per_cpu[label] / peaks[kind]["tflops_per_cpu_s"]
     return out
 
 

@@ -125,14 +125,17 @@ def measure_matmul_peak(
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     op()
     sync()
-    best = float("inf")
+    best = best_cpu = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         op()
         sync()
         best = min(best, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
     flops = 2 * size**3
+    per_cpu = flops / best_cpu / 1e12 if dev.type == "cpu" and best_cpu > 0 else None
     return {
+        "tflops_per_cpu_s": per_cpu,
         "dtype": dtype,
         "size": size,
         "best_s": best,

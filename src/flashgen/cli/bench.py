@@ -32,6 +32,13 @@ def _add_latency_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, help="phone, laptop or desktop")
     p.add_argument("--max-memory", type=float, default=None, metavar="GIB")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--quant",
+        default=None,
+        help="quantize the transformer in memory: int8-dynamic, int8-weight, int6-group, "
+        "int4-group, bf16-weight, fp8-dynamic (GPU)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the transformer")
     p.add_argument("--out", default=None, help="also write the JSON record to this file")
 
 
@@ -203,6 +210,8 @@ def _run(args) -> int:
         same_prompt=args.same_prompt,
         profile=args.profile,
         max_memory_gib=args.max_memory,
+        quant=args.quant,
+        compile=args.compile,
     )
     emit(run_latency(cfg), args.out)
     return 0

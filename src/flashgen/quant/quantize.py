@@ -73,3 +73,28 @@ def quantize_model(
 
 def quantized_layers(model: nn.Module) -> dict[str, QuantLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+
+
+RUNTIME_ONLY = ("fp8-dynamic",)
+
+
+def quantize_for_runtime(model: nn.Module, name: str) -> dict:
+    """Quantize a loaded model in memory for a benchmark or a server: any flashgen scheme, or
+    "fp8-dynamic" (torchao's Float8DynamicActivationFloat8WeightConfig with per-row scales; needs
+    a GPU with fp8 tensor cores, e.g. H100; not saved, torchao owns that tensor format)."""
+    if name == "fp8-dynamic":
+        import torch
+        from torchao.quantization import (
+            Float8DynamicActivationFloat8WeightConfig,
+            PerRow,
+            quantize_,
+        )
+
+        device = next(model.parameters()).device
+        if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+            raise ValueError("fp8-dynamic needs an fp8-capable GPU (compute capability >= 8.9)")
+        quantize_(model, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+        return {"scheme": name, "library": "torchao"}
+    from flashgen.quant.schemes import get_scheme
+
+    return quantize_model(model, get_scheme(name)).to_dict()
