@@ -148,3 +148,50 @@ def run_sandboxed(args: list[str], tmp: Path, timeout: float) -> subprocess.Comp
         text=True,
         timeout=timeout,
     )
+
+
+# -- a fork server for kill -9 tests ----------------------------------------------------------
+
+
+class ForkServer:
+    """Drives tests/reliability/fork_runner.py: start(argv, log) -> pid; wait(pid) -> exit code
+    (negative: killed by that signal). Children are real processes running the CLI."""
+
+    def __init__(self, timeout: float = 300.0):
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "fork_runner.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.timeout = timeout
+        ready = self._read()
+        assert "ready" in ready, ready
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"fork server exited ({self.proc.poll()})")
+        return json.loads(line)
+
+    def _send(self, msg: dict) -> dict:
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def start(self, argv: list[str], log: Path) -> int:
+        return self._send({"argv": argv, "log": str(log)})["pid"]
+
+    def wait(self, pid: int) -> int:
+        return self._send({"wait": pid})["code"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
