@@ -114,7 +114,7 @@ def test_one_dmd_iteration_moves_student_fake_and_heads_but_never_the_teacher(te
         )
     }
     metrics = task.train_step(task.batch(0), 0)
-    assert metrics["d_heads_reinit"] == len(task.disc.heads)
+    assert metrics["d_heads_reinit"] == len(task.disc.heads) / 1  # mean over 1 fake update
     for name, m in (
         ("teacher", task.pipe.transformer),
         ("student", task.student),
@@ -124,3 +124,47 @@ def test_one_dmd_iteration_moves_student_fake_and_heads_but_never_the_teacher(te
         changed = any(not torch.equal(v, snap[name][k]) for k, v in m.state_dict().items())
         assert changed == (name != "teacher"), name
     assert {"dm_loss", "fake_fm_loss", "d_loss", "g_adv_loss"} <= set(metrics)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_distillation_through_every_stage(teacher, tmp_path):
+    """`accelerate launch` with 2 CPU processes (DDP over gloo): the stages' collectives match
+    on both ranks (same metric keys, same head re-inits), one student and one summary."""
+    import subprocess
+    import sys
+
+    flashgen_bin = str(Path(sys.executable).with_name("flashgen"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        flashgen_bin,
+        "distill",
+        "--preset",
+        "cpu-smoke",
+        "--config",
+        CONFIG,
+        f"--set=teacher={json.dumps(str(teacher))}",
+        "--set=adversarial.reinit_prob=0.5",
+        "--out-dir",
+        str(tmp_path / "runs"),
+        "--export-dir",
+        str(tmp_path / "students"),
+        "--threads",
+        "1",
+        *(f"--set={s}" for s in SMALL),
+    ]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"students"')]
+    assert len(summaries) == 1
+    assert (tmp_path / "students" / "shapes-flash-2step" / "transformer").is_dir()

@@ -91,6 +91,7 @@ def _configs(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> int:
     import torch
+    from accelerate import PartialState
 
     from flashgen.distill.recipe import distill
 
@@ -99,6 +100,8 @@ def main(args: argparse.Namespace) -> int:
     results = []
     for cfg in _configs(args):
         r = distill(cfg, resume=args.resume)
+        if not PartialState().is_main_process:
+            continue  # the main process reports for a multi-process run
         results.append(
             {
                 "name": r.name,
@@ -118,7 +121,8 @@ def main(args: argparse.Namespace) -> int:
                 "seconds": round(r.seconds, 1),
             }
         )
-    print(json.dumps({"students": results}))
+    if PartialState().is_main_process:
+        print(json.dumps({"students": results}))
     return 0
 
 

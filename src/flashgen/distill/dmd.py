@@ -56,7 +56,7 @@ from flashgen.distill.roles import (
 from flashgen.distill.task import STUDENT_DIR, StageTask, adamw, load_student, save_transformer
 from flashgen.flow import x0_from_v
 from flashgen.models.prompt_encoding import PromptEmbeds
-from flashgen.train import EMA, TrainContext
+from flashgen.train import EMA, TrainContext, generator_for
 
 FAKE_DIR, DISC_FILE = "fake_score", "discriminator.safetensors"
 GAN_BETAS = (0.0, 0.99)  # the usual GAN setting: no momentum on the adversarial players
@@ -230,16 +230,21 @@ class DMDTask(StageTask):
         plain_fake = ctx.unwrap(self.fake)
         with torch.no_grad(), ctx.autocast(), self.tap.capture() as real_feats:
             velocity(plain_fake, real_point.x_t, real_point.sigma, cond)
-        with ctx.autocast():
-            loss, metrics = hinge_discriminator_loss(self.disc(real_feats), self.disc(fake_feats))
+        n = real_point.x_t.shape[0]
+        with ctx.autocast():  # one forward for both sides (DDP wants one per backward)
+            logits = self.disc([torch.cat([r, f]) for r, f in zip(real_feats, fake_feats)])
+            real_logits, fake_logits = [lg[:n] for lg in logits], [lg[n:] for lg in logits]
+            loss, metrics = hinge_discriminator_loss(real_logits, fake_logits)
         self.opt_disc.zero_grad(set_to_none=True)
         ctx.backward(loss)
         self.opt_disc.step()
         plain = ctx.unwrap(self.disc)
-        g = ctx.generator(step, stream=40 + k)
-        for i in heads_to_reinit(len(plain.heads), adv.reinit_prob, g):
+        # rank 0's stream on every process: the replicas re-initialise the same heads identically
+        g = generator_for(ctx.run.seed, step, rank=0, stream=40 + k)
+        reinit = heads_to_reinit(len(plain.heads), adv.reinit_prob, g)
+        for i in reinit:
             clear_optimizer_state(self.opt_disc, plain.reset_head(i, g))
-            metrics["d_heads_reinit"] = metrics.get("d_heads_reinit", 0.0) + 1.0
+        metrics["d_heads_reinit"] = float(len(reinit))  # always logged: same keys on every rank
         return metrics
 
     def generator_update(self, idx: torch.Tensor, step: int) -> dict[str, float]:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 
 from flashgen.distill.config import DistillConfig, fingerprint
 from flashgen.distill.dmd import DMDTask, DMDTaskConfig
@@ -67,12 +68,17 @@ def distill(
     cfg: DistillConfig, *, resume: bool = False, say: Callable[[str], None] | None = None
 ) -> DistillResult:
     """Run every stage of `cfg` and export the student; returns what happened."""
+    cuda = cfg.run.device != "cpu" and torch.cuda.is_available()
+    procs = PartialState(cpu=not cuda)  # the trainer's accelerators share this state
+    quiet = not procs.is_main_process
     say = say or (lambda msg: print(f"flashgen distill: {msg}", file=sys.stderr, flush=True))
+    say = (lambda msg: None) if quiet else say
     out = cfg.resolved_out_dir()
     if not resume and out.is_dir() and any(out.iterdir()):
         raise ValueError(
             f"{out} is not empty; pass --resume to continue that run, or choose another out_dir"
         )
+    procs.wait_for_everyone()  # every process checked before any writes
     if cfg.split.enabled and 0 in split_counts(cfg.sigmas, cfg.split.boundary).values():
         raise ValueError(
             f"split.boundary {cfg.split.boundary} leaves a branch with no step of "
@@ -86,7 +92,7 @@ def distill(
         "data": cfg.data,
     }
     game = {"dmd": cfg.dmd, "adversarial": cfg.adversarial}
-    runner = _StageRunner(cfg, out, resume, say)
+    runner = _StageRunner(cfg, out, resume, say, procs)
 
     warmup = WarmupTask(WarmupTaskConfig(**common, warmup=cfg.warmup))
     stages = [runner("warmup", warmup, cfg.warmup.steps, cfg.warmup.minutes)]
@@ -100,6 +106,10 @@ def distill(
             SplitTaskConfig(**common, **game, split=cfg.split, init=stages[-1].export_dir)
         )
         stages.append(runner("split", split, cfg.split.steps, cfg.split.minutes))
+    if quiet:  # the merge search and the export happen once, on the main process
+        procs.wait_for_everyone()
+        return DistillResult(cfg.name, cfg.export_dir(), stages, None, None, 0.0)
+    if cfg.split.enabled:
         student, merge = runner.merge(Path(stages[-1].export_dir))
         validation = merge["scores"].get(str(merge["weight_low"]))
     else:
@@ -138,14 +148,15 @@ def distill(
     )
     score = f"validation overall {validation['overall']:.3f}, " if validation else ""
     say(f"{cfg.name}: student in {dest} ({score}{seconds / 60:.1f} min)")
+    procs.wait_for_everyone()
     return DistillResult(cfg.name, dest, stages, merge, validation, seconds, picked)
 
 
 class _StageRunner:
     """Runs stages with the trainer and scores their students; holds the shared teacher."""
 
-    def __init__(self, cfg: DistillConfig, out: Path, resume: bool, say) -> None:
-        self.cfg, self.out, self.resume, self.say = cfg, out, resume, say
+    def __init__(self, cfg: DistillConfig, out: Path, resume: bool, say, procs) -> None:
+        self.cfg, self.out, self.resume, self.say, self.procs = cfg, out, resume, say, procs
         cuda = cfg.run.device != "cpu" and torch.cuda.is_available()
         self.device = device_key("cuda" if cuda else "cpu")
         self.pipe = teacher_pipeline(cfg.teacher, self.device, cfg.run.teacher_dtype)
@@ -189,7 +200,8 @@ class _StageRunner:
         export = str(result.export_dir)
         validation = None
         student = Path(export) / STUDENT_DIR
-        if student.is_dir() and self.cfg.merge.validate:
+        main = self.procs.is_main_process
+        if main and student.is_dir() and self.cfg.merge.validate:
             validation = self.score(self.load(student))
         stage = StageResult(
             name,
@@ -201,7 +213,9 @@ class _StageRunner:
             _last_metrics(stage_dir),
             validation,
         )
-        done.write_text(json.dumps(asdict(stage), indent=2) + "\n")
+        if main:
+            done.write_text(json.dumps(asdict(stage), indent=2) + "\n")
+        self.procs.wait_for_everyone()
         overall = f", validation {validation['overall']:.3f}" if validation else ""
         self.say(
             f"{name}: {result.step} steps ({result.stopped}) in {stage.wall_seconds:.0f} s{overall}"
