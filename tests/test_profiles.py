@@ -116,3 +116,17 @@ def test_center_crop_keeps_the_positions_diffusers_uses():
 def test_unknown_profile_names_the_choices(tiny):
     with pytest.raises(ValueError, match="phone"):
         flashgen.load(str(tiny), profile="watch")
+
+
+def test_a_plain_load_that_would_not_fit_degrades_to_a_profile(tiny, monkeypatch, caplog):
+    import flashgen.profiles as profiles
+
+    plain = estimate(tiny, None, width=64, height=64).total / GIB
+    desktop = estimate(tiny, get_profile("desktop"), width=64, height=64).total / GIB
+    assert desktop < plain
+    monkeypatch.setattr(profiles, "available_gib", lambda: (plain + desktop) / 2)
+    pipe = flashgen.load(str(tiny))
+    assert any(isinstance(m, QuantLinear) for m in pipe.transformer.modules())
+    assert "desktop" in caplog.text
+    monkeypatch.setattr(profiles, "available_gib", lambda: plain * 2)
+    assert not any(isinstance(m, QuantLinear) for m in flashgen.load(str(tiny)).transformer.modules())

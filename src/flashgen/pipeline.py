@@ -297,6 +297,12 @@ def load(
 
         folder = source.path if source.kind != "single_file" else None
         plan = plan_load(folder, profile, max_memory, dev, dt)
+    elif source.kind != "single_file":  # a plain load that would not fit degrades, logged
+        from flashgen.profiles import auto_plan
+
+        folder = source.path
+        plan = auto_plan(folder, dev, dt, drop_t5)
+    if plan is not None:
         drop_t5 = drop_t5 or plan.drop_t5
     options = plan.component_options if plan is not None else None
     components = load_components(source, dtype=dt, drop_t5=drop_t5, component_options=options)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from flashgen.errors import OutOfMemoryBudget, UsageError
+from flashgen.errors import ModelLoadError, OutOfMemoryBudget, UsageError
 
 GIB = 1024**3
 RUNTIME_BYTES = int(0.55 * GIB)  # measured 0.42 GiB after imports + tokenizers and slack
@@ -461,3 +461,54 @@ def enable_model_offload(pipe) -> None:
             continue
         module.to("cpu")
         _, hook = cpu_offload_with_hook(module, execution_device=pipe.device, prev_module_hook=hook)
+
+
+def auto_plan(
+    folder: str | Path, device: torch.device, dtype: torch.dtype, drop_t5: bool
+) -> LoadPlan | None:
+    """No profile asked for: None when the plain load fits the memory this process can get;
+    otherwise the plan of the most faithful profile that does (logged), so loading SD3.5 Medium
+    in fp32 on a 24 GiB machine degrades to bf16 storage + 8-bit T5 instead of being killed.
+    The check reads only safetensors headers and configs."""
+    import logging
+
+    from flashgen.quant.io import read_header
+
+    if device.type != "cpu":
+        return None  # GPU memory is not process RSS; the caller's dtype choice stands
+    folder = Path(folder)
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    slots = ["transformer", "vae", "text_encoder", "text_encoder_2"]
+    if not drop_t5:
+        slots.append("text_encoder_3")
+    weights = 0
+    try:
+        for slot in slots:
+            for path in sorted((folder / slot).glob("*.safetensors")):
+                for name, info in read_header(path).items():
+                    if name != "__metadata__":
+                        b, e = info["data_offsets"]
+                        stored = _ST_ITEMSIZE.get(info["dtype"])
+                        weights += (e - b) // stored * itemsize if stored else e - b
+        side = native_resolution(folder)
+        tcfg, vcfg = [
+            json.loads((folder / s / "config.json").read_text()) for s in ("transformer", "vae")
+        ]
+    except (ModelLoadError, OSError, ValueError, KeyError, TypeError):
+        return None  # a broken folder: the loader reports it, with its own message
+    acts = estimate_activations(
+        tcfg, vcfg, width=side, height=side, batch=1, t5_len=256, itemsize=itemsize, vae_tile=None
+    )
+    need = RUNTIME_BYTES + weights + max(acts.values())
+    have = available_gib()
+    if need <= have * GIB:
+        return None
+    plan = plan_load(folder, None, have, device, dtype, resolution=side)
+    logging.getLogger("flashgen").warning(
+        "flashgen: this model needs ~%.1f GiB as stored, %.1f GiB is available: loading it with "
+        "the '%s' profile (choose with --profile / --max-memory)",
+        need / GIB,
+        have,
+        plan.profile.name if plan.profile else "default",
+    )
+    return plan
