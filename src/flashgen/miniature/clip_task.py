@@ -15,6 +15,7 @@ hard-negative accuracy per kind on a freshly rendered set).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,7 @@ class ClipTask(TrainTask):
         self.data = data
 
     def setup(self, ctx: TrainContext) -> None:
+        t_setup = time.monotonic()  # the trainer's clock includes setup
         self.ctx = ctx
         cfg = self.cfg
         if self.data is None:
@@ -154,7 +156,7 @@ class ClipTask(TrainTask):
         self.model, self.opt = ctx.prepare(model, opt)
         self.batch_size = cfg.batch_size
         budget = ctx.run.max_minutes * 60 if (cfg.time_schedule and ctx.run.max_minutes) else None
-        self.progress = Progress(ctx.run.max_steps, budget)
+        self.progress = Progress(ctx.run.max_steps, budget, reserve=10.0, t0=t_setup)
 
     def state(self) -> dict:
         return {"model": self.model, "opt": self.opt}

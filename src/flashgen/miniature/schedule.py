@@ -26,14 +26,21 @@ def lr_at(step: int, progress: float, *, peak: float, warmup: int, min_ratio: fl
 class Progress:
     """Training progress p in [0, 1] by steps or, when a budget is given, by the clock too.
 
-    budget_seconds: the session's time budget (None: steps only); reserve: seconds kept back for
-    the final checkpoint and export.
+    budget_seconds: the session's time budget (None: steps only), counted from `t0` (a
+    time.monotonic() value, default now; pass the start of the task's setup, which the trainer's
+    clock includes); reserve: seconds kept back for the final checkpoint.
     """
 
-    def __init__(self, max_steps: int, budget_seconds: float | None, reserve: float = 10.0):
+    def __init__(
+        self,
+        max_steps: int,
+        budget_seconds: float | None,
+        reserve: float = 10.0,
+        t0: float | None = None,
+    ):
         self.max_steps = max_steps
         self.budget = None if budget_seconds is None else max(1.0, budget_seconds - reserve)
-        self.t0 = time.monotonic()
+        self.t0 = time.monotonic() if t0 is None else t0
 
     def __call__(self, step: int) -> float:
         p = step / max(1, self.max_steps)

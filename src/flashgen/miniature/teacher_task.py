@@ -16,6 +16,7 @@ validation prompts at the teacher's default 50 steps and writes the EMA transfor
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class TeacherTask(TrainTask):
     # -- setup: frozen parts run once --------------------------------------------------------
 
     def setup(self, ctx: TrainContext) -> None:
+        t_setup = time.monotonic()  # the trainer's clock includes setup
         self.ctx = ctx
         cfg = self.cfg
         for name, folder in (("vae_dir", cfg.vae_dir), ("clip_dir", cfg.clip_dir)):
@@ -119,7 +121,7 @@ class TeacherTask(TrainTask):
         self.ema = EMA(ctx.unwrap(self.model), decay=cfg.ema_decay, warmup=True)
         self.batch_size = cfg.batch_size
         budget = ctx.run.max_minutes * 60 if (cfg.time_schedule and ctx.run.max_minutes) else None
-        self.progress = Progress(ctx.run.max_steps, budget, reserve=30.0)
+        self.progress = Progress(ctx.run.max_steps, budget, reserve=15.0, t0=t_setup)
 
     @torch.no_grad()
     def _encode_images(self) -> torch.Tensor:

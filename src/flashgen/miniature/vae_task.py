@@ -10,6 +10,7 @@ the reconstruction error and the scorer's pass rate on reconstructions of evalua
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class VaeTask(TrainTask):
         self.data = data
 
     def setup(self, ctx: TrainContext) -> None:
+        t_setup = time.monotonic()  # the trainer's clock includes setup
         self.ctx = ctx
         cfg = self.cfg
         if self.data is None:
@@ -87,7 +89,7 @@ class VaeTask(TrainTask):
         self.ema = EMA(ctx.unwrap(self.model), decay=cfg.ema_decay, warmup=True)
         self.batch_size = cfg.batch_size
         budget = ctx.run.max_minutes * 60 if (cfg.time_schedule and ctx.run.max_minutes) else None
-        self.progress = Progress(ctx.run.max_steps, budget)
+        self.progress = Progress(ctx.run.max_steps, budget, reserve=10.0, t0=t_setup)
         bg = torch.tensor(BACKGROUND, dtype=torch.float32) / 127.5 - 1.0
         self.background = bg.to(ctx.device)
 
