@@ -9,19 +9,24 @@ from typing import Any
 
 
 class MetricMeter:
-    """Running means of the scalar metrics returned by train_step since the last `pop`."""
+    """Running means of the scalar metrics returned by train_step since the last `pop`.
+
+    A metric may be a 0-d tensor: it is summed on its device and read only at `pop`, so a
+    GPU task that returns `loss.detach()` does not synchronise with the device every step.
+    """
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, Any] = {}
         self.count = 0
 
-    def add(self, metrics: dict[str, float]) -> None:
+    def add(self, metrics: dict[str, Any]) -> None:
         for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            v = v.detach().float() if hasattr(v, "detach") else float(v)
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.count += 1
 
     def pop(self) -> dict[str, float]:
-        means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        means = {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
         self.sums, self.count = {}, 0
         return means
 
