@@ -208,7 +208,8 @@ class Server:
 
 
 def session(work: Path) -> dict:
-    hub_env = {k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))}
+    prefixes = ("HF_", "TRANSFORMERS_", "OTEL_", "FASTAPI_OTEL")
+    hub_env = {k: v for k, v in os.environ.items() if k.startswith(prefixes)}
     report: dict = {"pid": os.getpid(), "hub_env_at_start": hub_env}
     interfaces = [name for _, name in socket.if_nameindex()]
     report["interfaces"] = interfaces

@@ -117,11 +117,25 @@ def netns_prefix() -> tuple[list[str], str | None]:
     return [], "creating a network namespace is not permitted here (needs root or user namespaces)"
 
 
+# An environment that asks for the network: flashgen must stay offline whatever it says.
+HOSTILE_ENV = {
+    "HF_HUB_OFFLINE": "0",
+    "TRANSFORMERS_OFFLINE": "0",
+    "HF_HUB_DISABLE_TELEMETRY": "0",
+    "HF_ENDPOINT": "http://198.51.100.7",  # TEST-NET-2: never reachable
+    "FASTAPI_OTEL_AUTO_CONFIGURE": "true",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://198.51.100.7:4318",
+}
+
+
 def offline_env(tmp: Path) -> dict[str, str]:
-    """The environment of a sandboxed process: no hub or offline variables (flashgen must set
-    them itself), empty home and caches, the netguard sitecustomize first on PYTHONPATH."""
-    drop = ("HF_", "HUGGINGFACE", "TRANSFORMERS_", "DIFFUSERS_", "FLASHGEN_CACHE", "PYTHONPATH")
+    """The environment of a sandboxed process: hub, telemetry and offline variables set to ask
+    for the network (HOSTILE_ENV), empty home and caches, the netguard sitecustomize first on
+    PYTHONPATH."""
+    drop = ("HF_", "HUGGINGFACE", "TRANSFORMERS_", "DIFFUSERS_", "OTEL_", "FASTAPI_OTEL")
+    drop += ("FLASHGEN_CACHE", "PYTHONPATH")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(HOSTILE_ENV)
     for name in ("home", "cache", "flashgen-cache", "mpl"):
         (tmp / name).mkdir(parents=True, exist_ok=True)
     env.update(

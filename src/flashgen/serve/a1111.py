@@ -8,7 +8,7 @@ import json
 from fastapi import APIRouter, Request
 
 from flashgen.serve.errors import result_or_raise
-from flashgen.serve.jobs import wait_finished
+from flashgen.serve.jobs import wait_or_cancel
 from flashgen.serve.schemas import A1111Txt2ImgRequest
 from flashgen.serve.service import Service
 
@@ -20,7 +20,7 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> dict:
     service: Service = request.app.state.service
     req = body.to_request(service.default_size)
     job = service.submit(req, listed=False)
-    rendered = result_or_raise(await wait_finished(job))
+    rendered = result_or_raise(await wait_or_cancel(job, service.queue, request.is_disconnected))
     settings = rendered.settings
     info = {
         "prompt": req.prompt,

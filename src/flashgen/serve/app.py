@@ -9,6 +9,7 @@ Content-Security-Policy on the page that forbids every outside address.
 from __future__ import annotations
 
 import hmac
+import inspect
 import ipaddress
 import json
 import logging
@@ -233,6 +234,7 @@ def create_app(pipeline, config: ServeConfig | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        **_telemetry_off(),
     )
     app.state.service = service
     app.state.config = config
@@ -273,6 +275,16 @@ def create_app(pipeline, config: ServeConfig | None = None) -> FastAPI:
         }
 
     return app
+
+
+def _telemetry_off() -> dict:
+    """FastAPI >= 0.16x has OpenTelemetry built in: spans, metrics and logs (validation failures
+    included, i.e. prompts) go to any exporter the environment configures
+    (FASTAPI_OTEL_AUTO_CONFIGURE, OTEL_EXPORTER_OTLP_ENDPOINT). Prompts stay here: all off."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}  # an older FastAPI has none
+    off = ("tracing", "metrics", "logs", "operation_spans", "auto_configure")
+    return {"telemetry": dict.fromkeys(off, False)}
 
 
 def _page(config: ServeConfig) -> str:

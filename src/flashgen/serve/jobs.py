@@ -132,6 +132,22 @@ async def wait_finished(job: Job) -> Job:
     return job
 
 
+async def wait_or_cancel(job: Job, queue: JobQueue, is_disconnected, poll_s: float = 0.25) -> Job:
+    """wait_finished, but the job is cancelled if `await is_disconnected()` turns true first: a
+    synchronous client that went away has nowhere to receive its images, and its job would keep
+    the one worker busy (and its queue slot taken) for nothing."""
+    waiter = asyncio.ensure_future(wait_finished(job))
+    try:
+        while not waiter.done():
+            await asyncio.wait({waiter}, timeout=poll_s)
+            if not waiter.done() and await is_disconnected():
+                queue.cancel(job)  # a running job stops after its current step
+                await waiter
+        return waiter.result()
+    finally:
+        waiter.cancel()  # no-op once done
+
+
 class JobQueue:
     """At most `max_waiting` jobs wait behind the running one; older finished jobs are forgotten."""
 

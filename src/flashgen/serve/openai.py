@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request
 
 from flashgen.serve.errors import result_or_raise
-from flashgen.serve.jobs import wait_finished
+from flashgen.serve.jobs import wait_or_cancel
 from flashgen.serve.schemas import OpenAIImageRequest
 from flashgen.serve.service import Service
 
@@ -18,7 +18,8 @@ router = APIRouter(tags=["openai"])
 async def generations(body: OpenAIImageRequest, request: Request) -> dict:
     service: Service = request.app.state.service
     job = service.submit(body.to_request(service.default_size), listed=False)
-    rendered = result_or_raise(await wait_finished(job), invalid_status=400)
+    job = await wait_or_cancel(job, service.queue, request.is_disconnected)
+    rendered = result_or_raise(job, invalid_status=400)
     return {
         "created": int(time.time()),
         "data": [
