@@ -367,6 +367,7 @@ def apply_plan(pipe, plan: LoadPlan, folder: str | Path | None) -> None:
     from flashgen.quant.schemes import get_scheme
 
     prof, c = plan.profile, pipe.components
+    pipe.load_plan = plan  # what was applied, for reports
     if prof is not None:
         wanted = {
             "transformer": prof.transformer,

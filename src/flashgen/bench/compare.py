@@ -138,7 +138,7 @@ def _load(variant: Variant, model: str, device: str):
     ]
     kw = {"text_encoder_3": None, "tokenizer_3": None} if variant.drop_t5 else {}
     pipe = StableDiffusion3Pipeline.from_pretrained(
-        model, torch_dtype=dtype, local_files_only=True, **kw
+        model, torch_dtype=dtype, local_files_only=True, use_safetensors=True, **kw
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device), pipe.transformer
@@ -171,6 +171,11 @@ def _generate(variant: Variant, pipe, cfg: dict, prompt: str) -> None:
         generator=g,
         output_type="pil",
     )
+
+
+def _profile_name(pipe) -> str | None:
+    plan = getattr(pipe, "load_plan", None)
+    return plan.profile.name if plan is not None and plan.profile is not None else None
 
 
 def run_worker(spec: str, cfg: dict) -> dict:
@@ -213,6 +218,7 @@ def run_worker(spec: str, cfg: dict) -> dict:
         "median_transformer_s": statistics.median(in_transformer),
         "median_transformer_cpu_s": statistics.median(cpu_transformer),
         "transformer_calls_per_image": clock.calls // max(1, cfg["warmup"] + cfg["repeats"]),
+        "resolved_profile": _profile_name(pipe),
         "rss_after_load_gib": rss_load / env.GIB,
         "peak_rss_gib": env.peak_rss_bytes() / env.GIB,
         "energy_joules": meter.joules,
