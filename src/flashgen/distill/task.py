@@ -68,7 +68,9 @@ def load_student(source: str | Path | None, teacher_transformer: nn.Module) -> n
         folder = Path(source)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"no transformer in {folder}; did the previous stage finish?")
-        student = SD3Transformer2DModel.from_pretrained(folder, torch_dtype=torch.float32)
+        student = SD3Transformer2DModel.from_pretrained(
+            folder, torch_dtype=torch.float32, local_files_only=True, use_safetensors=True
+        )
     return student.requires_grad_(True).train()
 
 

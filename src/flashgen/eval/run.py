@@ -167,6 +167,11 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     from flashgen.eval.report import write_report
 
     out = check_writable_dir(config.out)
+    from flashgen.models.registry import resolve
+
+    for model in config.models:  # a typo or a refused file fails now, not after the references
+        if model != RENDERS:
+            resolve(model)
     if config.threads is not None:
         import torch
 

@@ -41,7 +41,7 @@ def model_index() -> dict:
 
 
 def _save_half(cls, src: Path, dest: Path) -> None:
-    model = cls.from_pretrained(src, local_files_only=True)
+    model = cls.from_pretrained(src, local_files_only=True, use_safetensors=True)
     model.to(torch.float16).save_pretrained(dest, safe_serialization=True)
 
 

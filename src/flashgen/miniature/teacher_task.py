@@ -143,7 +143,9 @@ class TeacherTask(TrainTask):
         cfg, dev = self.cfg, self.ctx.device
         folder = Path(cfg.clip_dir)
         encoders = [
-            CLIPTextModelWithProjection.from_pretrained(folder / sub, local_files_only=True)
+            CLIPTextModelWithProjection.from_pretrained(
+                folder / sub, local_files_only=True, use_safetensors=True
+            )
             .eval()
             .requires_grad_(False)
             .to(dev)
@@ -304,7 +306,7 @@ class TeacherTask(TrainTask):
 def _load_vae(folder: str, device) -> torch.nn.Module:
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL.from_pretrained(folder, local_files_only=True)
+    vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True)
     return vae.eval().requires_grad_(False).to(device)
 
 

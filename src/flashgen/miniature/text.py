@@ -29,7 +29,9 @@ def load_minilm(device: torch.device | str = "cpu", dtype: torch.dtype = torch.f
     from flashgen.models.external import minilm_path
 
     path = minilm_path()
-    model = BertModel.from_pretrained(path, dtype=dtype, local_files_only=True)
+    model = BertModel.from_pretrained(
+        path, dtype=dtype, local_files_only=True, use_safetensors=True
+    )
     model = model.eval().requires_grad_(False).to(device)
     return model, BertTokenizer.from_pretrained(path, local_files_only=True)
 
