@@ -123,3 +123,17 @@ def test_quantize_cli_writes_a_loadable_folder(tiny, tmp_path, capsys):
     assert is_quantized(out / "transformer") and not is_quantized(out / "text_encoder")
     assert main(["quantize", str(tiny), "--scheme", "int4-group", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_t5_free_copy_loads_without_t5_and_keeps_the_other_weights(tiny, tmp_path):
+    out = tmp_path / "not5"
+    record = quantize_folder(tiny, out, None, drop_t5=True)
+    assert record["t5_dropped"] and record["scheme"] is None
+    assert not (out / "text_encoder_3").exists()
+    pipe = flashgen.load(str(out))
+    assert not pipe.has_t5
+    ref = flashgen.load(str(tiny), drop_t5=True)
+    req = GenerationRequest("a red circle", steps=2, width=64, height=64, guidance=1.0)
+    assert list(pipe.generate(req).images[0].getdata()) == list(
+        ref.generate(req).images[0].getdata()
+    )

@@ -16,7 +16,13 @@ def register(sub) -> None:
         "(built-in name or folder) into a new folder of safetensors files.",
     )
     p.add_argument("model", help="built-in name or diffusers folder")
-    p.add_argument("--scheme", required=True, choices=[s for s in SCHEMES if s != "bf16-weight"])
+    p.add_argument(
+        "--scheme",
+        required=True,
+        choices=[*[s for s in SCHEMES if s != "bf16-weight"], "none"],
+        help="'none' copies the weights unchanged (with --drop-t5: a T5-free copy)",
+    )
+    p.add_argument("--drop-t5", action="store_true", help="leave the T5 slot out of the copy")
     p.add_argument("--out", required=True, help="new output folder")
     p.add_argument("--group-size", type=int, default=None, help="group size of int6/int4 schemes")
     p.add_argument(
@@ -39,10 +45,15 @@ def _run(args) -> int:
             f"{args.model}: quantize takes a diffusers folder or a built-in name, not a single "
             "file; load it with flashgen.load and save its components as a diffusers folder first"
         )
-    scheme = get_scheme(args.scheme, args.group_size)
+    scheme = None if args.scheme == "none" else get_scheme(args.scheme, args.group_size)
     components = tuple(c.strip() for c in args.components.split(",") if c.strip())
     record = quantize_folder(
-        source.path, args.out, scheme, components=components, skip=tuple(args.skip)
+        source.path,
+        args.out,
+        scheme,
+        components=components,
+        skip=tuple(args.skip),
+        drop_t5=args.drop_t5,
     )
     print(json.dumps({"out": str(args.out), **record}, sort_keys=True))
     return 0

@@ -51,14 +51,18 @@ def stored_float_dtype(component: Path) -> torch.dtype:
 def quantize_folder(
     src: str | Path,
     out: str | Path,
-    scheme: QuantScheme | str,
+    scheme: QuantScheme | str | None,
     *,
     components: tuple[str, ...] = QUANTIZABLE,
     skip: tuple[str, ...] = (),
+    drop_t5: bool = False,
 ) -> dict:
     """Write a quantized copy of the diffusers folder `src` to `out` (atomically: built in a
     temporary folder beside `out`, renamed into place). Returns the quantization record that is
-    also written to out/flashgen.json under "quantization"."""
+    also written to out/flashgen.json under "quantization".
+
+    scheme None copies the weights unchanged; drop_t5 leaves the T5 slot out of the copy (the
+    text-encoder restructuring of the phone/laptop profiles, as a model of its own)."""
     from flashgen.models.modelcard import read_card
 
     src, out = Path(src), Path(out)
@@ -70,12 +74,22 @@ def quantize_folder(
     unknown = sorted(set(components) - set(QUANTIZABLE))
     if unknown:
         raise ValueError(f"cannot quantize {unknown}; choose from {list(QUANTIZABLE)}")
+    t5_slots = ("text_encoder_3", "tokenizer_3")
+    if scheme is None:
+        components = ()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        record = {"scheme": scheme.name, "group_size": scheme.group_size, "components": {}}
+        record = {
+            "scheme": scheme.name if scheme else None,
+            "group_size": scheme.group_size if scheme else None,
+            "components": {},
+            "t5_dropped": drop_t5,
+        }
         for item in src.iterdir():
             if item.name in components and (item / "config.json").is_file():
+                continue
+            if drop_t5 and item.name in t5_slots:
                 continue
             if item.is_dir():
                 shutil.copytree(item, tmp / item.name)
@@ -84,7 +98,11 @@ def quantize_folder(
         for slot in components:
             comp = src / slot
             cls = component_class(src, slot)
-            if cls is None or not (comp / "config.json").is_file():
+            if (
+                cls is None
+                or not (comp / "config.json").is_file()
+                or (drop_t5 and slot in t5_slots)
+            ):
                 continue  # no such slot, or an external component (not copied, not quantized)
             model, report = load_component(comp, cls, dtype=stored_float_dtype(comp), scheme=scheme)
             save_component(model, tmp / slot, report)
@@ -93,8 +111,13 @@ def quantize_folder(
                 "kept_float": len(report.kept_float),
             }
             del model
-        card = read_card(tmp)
-        data = card.to_dict()
+        data = read_card(tmp).to_dict()
+        if drop_t5:
+            index = json.loads((tmp / "model_index.json").read_text())
+            for slot in t5_slots:
+                index[slot] = [None, None]
+                data["external_components"].pop(slot, None)
+            (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         data["quantization"] = record
         (tmp / "flashgen.json").write_text(json.dumps(data, indent=2) + "\n")
         tmp.rename(out)
