@@ -47,8 +47,12 @@ def test_cpu_smoke_recipe_exports_a_loadable_teacher_and_resumes(tmp_path):
         "color_attr",
     }
     packed = sorted(p.name for p in (tmp_path / "packed").iterdir())
-    assert "shapes-teacher.tar.gz.00" in packed and "metrics.jsonl" in packed
+    assert "shapes-teacher.tar.gz.00" in packed and "eval.jsonl" in packed
     assert len(packed) <= 8
+    curve = summary["learning_curve"]
+    assert curve and curve[-1]["step"] == summary["stages"]["teacher"]["steps"]
+    assert 0 <= curve[-1]["val_overall"] <= 1
+    assert "recon_pass" in summary["vae_curve"][-1]
 
     pipe = flashgen.load(str(model), device="cpu")
     image = pipe.generate(GenerationRequest("a photo of a blue square", seed=1)).images[0]

@@ -162,11 +162,12 @@ class ClipTask(TrainTask):
         return {"model": self.model, "opt": self.opt}
 
     def batch(self, step: int):
-        g = self.ctx.generator(step)
-        idx = batch_indices(len(self.images), self.cfg.batch_size, g).to(self.images.device)
+        # drawn on the data's device: a host-to-GPU copy per step would synchronise the stream
+        g = self.ctx.generator(step, device=self.images.device.type)
+        idx = batch_indices(len(self.images), self.cfg.batch_size, g)
         k = self.cfg.negatives_per_step
-        pool = torch.rand(len(idx), self.cfg.negatives_per_caption, generator=g)
-        pick = pool.argsort(dim=1)[:, :k].to(self.images.device)  # k distinct per sample
+        pool = torch.rand(len(idx), self.cfg.negatives_per_caption, generator=g, device=g.device)
+        pick = pool.argsort(dim=1)[:, :k]  # k distinct negatives per sample
         caps = self.caption_ids[idx]
         return to_model_space(self.images[idx]).to(self.ctx.device), caps, pick
 
@@ -201,12 +202,12 @@ class ClipTask(TrainTask):
             self.ctx.unwrap(self.model).logit_scale.clamp_(
                 0, float(np.log(100.0))
             )  # CLIP's cap on the temperature
-        return {
-            "loss": float(loss.detach()),
-            "acc_l": float(m_l["acc"]),
-            "hard_l": float(m_l["hard_neg_acc"]),
-            "acc_g": float(m_g["acc"]),
-            "hard_g": float(m_g["hard_neg_acc"]),
+        return {  # tensors: read by the loop at log time
+            "loss": loss.detach(),
+            "acc_l": m_l["acc"],
+            "hard_l": m_l["hard_neg_acc"],
+            "acc_g": m_g["acc"],
+            "hard_g": m_g["hard_neg_acc"],
         }
 
     @torch.no_grad()

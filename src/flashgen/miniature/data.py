@@ -79,5 +79,5 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
     """Uniform random indices, with replacement (a randperm of a 1M set per step costs more than
-    the rare repeat within a batch is worth)."""
-    return torch.randint(0, n, (batch_size,), generator=generator)
+    the rare repeat within a batch is worth), on the generator's device."""
+    return torch.randint(0, n, (batch_size,), generator=generator, device=generator.device)

@@ -8,10 +8,8 @@ pass the same verdict its original does), the teacher on samples for the validat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,18 +85,6 @@ def reconstruction_report(vae, device, split: str = "eval", limit: int = 0) -> d
         "original_pass_rate": float(np.mean(orig.correct)),
         "tasks": rec.tasks,
     }
-
-
-def log_point(out_dir: Path, step: int, metrics: dict) -> None:
-    """Append one evaluation point {"step", **metrics} to <out_dir>/metrics.jsonl.
-
-    Evaluations happen every few hundred steps, so they are written as their own lines rather
-    than returned from train_step (the loop averages returned metrics over its log interval).
-    """
-    path = Path(out_dir) / "metrics.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps({"step": step, **metrics}) + "\n")
 
 
 def initial_noise(seeds: Sequence[int], channels: int = 16, size: int = 8) -> torch.Tensor:

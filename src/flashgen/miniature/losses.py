@@ -121,8 +121,9 @@ def logit_normal_sigmas(
     std: float = 1.0,
     shift: float = 1.0,
 ) -> torch.Tensor:
-    """SD3's training noise levels: sigma = shift(sigmoid(m + s u)), u ~ N(0, 1)."""
-    u = torch.randn(n, generator=generator) * std + mean
+    """SD3's training noise levels: sigma = shift(sigmoid(m + s u)), u ~ N(0, 1), drawn on the
+    generator's device."""
+    u = torch.randn(n, generator=generator, device=generator.device) * std + mean
     return shift_sigma(torch.sigmoid(u), shift)
 
 
@@ -130,8 +131,8 @@ def encoder_dropout_keep(n: int, p_drop: tuple[float, ...], generator: torch.Gen
     """[n, E] bool: True keeps encoder e for sample i; each drawn independently with p_drop[e]
     (SD3 drops CLIP-L, CLIP-G and T5 independently, so any subset can be left out at inference).
     """
-    p = torch.tensor(p_drop, dtype=torch.float32)
-    return torch.rand(n, len(p_drop), generator=generator) >= p
+    p = torch.tensor(p_drop, dtype=torch.float32, device=generator.device)
+    return torch.rand(n, len(p_drop), generator=generator, device=generator.device) >= p
 
 
 def rectified_flow_loss(

@@ -2,8 +2,9 @@
 
 Some transports carry only a handful of files of limited size (the GPU machine returns at most 8
 files of 16 MiB): `pack_run` writes the model folder as a gzipped tar split into parts, plus the
-run summary, every stage's metrics (one JSONL, a "stage" field per line) and the validation
-sample grid. `unpack_model` joins the parts and extracts the folder.
+run summary, every stage's metrics.jsonl and eval.jsonl (one file each, a "stage" field per
+line) and the validation sample grid: at most 7 files for the miniature. `unpack_model` joins
+the parts and extracts the folder.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 
 PART_BYTES = 15 * 2**20
 STAGES = ("vae", "clip", "teacher")
+LOGS = ("metrics.jsonl", "eval.jsonl")
 
 
 def pack_run(run_dir: str | Path, model_dir: str | Path, dest: str | Path) -> list[Path]:
-    """Write <model>.tar.gz.NN parts, summary.json, metrics.jsonl, validation_samples.png."""
+    """Write <model>.tar.gz.NN parts, summary.json, the stages' logs and the sample grid."""
     run_dir, model_dir, dest = Path(run_dir), Path(model_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -31,15 +33,16 @@ def pack_run(run_dir: str | Path, model_dir: str | Path, dest: str | Path) -> li
         part = dest / f"{model_dir.name}.tar.gz.{i:02d}"
         part.write_bytes(blob[start : start + PART_BYTES])
         written.append(part)
-    lines = []
-    for stage in STAGES:
-        path = run_dir / stage / "metrics.jsonl"
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    lines.append(json.dumps({"stage": stage, **json.loads(line)}))
-    (dest / "metrics.jsonl").write_text("".join(ln + "\n" for ln in lines))
-    written.append(dest / "metrics.jsonl")
+    for log in LOGS:
+        lines = [
+            json.dumps({"stage": stage, **json.loads(line)})
+            for stage in STAGES
+            if (run_dir / stage / log).is_file()
+            for line in (run_dir / stage / log).read_text().splitlines()
+            if line.strip()
+        ]
+        (dest / log).write_text("".join(ln + "\n" for ln in lines))
+        written.append(dest / log)
     for src in (
         run_dir / "summary.json",
         run_dir / "teacher" / "export" / "validation_samples.png",

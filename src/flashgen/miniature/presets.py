@@ -81,7 +81,13 @@ PRESETS: dict[str, MiniatureConfig] = {
         clip_budget=StageBudget(steps=12),
         teacher_budget=StageBudget(steps=16),
         vae=VaeTaskConfig(
-            vae=_SMOKE_VAE, n_images=512, batch_size=8, warmup_steps=2, stats_images=256
+            vae=_SMOKE_VAE,
+            n_images=512,
+            batch_size=8,
+            warmup_steps=2,
+            stats_images=256,
+            eval_every=12,
+            eval_prompts=12,
         ),
         clip=ClipTaskConfig(
             clip_l=_SMOKE_L,
@@ -98,6 +104,9 @@ PRESETS: dict[str, MiniatureConfig] = {
             batch_size=16,
             warmup_steps=2,
             text_batch=256,
+            eval_every=16,
+            eval_prompts=6,
+            eval_steps=2,
             select_steps=4,
             select_prompts=12,
             select_shifts=(3.0,),

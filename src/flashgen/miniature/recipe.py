@@ -174,6 +174,7 @@ class _StageRunner:
             log_every=self.cfg.log_every,
             ckpt_every=self.cfg.ckpt_every,
             out_dir=str(stage_dir),
+            eval_every=getattr(task.cfg, "eval_every", 0) or None,
             mixed_precision=self.precision,
             device=self.device,
         )
@@ -207,7 +208,7 @@ def _summary(cfg, out: Path, dest: Path, counts: dict, stages, seconds: float) -
     vae, clip, teacher = stages
     curve = [
         {k: v for k, v in rec.items() if k == "step" or k.startswith("val_")}
-        for rec in _read_jsonl(out / "teacher" / "metrics.jsonl")
+        for rec in _read_jsonl(out / "teacher" / "eval.jsonl")
         if "val_overall" in rec
     ]
     return {
@@ -230,6 +231,7 @@ def _summary(cfg, out: Path, dest: Path, counts: dict, stages, seconds: float) -
         "teacher": {k: v for k, v in teacher.report.items() if k != "trials"},
         "sampling_trials": teacher.report.get("trials"),
         "learning_curve": curve,
+        "vae_curve": _read_jsonl(out / "vae" / "eval.jsonl"),
         "provenance": provenance(),
     }
 

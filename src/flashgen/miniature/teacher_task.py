@@ -8,8 +8,8 @@ empty caption for classifier-free guidance, EMA weights, AdamW with warm-up and 
 Latents and text-encoder outputs are computed once in setup (the encoders are frozen), so a
 training step is one transformer forward and backward.
 
-The learning curve (validation-prompt score of the EMA weights with a fast sampler) is logged to
-metrics.jsonl every `eval_every` steps. Export picks the sampling shift and CFG scale on the
+The learning curve (validation-prompt score of the EMA weights with a fast sampler) goes to
+eval.jsonl every `eval_every` steps and at the end (the trainer's evaluate hook). Export picks the sampling shift and CFG scale on the
 validation prompts at the teacher's default 50 steps and writes the EMA transformer.
 """
 
@@ -26,7 +26,7 @@ from PIL import Image
 
 from flashgen.miniature.components import TransformerConfig, build_transformer
 from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_model_space
-from flashgen.miniature.evaluate import choose_sampling, log_point, prompt_batch, teacher_score
+from flashgen.miniature.evaluate import choose_sampling, prompt_batch, teacher_score
 from flashgen.miniature.losses import (
     encoder_dropout_keep,
     logit_normal_sigmas,
@@ -58,7 +58,7 @@ class TeacherTaskConfig:
     p_empty: float = 0.1  # the whole caption replaced by "" (the CFG unconditional prompt)
     t5_max_length: int = 32
     time_schedule: bool = False
-    eval_every: int = 0  # steps between learning-curve points (0: none)
+    eval_every: int = 0  # steps between learning-curve points (run.eval_every; 0: none)
     eval_prompts: int = 48  # validation prompts per point (0: all 147)
     eval_steps: int = 20
     eval_shift: float = 3.0
@@ -194,22 +194,22 @@ class TeacherTask(TrainTask):
         return {"model": self.model, "opt": self.opt, "ema": self.ema}
 
     def batch(self, step: int):
-        cfg, ctx = self.cfg, self.ctx
+        cfg = self.cfg
         n, b = len(self.latents), cfg.batch_size
-        idx = batch_indices(n, b, ctx.generator(step, 0)).to(self.latents.device)
-        noise = torch.randn(b, *self.latents.shape[1:], generator=ctx.generator(step, 1))
+
+        def gen(stream: int) -> torch.Generator:
+            # drawn on the data's device: a host-to-GPU copy per step would synchronise it
+            return self.ctx.generator(step, stream, device=self.latents.device.type)
+
+        idx = batch_indices(n, b, gen(0))
+        noise = torch.randn(b, *self.latents.shape[1:], generator=gen(1), device=idx.device)
         sigma = logit_normal_sigmas(
-            b,
-            ctx.generator(step, 2),
-            mean=cfg.logit_mean,
-            std=cfg.logit_std,
-            shift=cfg.train_shift,
+            b, gen(2), mean=cfg.logit_mean, std=cfg.logit_std, shift=cfg.train_shift
         )
-        keep = encoder_dropout_keep(b, cfg.p_drop, ctx.generator(step, 3))
-        empty = torch.rand(b, generator=ctx.generator(step, 4)) < cfg.p_empty
-        rows = torch.where(empty.to(idx.device), 0, self.caption_rows[idx])
-        dev = ctx.device
-        return self.latents[idx], noise.to(dev), sigma.to(dev), rows, keep.to(dev)
+        keep = encoder_dropout_keep(b, cfg.p_drop, gen(3))
+        empty = torch.rand(b, generator=gen(4), device=idx.device) < cfg.p_empty
+        rows = torch.where(empty, 0, self.caption_rows[idx])
+        return self.latents[idx], noise, sigma, rows, keep
 
     def train_step(self, batch, step: int) -> dict[str, float]:
         cfg = self.cfg
@@ -240,19 +240,24 @@ class TeacherTask(TrainTask):
         grad_norm = self.ctx.clip_grad_norm(self.model.parameters(), cfg.grad_clip)
         self.opt.step()
         self.ema.update(self.ctx.unwrap(self.model))
-        out = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and self.ctx.is_main:
-            result = self.validate(
-                self.val_texts,
-                self.val_batch,
-                steps=cfg.eval_steps,
-                shift=cfg.eval_shift,
-                guidance=cfg.eval_guidance,
-            )[0]
-            point = {"val_overall": result["overall"]}
-            point.update({f"val_{t}": s for t, s in result["tasks"].items()})
-            log_point(self.ctx.out_dir, step + 1, point)
-        return out
+        return {"loss": loss.detach(), "grad_norm": grad_norm.detach()}  # read at log time
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Learning curve: validation-prompt verdicts of the EMA weights (fast sampler)."""
+        cfg = self.cfg
+        if not cfg.eval_every:
+            return {}
+        result = self.validate(
+            self.val_texts,
+            self.val_batch,
+            steps=cfg.eval_steps,
+            shift=cfg.eval_shift,
+            guidance=cfg.eval_guidance,
+        )[0]
+        return {
+            "val_overall": result["overall"],
+            **{f"val_{t}": s for t, s in result["tasks"].items()},
+        }
 
     @torch.no_grad()
     def validate(self, texts, batch, **sampling):

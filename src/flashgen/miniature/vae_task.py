@@ -18,7 +18,7 @@ import torch
 
 from flashgen.miniature.components import VaeConfig, build_vae
 from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_model_space
-from flashgen.miniature.evaluate import log_point, reconstruction_report
+from flashgen.miniature.evaluate import reconstruction_report
 from flashgen.miniature.losses import foreground_weights, vae_loss
 from flashgen.miniature.schedule import Progress, lr_at, set_lr
 from flashgen.shapes.world import BACKGROUND
@@ -41,7 +41,7 @@ class VaeTaskConfig:
     kl_weight: float = 1e-6
     ema_decay: float = 0.998
     time_schedule: bool = False  # decay the LR over run.max_minutes (GPU presets)
-    eval_every: int = 0  # steps between scorer checks of reconstructions (0: only at export)
+    eval_every: int = 0  # steps between scorer checks of reconstructions (run.eval_every; 0: none)
     eval_prompts: int = 96  # evaluation renders used for the periodic check (0: all)
     stats_images: int = 8192  # images used for shift_factor / scaling_factor
 
@@ -97,8 +97,10 @@ class VaeTask(TrainTask):
         return {"model": self.model, "opt": self.opt, "ema": self.ema}
 
     def batch(self, step: int) -> torch.Tensor:
-        idx = batch_indices(len(self.data), self.cfg.batch_size, self.ctx.generator(step))
-        return to_model_space(self.images[idx.to(self.images.device)]).to(self.ctx.device)
+        # drawn on the data's device: a host-to-GPU copy per step would synchronise the stream
+        g = self.ctx.generator(step, device=self.images.device.type)
+        idx = batch_indices(len(self.data), self.cfg.batch_size, g)
+        return to_model_space(self.images[idx]).to(self.ctx.device)
 
     def train_step(self, x: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.cfg
@@ -129,22 +131,23 @@ class VaeTask(TrainTask):
         self.ctx.clip_grad_norm(self.model.parameters(), cfg.grad_clip)
         self.opt.step()
         self.ema.update(self.ctx.unwrap(self.model))
-        out = {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and self.ctx.is_main:
-            report = self.evaluate(limit=cfg.eval_prompts)
-            log_point(
-                self.ctx.out_dir,
-                step + 1,
-                {"recon_pass": report["pass_rate"], "recon_l1": report["l1"]},
-            )
-        return out
+        return {"loss": loss.detach(), **metrics}  # tensors: read by the loop at log time
 
     @torch.no_grad()
-    def evaluate(self, limit: int = 0, split: str = "eval") -> dict:
-        """The scorer's verdicts on EMA reconstructions of evaluation-prompt renders."""
-        vae = self.ctx.unwrap(self.model).vae
-        with self.ema.swapped(self.ctx.unwrap(self.model)):
-            return reconstruction_report(vae, self.ctx.device, split=split, limit=limit)
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Learning curve: the scorer's pass rate on EMA reconstructions of evaluation renders."""
+        if not self.cfg.eval_every:
+            return {}
+        module = self.ctx.unwrap(self.model)
+        with self.ema.swapped(module):
+            report = reconstruction_report(
+                module.vae, self.ctx.device, split="eval", limit=self.cfg.eval_prompts
+            )
+        return {
+            "recon_pass": report["pass_rate"],
+            "recon_l1": report["l1"],
+            "recon_psnr": report["psnr"],
+        }
 
     @torch.no_grad()
     def latent_stats(self) -> tuple[float, float]:
