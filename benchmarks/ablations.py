@@ -9,6 +9,7 @@ Variants of configs/distill/shapes-4step.toml (or --base), each distilled with e
   renoise         standard DMD points: fresh noise at a random sigma
   no-adversarial  no discriminator term
   no-split        no stage 3; stage 2 gets its steps and minutes instead (same compute)
+  fake-steps      (on request) the fake score fits every step's x0 estimate, not final samples
 Every run also reports its stage students (warm-up only, after DMD) and, for `full`, each merge
 ratio. Scores: Shapes-GenEval alignment on the EVALUATION prompts (a spread subset of
 --eval-prompts lines, one image each, fixed seeds); the merge ratio each run ships was chosen on
@@ -44,6 +45,7 @@ from flashgen.sampling import make_sigmas
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("full", "renoise", "no-adversarial", "no-split")
+EXTRA_VARIANTS = ("fake-steps",)  # our own design choice, on request
 
 
 def variant_changes(name: str, base) -> dict:
@@ -51,6 +53,8 @@ def variant_changes(name: str, base) -> dict:
         return {}
     if name == "renoise":
         return {"dmd": {"dm_timesteps": "renoise"}}
+    if name == "fake-steps":
+        return {"dmd": {"fake_samples": "steps"}}
     if name == "no-adversarial":
         return {"adversarial": {"enabled": False}}
     if name == "no-split":
@@ -61,7 +65,7 @@ def variant_changes(name: str, base) -> dict:
             "split": {"enabled": False},
             "dmd": {"steps": base.dmd.steps + base.split.steps, "minutes": minutes},
         }
-    raise ValueError(f"unknown variant {name!r}; use {', '.join(VARIANTS)}")
+    raise ValueError(f"unknown variant {name!r}; use {', '.join(VARIANTS + EXTRA_VARIANTS)}")
 
 
 def scaled(cfg, scale: float):
@@ -220,7 +224,7 @@ def table(args: argparse.Namespace) -> int:
                 + " |"
             )
     summary = {}
-    for variant in VARIANTS:
+    for variant in VARIANTS + EXTRA_VARIANTS:
         rs = [r for r in rows if r["variant"] == variant]
         if not rs:
             continue
@@ -267,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--teacher", required=True)
     r.add_argument("--base", default=str(ROOT / "configs" / "distill" / "shapes-4step.toml"))
     r.add_argument("--preset", help="gpu | cpu | cpu-smoke (applied to the base)")
-    r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    r.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS + EXTRA_VARIANTS
+    )
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps")
     r.add_argument("--eval-prompts", type=int, default=120)

@@ -5,15 +5,17 @@ The Shapes ablation needs the trained teacher; this one needs none. Data: for ea
 velocity of that data (posterior mean in closed form), so its ODE, its x0 prediction and the
 data distribution are known. A 4-step MLP student is warmed up on the teacher's ODE (stage 1,
 `teacher_trajectory` + `trajectory_guidance_loss`), then trained with DMD (stage 2) whose fake
-score is an MLP fitted by `flow_matching_loss`, the generator gradient `distribution_matching_loss`
-evaluated at `shared_point` (timestep sharing) or `renoised_point` (standard DMD): the library's
-own functions, with a 40-line loop in place of the SD3 task.
+score is an MLP fitted by `flow_matching_loss` (on the student's final samples, or on every
+step's x0 estimate: `--fake-on`), the generator gradient `distribution_matching_loss` evaluated
+at `shared_point` (timestep sharing) or `renoised_point` (standard DMD): the library's own
+functions, with a 40-line loop in place of the SD3 task (no discriminator here).
 
 Metric: sliced Wasserstein-2 distance between 4-step student samples and fresh data, averaged
 over the prompts (lower is better), plus the share of samples within 3 std of a data mode
 ("precision") and the smaller mode's share relative to 0.5 ("coverage"). Mean ± sd over seeds.
 
-    python benchmarks/toy_timestep_sharing.py --seeds 0 1 2 3 4 [--dmd-steps 600]
+    python benchmarks/toy_timestep_sharing.py --seeds 0 1 2 3 4 --fake-on final steps \
+        --warmup-steps 300
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def dmd(
     steps: int,
     batch: int = 256,
     fake_updates: int = 4,
-    fake_on: str = "steps",
+    fake_on: str = "final",
     lr: float = 2e-4,
 ):
     """Stage 2 with `mode` points; the fake score fits the steps' x0 estimates ("steps") or
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--fake-on",
         nargs="+",
-        default=["steps"],
+        default=["final"],
         choices=("steps", "final"),
         help="what the fake score fits: the steps' x0 estimates or final samples",
     )

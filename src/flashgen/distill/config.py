@@ -118,7 +118,8 @@ class DMDConfig:
     """Stage 2. dm_timesteps "shared": real/fake scores at the student's own trajectory points
     and timesteps (SD3.5-Flash); "renoise": fresh noise at sigma ~ U[renoise_range] (DMD).
     Every iteration trains every student step (inputs detached, one backward per step).
-    fake_updates: fake-score updates per generator update (two time-scale)."""
+    fake_updates: fake-score updates per generator update (two time-scale). fake_samples: the
+    fake score fits the student's "final" samples (default) or every step's x0 ("steps")."""
 
     steps: int = 300
     minutes: float | None = None
@@ -128,6 +129,7 @@ class DMDConfig:
     fake_updates: int = 4
     dm_timesteps: str = "shared"
     renoise_range: tuple[float, float] = (0.02, 0.98)
+    fake_samples: str = "final"  # what the fake score fits: "final" samples or "steps"' x0
     guidance: float | None = None  # real-score CFG; None: the teacher's default
     dm_weight: float = 1.0
     grad_clip: float = 1.0
@@ -141,6 +143,10 @@ class DMDConfig:
         _minutes("dmd", self.minutes)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"dmd.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.fake_samples not in ("final", "steps"):
+            raise ValueError(
+                f'dmd.fake_samples must be "final" or "steps", got {self.fake_samples!r}'
+            )
         if self.dm_timesteps not in DM_TIMESTEPS:
             raise ValueError(
                 f"dmd.dm_timesteps must be one of {DM_TIMESTEPS}, got {self.dm_timesteps!r}"

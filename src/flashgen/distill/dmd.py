@@ -1,21 +1,25 @@
 """Stage 2: distribution matching with timestep sharing, plus the adversarial term.
 
-One iteration (`DMDTask.train_step`), two time-scales:
-1. `fake_updates` times: the student samples (no grad) from fresh noise; the fake score takes a
-   flow-matching step on those samples, and the discriminator heads a hinge step on the fake
-   score's features (student samples vs real latents of the same captions, same sigmas).
-2. once: the generator. The student walks its own path; at every step i its clean estimate
-   x0_i gets the DMD gradient (x0_fake - x0_real) evaluated at the `dm_timesteps` point, plus
-   the adversarial term through the (frozen for this update) fake score and heads.
+Every student step i is JUDGED at one point (`points_fn`): "shared" (SD3.5-Flash) = the
+student's own next trajectory point x_{i+1} at its own next sigma (last step: x_{N-1} at
+sigma_{N-1}); "renoise" (standard DMD) = the step's x0 estimate re-noised with fresh noise at a
+random sigma. One iteration (`DMDTask.train_step`), two time-scales:
+1. `fake_updates` times, on a fresh no-grad rollout: the fake score takes a flow-matching step
+   on the student's samples noised at the judged points' sigmas, and the discriminator heads a
+   hinge step: judged points vs real latents of the same captions noised at the same sigmas.
+2. once, the generator: at every step, the DMD gradient (x0_fake - x0_real) at the judged point
+   on the step's x0 estimate, plus the adversarial term through the judged point (fake score and
+   heads frozen for this update).
 
-Choices the paper leaves open (docs/distillation.md has the reasons):
-- every student step is trained each iteration (inputs detached, one backward per step);
-- the last step (sigma_next = 0) is evaluated at its own sigma (points.shared_point);
-- the fake score is fitted where it is queried: on the steps' x0 estimates, noised with fresh
-  noise at the step's evaluation sigma ("shared") or at sigma ~ U[renoise_range] ("renoise");
-- the GAN compares x0 estimates and real latents noised with fresh noise at that same sigma on
-  both sides (real data has no student path, so sharing the student's noise on one side only
-  would let the discriminator tell them apart by the noise alone).
+Why the fake score fits the FINAL samples by default (`fake_samples`): a deterministic few-step
+student that has learnt the teacher's flow has blurry intermediate x0 estimates (posterior
+means) and on-path points distributed as the data's diffused marginals. Fitting the fake score
+to the diffused final samples makes that student a fixed point (fake = real at every judged
+point); fitting it to the intermediate x0 estimates ("steps", DMD2's multi-step choice for a
+stochastic sampler) keeps pushing them to look like data and breaks the flow: on the exact-
+teacher toy (benchmarks/toy_timestep_sharing.py) "steps" made both modes worse than the warm-up.
+The discriminator compares judged points with noised real data for the same reason: at the
+fixed point the student's path marginals equal the data's. Details: docs/distillation.md.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ from flashgen.distill.losses import (
 from flashgen.distill.points import (
     EvalPoint,
     StudentStep,
-    evaluation_sigma,
     noised_at,
     renoised_point,
     shared_point,
@@ -78,14 +81,6 @@ def points_fn(dmd: DMDConfig) -> Callable[[StudentStep, torch.Generator], EvalPo
     if dmd.dm_timesteps == "shared":
         return lambda step, g: shared_point(step)
     return lambda step, g: renoised_point(step.x0_pred, g, dmd.renoise_range)
-
-
-def _fake_sigmas(dmd: DMDConfig, step: StudentStep, batch: int, g: torch.Generator):
-    """The sigmas at which the fake score is fitted for one step's x0 estimates."""
-    if dmd.dm_timesteps == "shared":
-        return evaluation_sigma(step.sigma, step.sigma_next).expand(batch).clone()
-    lo, hi = dmd.renoise_range
-    return lo + (hi - lo) * torch.rand(batch, generator=g)
 
 
 @contextlib.contextmanager
@@ -200,18 +195,20 @@ class DMDTask(StageTask):
 
     def fake_update(self, idx: torch.Tensor, step: int, k: int) -> dict[str, float]:
         ctx, cfg = self.ctx, self.cfg.dmd
-        real_x0 = self.bank.latents[idx.to(self.bank.latents.device)].to(ctx.device)
         cond = self.cond(idx)
         g = ctx.generator(step, stream=10 + k)
         with torch.no_grad():
             steps = list(student_steps(self.student_fn(cond), self.noise(len(idx), g), self.sigmas))
+            judged = [self.points(st, g) for st in steps]
         n = len(steps)
-        x0 = torch.cat([s.x0_pred.detach() for s in steps])
-        sigma = torch.cat([_fake_sigmas(cfg, s, len(idx), g) for s in steps]).to(ctx.device)
+        sigma = torch.cat([p.sigma for p in judged])
+        if cfg.fake_samples == "final":
+            x0 = steps[-1].x_next.detach().repeat(n, 1, 1, 1)
+        else:
+            x0 = torch.cat([st.x0_pred.detach() for st in steps])
         point = noised_at(x0, sigma, g)
         cond_n = PromptEmbeds.cat([cond] * n)
-        capture = self.tap.capture() if self.tap else contextlib.nullcontext([])
-        with ctx.autocast(), capture as feats:
+        with ctx.autocast():
             v_fake = velocity(self.fake, point.x_t, point.sigma, cond_n)
         loss, metrics = flow_matching_loss(v_fake, x0, point.noise)
         self.opt_fake.zero_grad(set_to_none=True)
@@ -219,20 +216,23 @@ class DMDTask(StageTask):
         ctx.clip_grad_norm(self.fake.parameters(), cfg.grad_clip)
         self.opt_fake.step()
         if self.disc is not None:
-            real_point = noised_at(real_x0.repeat(n, 1, 1, 1), sigma, g)
-            metrics.update(
-                self.discriminator_update([f.detach() for f in feats], real_point, cond_n, step, k)
-            )
+            real_x0 = self.bank.latents[idx.to(self.bank.latents.device)].to(ctx.device)
+            real = noised_at(real_x0.repeat(n, 1, 1, 1), sigma, g)
+            fake = torch.cat([p.x_t.detach() for p in judged])
+            metrics.update(self.discriminator_update(real.x_t, fake, sigma, cond_n, step, k))
         return metrics
 
-    def discriminator_update(self, fake_feats, real_point: EvalPoint, cond, step: int, k: int):
+    def discriminator_update(self, real_x, fake_x, sigma, cond, step: int, k: int):
+        """Hinge step of the heads on fake-score features of real and judged points (one
+        forward for both sides: DDP wants one forward per backward)."""
         ctx, adv = self.ctx, self.cfg.adversarial
         plain_fake = ctx.unwrap(self.fake)
-        with torch.no_grad(), ctx.autocast(), self.tap.capture() as real_feats:
-            velocity(plain_fake, real_point.x_t, real_point.sigma, cond)
-        n = real_point.x_t.shape[0]
-        with ctx.autocast():  # one forward for both sides (DDP wants one per backward)
-            logits = self.disc([torch.cat([r, f]) for r, f in zip(real_feats, fake_feats)])
+        n = real_x.shape[0]
+        both = PromptEmbeds.cat([cond, cond])
+        with torch.no_grad(), ctx.autocast(), self.tap.capture() as feats:
+            velocity(plain_fake, torch.cat([real_x, fake_x]), torch.cat([sigma, sigma]), both)
+        with ctx.autocast():
+            logits = self.disc(feats)
             real_logits, fake_logits = [lg[:n] for lg in logits], [lg[n:] for lg in logits]
             loss, metrics = hinge_discriminator_loss(real_logits, fake_logits)
         self.opt_disc.zero_grad(set_to_none=True)
@@ -266,10 +266,9 @@ class DMDTask(StageTask):
                 )
             loss, m = distribution_matching_loss(st.x0_pred, x0_real, x0_fake)
             loss = cfg.dm_weight * loss
-            if plain_disc is not None:
-                gan_point = noised_at(st.x0_pred, point.sigma, g)
+            if plain_disc is not None:  # the judged point itself, with its gradient
                 with frozen(plain_fake, plain_disc), ctx.autocast(), self.tap.capture() as feats:
-                    velocity(plain_fake, gan_point.x_t, gan_point.sigma, cond)
+                    velocity(plain_fake, point.x_t, point.sigma, cond)
                     g_loss, gm = hinge_generator_loss(plain_disc(feats))
                 loss = loss + adv.weight * g_loss
                 m.update(gm)
