@@ -206,8 +206,9 @@ def test_a_dropped_client_frees_the_worker(live):
             _wait(lambda: c.get("/health").json()["busy"], 30, f"{path} to start")
             s.close()
             t0 = time.perf_counter()
-            _wait(lambda: not c.get("/health").json()["busy"], 10, f"{path}'s job to stop")
-            assert time.perf_counter() - t0 < 10
+            _wait(lambda: not c.get("/health").json()["busy"], 30, f"{path}'s job to stop")
+            # cancelled within a poll and a step; running all 1000 steps takes many seconds
+            assert time.perf_counter() - t0 < 3.0
             r = c.post("/v1/images/generations", json={"prompt": "next", "steps": 2})
             assert r.status_code == 200
 
