@@ -92,11 +92,13 @@ def test_max_memory_alone_picks_the_most_faithful_profile_that_fits(tiny):
 def test_vae_tiling_and_int4_cut_the_estimate_at_1024px(tiny):
     t = {"num_attention_heads": 24, "attention_head_dim": 64, "patch_size": 2}
     v = {"block_out_channels": [128, 256, 512, 512]}
-    kw = {"width": 1024, "height": 1024, "batch": 1, "t5_len": 256, "itemsize": 4}
+    kw = {"width": 1024, "height": 1024, "images": 1, "t5_len": 256, "itemsize": 4}
     whole = estimate_activations(t, v, vae_tile=None, **kw)
     tiled = estimate_activations(t, v, vae_tile=256, **kw)
     assert tiled["decode"] < whole["decode"] / 8
     assert tiled["denoise"] == whole["denoise"]
+    guided = estimate_activations(t, v, vae_tile=256, cfg=True, **kw)
+    assert guided["denoise"] == 2 * tiled["denoise"] and guided["decode"] == tiled["decode"]
 
 
 def test_center_crop_keeps_the_positions_diffusers_uses():
@@ -119,7 +121,7 @@ def test_unknown_profile_names_the_choices(tiny):
 
 
 def test_a_plain_load_that_would_not_fit_degrades_to_a_profile(tiny, monkeypatch, caplog):
-    import flashgen.profiles as profiles
+    from flashgen import profiles
 
     plain = estimate(tiny, None, width=64, height=64).total / GIB
     desktop = estimate(tiny, get_profile("desktop"), width=64, height=64).total / GIB
@@ -129,4 +131,6 @@ def test_a_plain_load_that_would_not_fit_degrades_to_a_profile(tiny, monkeypatch
     assert any(isinstance(m, QuantLinear) for m in pipe.transformer.modules())
     assert "desktop" in caplog.text
     monkeypatch.setattr(profiles, "available_gib", lambda: plain * 2)
-    assert not any(isinstance(m, QuantLinear) for m in flashgen.load(str(tiny)).transformer.modules())
+    assert not any(
+        isinstance(m, QuantLinear) for m in flashgen.load(str(tiny)).transformer.modules()
+    )

@@ -189,7 +189,8 @@ def estimate_activations(
     *,
     width: int,
     height: int,
-    batch: int,
+    images: int,
+    cfg: bool = False,
     t5_len: int,
     itemsize: int,
     vae_tile: int | None,
@@ -198,11 +199,12 @@ def estimate_activations(
     patch = transformer_config.get("patch_size", 2)
     factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
     n = (height // (factor * patch)) * (width // (factor * patch)) + CLIP_TOKENS + t5_len
+    batch = images * (2 if cfg else 1)  # CFG runs the transformer on cond + uncond rows
     denoise = C_TF * batch * n * d * itemsize
     c0 = vae_config["block_out_channels"][0]
     th, tw = (min(vae_tile, height), min(vae_tile, width)) if vae_tile else (height, width)
     per_image = C_VAE * c0 * th * tw * 4
-    decode = (per_image if vae_tile else per_image * batch) + batch * 3 * height * width * 4 * 2
+    decode = (per_image if vae_tile else per_image * images) + images * 3 * height * width * 4 * 2
     encode = batch * t5_len * 4096 * 4 * 8
     return {"encode": encode, "denoise": denoise, "decode": decode}
 
@@ -231,7 +233,8 @@ def estimate(
         vcfg,
         width=width,
         height=height,
-        batch=num_images * (2 if cfg else 1),
+        images=num_images,
+        cfg=cfg,
         t5_len=t5_len,
         itemsize=torch.empty(0, dtype=dtype).element_size(),
         vae_tile=profile.vae_tile if profile else None,
@@ -408,7 +411,8 @@ class MemoryGuard:
             *self._configs,
             width=request.width,
             height=request.height,
-            batch=request.num_images * (2 if cfg else 1),
+            images=request.num_images,
+            cfg=cfg,
             t5_len=self.t5_len,
             itemsize=torch.empty(0, dtype=self.dtype).element_size(),
             vae_tile=self.profile.vae_tile if self.profile else None,
@@ -498,7 +502,7 @@ def auto_plan(
     except (ModelLoadError, OSError, ValueError, KeyError, TypeError):
         return None  # a broken folder: the loader reports it, with its own message
     acts = estimate_activations(
-        tcfg, vcfg, width=side, height=side, batch=1, t5_len=256, itemsize=itemsize, vae_tile=None
+        tcfg, vcfg, width=side, height=side, images=1, t5_len=256, itemsize=itemsize, vae_tile=None
     )
     need = RUNTIME_BYTES + weights + max(acts.values())
     have = available_gib()
