@@ -148,9 +148,10 @@ PRESETS: dict[str, MiniatureConfig] = {
         n_images=600_000,
         log_every=100,
         ckpt_every=2000,
-        total_minutes=8.25,
+        total_minutes=8.0,
+        export_reserve_minutes=0.8,
         vae_budget=StageBudget(steps=200_000, minutes=2.0),
-        clip_budget=StageBudget(steps=200_000, minutes=0.85),
+        clip_budget=StageBudget(steps=200_000, minutes=0.7),
         teacher_budget=StageBudget(steps=1_000_000, minutes=4.5),
         vae=VaeTaskConfig(
             n_images=600_000,

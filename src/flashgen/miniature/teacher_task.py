@@ -131,8 +131,7 @@ class TeacherTask(TrainTask):
         out = []
         for start in range(0, n, 4096):
             x = to_model_space(self.data.images[start : min(start + 4096, n)].to(self.ctx.device))
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                z = self.vae.encode(x).latent_dist.mode()
+            z = self.vae.encode(x).latent_dist.mode()  # fp32: these are the training targets
             out.append((z.float() - vcfg.shift_factor) * vcfg.scaling_factor)
         return torch.cat(out)
 
