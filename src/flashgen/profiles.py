@@ -11,9 +11,10 @@ Estimate of peak memory (bytes) = runtime + weights + max over stages of activat
     weights      per component from its config on the meta device (no allocation): quantized
                  Linears at their scheme's bytes/weight, everything else at the compute dtype;
                  a pre-quantized folder counts its safetensors header sizes
-    denoise      C_TF * B * N * D * itemsize,  N = (H/16)(W/16) + 77 + t5_len image+text tokens
-    decode       C_VAE * B * C0 * h * w * 4 (h, w: the tile, or the image without tiling)
-                 + the decoded image
+    denoise      C_TF * B * N * D * itemsize,  N = (H/16)(W/16) + 77 + t5_len image+text tokens,
+                 B = images (x2 with CFG)
+    decode       C_VAE * C0 * h * w * 4 for one tile (h, w: the tile), or x images for whole
+                 images, + the decoded images
 C_TF and C_VAE were measured on this repo's CPU (peak RSS delta of one transformer forward and
 one VAE decode, benchmarks/results/memory_calibration.json) with headroom.
 """
