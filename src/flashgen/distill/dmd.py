@@ -215,7 +215,7 @@ class DMDTask(StageTask):
         ctx.backward(loss)
         ctx.clip_grad_norm(self.fake.parameters(), cfg.grad_clip)
         self.opt_fake.step()
-        if self.disc is not None:
+        if self.disc is not None and k == cfg.fake_updates:  # the heads: once per iteration
             real_x0 = self.bank.latents[idx.to(self.bank.latents.device)].to(ctx.device)
             real = noised_at(real_x0.repeat(n, 1, 1, 1), sigma, g)
             fake = torch.cat([p.x_t.detach() for p in judged])
@@ -277,7 +277,7 @@ class DMDTask(StageTask):
             for key, val in m.items():
                 totals[key] = totals.get(key, 0.0) + val / n
             totals[f"dm_gap_step{st.index}"] = m["dm_real_fake_gap"]
-        totals["g_grad_norm"] = float(ctx.clip_grad_norm(self.student_params(), cfg.grad_clip))
+        totals["g_grad_norm"] = ctx.clip_grad_norm(self.student_params(), cfg.grad_clip).detach()
         self.opt_student.step()
         self.after_student_step()
         return totals

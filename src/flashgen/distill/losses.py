@@ -1,6 +1,7 @@
 """The named losses of the SD3.5-Flash distillation game, as pure functions of tensors.
 
-Each returns `(loss, metrics)`: a scalar tensor to backpropagate and a dict of floats to log.
+Each returns `(loss, metrics)`: a scalar tensor to backpropagate and a dict of detached 0-d
+tensors to log (the trainer reads them only when it logs, so a step never waits on the GPU).
 Shapes: latents are [B, C, H, W]; sigmas are floats or [B] tensors (broadcast per sample).
 Conventions are flashgen.flow's: x_t = (1 - sigma) x0 + sigma noise, v = noise - x0.
 """
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from flashgen.flow import velocity
 
-Metrics = dict[str, float]
+Metrics = dict[str, torch.Tensor]
 
 
 def _per_sample_mean(x: torch.Tensor) -> torch.Tensor:
@@ -42,13 +43,13 @@ def trajectory_guidance_loss(
     is 0. Regressing in velocity space weights every jump equally whatever its length (in x space
     the error of a jump scales with (sigma - sigma_next)^2).
     """
-    ds = _expand(sigma_next, x_start) - _expand(sigma, x_start)
-    if (ds >= 0).any():
+    if (torch.as_tensor(sigma_next) >= torch.as_tensor(sigma)).any():  # pass CPU sigmas: no sync
         raise ValueError("trajectory_guidance_loss needs sigma_next < sigma for every sample")
+    ds = _expand(sigma_next, x_start) - _expand(sigma, x_start)
     v_target = ((x_target.float() - x_start.float()) / ds).detach()
     loss = F.mse_loss(v_student.float(), v_target)
     jump_err = _per_sample_mean((x_start.float() + ds * v_student.float() - x_target.float()) ** 2)
-    return loss, {"tg_loss": float(loss.detach()), "tg_jump_mse": float(jump_err.mean().detach())}
+    return loss, {"tg_loss": loss.detach(), "tg_jump_mse": jump_err.mean().detach()}
 
 
 def flow_matching_loss(
@@ -62,7 +63,7 @@ def flow_matching_loss(
     """
     target = velocity(x0.float(), noise.float()).detach()
     loss = F.mse_loss(v_pred.float(), target)
-    return loss, {"fake_fm_loss": float(loss.detach())}
+    return loss, {"fake_fm_loss": loss.detach()}
 
 
 def distribution_matching_loss(
@@ -92,9 +93,9 @@ def distribution_matching_loss(
     target = (x0_student_f - grad).detach()
     loss = 0.5 * F.mse_loss(x0_student_f, target)
     return loss, {
-        "dm_loss": float(loss.detach()),
-        "dm_grad_norm": float(grad.flatten(1).norm(dim=1).mean()),
-        "dm_real_fake_gap": float((x0_fake - x0_real).abs().mean()),
+        "dm_loss": loss.detach(),
+        "dm_grad_norm": grad.flatten(1).norm(dim=1).mean(),
+        "dm_real_fake_gap": (x0_fake - x0_real).abs().mean(),
     }
 
 
@@ -118,7 +119,7 @@ def hinge_discriminator_loss(
             for lr, lf in zip(logits_real, logits_fake)
         ]
     ).mean()
-    return loss, {"d_loss": float(loss.detach()), "d_accuracy": float(acc)}
+    return loss, {"d_loss": loss.detach(), "d_accuracy": acc.detach()}
 
 
 def hinge_generator_loss(logits_fake: list[torch.Tensor]) -> tuple[torch.Tensor, Metrics]:
@@ -126,4 +127,4 @@ def hinge_generator_loss(logits_fake: list[torch.Tensor]) -> tuple[torch.Tensor,
     if not logits_fake:
         raise ValueError("need at least one discriminator head")
     loss = -torch.stack([lf.float().mean() for lf in logits_fake]).mean()
-    return loss, {"g_adv_loss": float(loss.detach())}
+    return loss, {"g_adv_loss": loss.detach()}

@@ -87,7 +87,7 @@ class WarmupTask(StageTask):
         self.build_cache(ctx, cfg)
         # cosine decay to 10% over the stage, by steps or by its clock, whichever runs out first
         budget = None if cfg.minutes is None else cfg.minutes * 60 - (time.monotonic() - t0)
-        self.progress = Progress(cfg.steps, budget)
+        self.progress = Progress(cfg.steps, budget, reserve=2.0)
 
     @torch.no_grad()
     def build_cache(self, ctx: TrainContext, cfg: WarmupConfig) -> None:
@@ -124,7 +124,7 @@ class WarmupTask(StageTask):
         dev = self.ctx.device
         x_start = self.traj[idx.to(dev), jump.to(dev)]
         x_target = self.traj[idx.to(dev), (jump + 1).to(dev)]
-        sigma, sigma_next = self.sigmas[jump].to(dev), self.sigmas[jump + 1].to(dev)
+        sigma, sigma_next = self.sigmas[jump], self.sigmas[jump + 1]  # CPU: the loss checks them
         cond = self.cond(self.rows[idx])
         with self.ctx.autocast():
             v = velocity(self.student, x_start, sigma, cond)
@@ -133,7 +133,7 @@ class WarmupTask(StageTask):
         set_lr(self.opt, lr)
         self.opt.zero_grad(set_to_none=True)
         self.ctx.backward(loss)
-        metrics["grad_norm"] = float(self.ctx.clip_grad_norm(self.student.parameters(), 1.0))
+        metrics["grad_norm"] = self.ctx.clip_grad_norm(self.student.parameters(), 1.0).detach()
         self.opt.step()
         return metrics
 
