@@ -44,6 +44,7 @@ class VaeTaskConfig:
     eval_every: int = 0  # steps between scorer checks of reconstructions (run.eval_every; 0: none)
     eval_prompts: int = 96  # evaluation renders used for the periodic check (0: all)
     stats_images: int = 8192  # images used for shift_factor / scaling_factor
+    report_prompts: int = 0  # evaluation renders in the exported report (0: all 333)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.n_images < 1:
@@ -171,6 +172,8 @@ class VaeTask(TrainTask):
         shift, scale = self.latent_stats()
         vae.register_to_config(shift_factor=shift, scaling_factor=scale)
         vae.save_pretrained(out_dir / "vae", safe_serialization=True)
-        report = reconstruction_report(vae, self.ctx.device, split="eval")
+        report = reconstruction_report(
+            vae, self.ctx.device, split="eval", limit=self.cfg.report_prompts
+        )
         report.update(shift_factor=shift, scaling_factor=scale)
         (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,111 @@
+"""Each stage of the recipe on the generic trainer, at toy sizes, chained as the recipe does."""
+
+import json
+
+import pytest
+
+from flashgen.miniature.clip_task import ClipTask, ClipTaskConfig
+from flashgen.miniature.components import ClipConfig, TransformerConfig, VaeConfig
+from flashgen.miniature.data import render_set
+from flashgen.miniature.teacher_task import TeacherTask, TeacherTaskConfig
+from flashgen.miniature.vae_task import VaeTask, VaeTaskConfig
+from flashgen.train import TrainRunConfig, run
+
+
+def _run(task, out, steps, eval_every=None):
+    cfg = TrainRunConfig(
+        max_steps=steps,
+        out_dir=str(out),
+        device="cpu",
+        mixed_precision="no",
+        log_every=1,
+        ckpt_every=steps,
+        eval_every=eval_every,
+    )
+    return run(task, cfg)
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    data = render_set(96, seed=0, workers=1)
+    vae = VaeTaskConfig(
+        vae=VaeConfig(block_out_channels=(32, 32, 32, 32), layers_per_block=1),
+        batch_size=4,
+        stats_images=32,
+        report_prompts=12,
+        eval_every=2,
+        eval_prompts=6,
+    )
+    r_vae = _run(VaeTask(vae, data), root / "vae", 2, eval_every=2)
+    clip = ClipTaskConfig(
+        clip_l=ClipConfig(hidden_size=32, num_layers=2, num_heads=2, projection_dim=16),
+        clip_g=ClipConfig(
+            hidden_size=32,
+            num_layers=2,
+            num_heads=2,
+            projection_dim=24,
+            pad_token="!",
+            hidden_act="gelu",
+        ),
+        batch_size=8,
+        image_width=32,
+        report_images=16,
+    )
+    r_clip = _run(ClipTask(clip, data), root / "clip", 2)
+    teacher = TeacherTaskConfig(
+        transformer=TransformerConfig(
+            num_layers=2, num_heads=2, head_dim=32, dual_attention_layers=(0,)
+        ),
+        vae_dir=str(r_vae.export_dir / "vae"),
+        clip_dir=str(r_clip.export_dir),
+        batch_size=8,
+        lr=2e-3,
+        warmup_steps=2,
+        eval_every=20,
+        eval_prompts=3,
+        eval_steps=1,
+        select_steps=1,
+        select_prompts=3,
+        select_shifts=(3.0,),
+        select_guidances=(1.0, 3.0),
+        text_batch=64,
+    )
+    r_teacher = _run(TeacherTask(teacher, data), root / "teacher", 20, eval_every=20)
+    return root, r_vae, r_clip, r_teacher
+
+
+def test_vae_stage_exports_normalised_vae_and_scorer_report(stages):
+    root, r_vae, _, _ = stages
+    cfg = json.loads((r_vae.export_dir / "vae" / "config.json").read_text())
+    report = json.loads((r_vae.export_dir / "report.json").read_text())
+    assert cfg["scaling_factor"] == report["scaling_factor"] > 0
+    assert cfg["shift_factor"] == report["shift_factor"]
+    assert report["n"] == 12 and report["original_pass_rate"] == 1.0
+    assert 0 <= report["pass_rate"] <= 1 and report["l1"] > 0
+    assert "recon_pass" in _lines(root / "vae" / "eval.jsonl")[-1]
+
+
+def test_clip_stage_exports_both_encoders_and_hard_negative_report(stages):
+    _, _, r_clip, _ = stages
+    for sub in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
+        assert (r_clip.export_dir / sub).is_dir()
+    report = json.loads((r_clip.export_dir / "report.json").read_text())
+    assert {"retrieval_top1", "hard_color", "hard_shape"} <= set(report["clip_g"])
+
+
+def test_teacher_stage_learns_logs_a_curve_and_picks_cfg_on_validation(stages):
+    root, _, _, r_teacher = stages
+    losses = [r["loss"] for r in _lines(root / "teacher" / "metrics.jsonl")]
+    assert len(losses) == 20 and sum(losses[-5:]) < sum(losses[:5])
+    curve = _lines(root / "teacher" / "eval.jsonl")
+    assert curve[-1]["step"] == 20 and 0 <= curve[-1]["val_overall"] <= 1
+    report = json.loads((r_teacher.export_dir / "report.json").read_text())
+    assert report["chosen"]["guidance"] in (1.0, 3.0) and len(report["trials"]) == 2
+    assert set(report["validation_no_t5"]["tasks"]) == set(report["validation"]["tasks"])
+    assert (r_teacher.export_dir / "transformer" / "config.json").is_file()
+    assert (r_teacher.export_dir / "validation_samples.png").is_file()
