@@ -1,8 +1,10 @@
 """Write a finished student as a diffusers folder `flashgen generate` loads like any model.
 
-The folder is the teacher's (VAE, text encoders, tokenizers, scheduler and model_index.json
-copied; external components such as MiniLM still referenced through flashgen.json) with the
-student's transformer in fp16, and a card saying: kind "student", its own sigmas, no guidance.
+The folder is the teacher's (scheduler and model_index.json copied; external components such as
+MiniLM still referenced through flashgen.json) with the student's transformer in fp16, and a
+card saying: kind "student", its own sigmas, no guidance. The VAE, text encoders and tokenizers
+are copied, or, when the teacher is a built-in model (`share_from`), referenced as
+"builtin:<teacher>" so shipped students add only their transformer to the package.
 `distill.json` beside it records the resolved config, the stage results, the merge search and
 the provenance (commit, versions). Written to a temporary folder and renamed into place.
 """
@@ -21,10 +23,21 @@ from flashgen.devices import DTYPES
 from flashgen.models.modelcard import CARD_FILE, ModelCard, read_card
 
 LOGS = "distill-logs"
-SKIP = {"transformer", CARD_FILE, "distill.json", LOGS}
+SKIP = {"transformer", CARD_FILE, "distill.json", "training.json", LOGS}
+SHAREABLE = (
+    "vae",
+    "text_encoder",
+    "text_encoder_2",
+    "text_encoder_3",
+    "tokenizer",
+    "tokenizer_2",
+    "tokenizer_3",
+)
 
 
-def student_card(teacher_card: ModelCard, name: str, sigmas: tuple[float, ...]) -> ModelCard:
+def student_card(
+    teacher_card: ModelCard, name: str, sigmas: tuple[float, ...], shared: dict[str, str]
+) -> ModelCard:
     return replace(
         teacher_card,
         name=name,
@@ -32,6 +45,7 @@ def student_card(teacher_card: ModelCard, name: str, sigmas: tuple[float, ...]) 
         default_steps=len(sigmas),
         default_guidance=1.0,
         sigmas=tuple(float(s) for s in sigmas),
+        external_components={**teacher_card.external_components, **shared},
     )
 
 
@@ -45,6 +59,7 @@ def export_student(
     dtype: str = "fp16",
     record: dict | None = None,
     logs: dict[str, Path] | None = None,
+    share_from: str | None = None,
 ) -> Path:
     """The student folder at `dest` (replaced atomically if it exists). `logs` (name -> file,
     e.g. each stage's metrics.jsonl) are copied into distill-logs/ for provenance."""
@@ -52,8 +67,12 @@ def export_student(
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    shared: dict[str, str] = {}
     for item in Path(teacher_dir).iterdir():
         if item.name in SKIP or item.name.startswith("."):
+            continue
+        if share_from and item.name in SHAREABLE and item.is_dir():
+            shared[item.name] = f"builtin:{share_from}"
             continue
         if item.is_dir():
             shutil.copytree(item, tmp / item.name)
@@ -61,7 +80,7 @@ def export_student(
             shutil.copy2(item, tmp / item.name)
     weights = copy.deepcopy(transformer).to(DTYPES[dtype])
     weights.save_pretrained(tmp / "transformer", safe_serialization=True)
-    student_card(read_card(teacher_dir), name, sigmas).write(tmp)
+    student_card(read_card(teacher_dir), name, sigmas, shared).write(tmp)
     (tmp / "distill.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
     for log_name, path in (logs or {}).items():
         if Path(path).is_file():

@@ -1,0 +1,52 @@
+import json
+
+import torch
+
+from flashgen.distill.export import export_student
+
+
+def test_export_copies_components_of_a_folder_teacher(tmp_path):
+    from diffusers import SD3Transformer2DModel
+
+    from flashgen.models.tiny import build_tiny_sd35
+
+    teacher = build_tiny_sd35(tmp_path / "teacher", seed=0)
+    student = SD3Transformer2DModel.from_pretrained(teacher / "transformer")
+    dest = export_student(
+        student, teacher, tmp_path / "out" / "s", name="s", sigmas=(1.0, 0.5), record={"x": 1}
+    )
+    assert (dest / "vae").is_dir() and (dest / "text_encoder").is_dir()
+    card = json.loads((dest / "flashgen.json").read_text())
+    assert card["kind"] == "student" and card["sigmas"] == [1.0, 0.5]
+    assert "vae" not in card["external_components"]
+    assert json.loads((dest / "distill.json").read_text()) == {"x": 1}
+    w = next((dest / "transformer").glob("*.safetensors"))
+    from safetensors.torch import load_file
+
+    assert all(t.dtype == torch.float16 for t in load_file(str(w)).values())
+    assert student.dtype == torch.float32  # the caller's module is not converted in place
+
+
+def test_students_of_a_builtin_teacher_reference_its_components(tmp_path):
+    import flashgen
+    from flashgen.distill.task import load_student
+    from flashgen.models.registry import resolve
+
+    torch.set_num_threads(1)
+    source = resolve("shapes-teacher")
+    transformer = load_student(source.path / "transformer", torch.nn.Identity())
+    dest = export_student(
+        transformer,
+        source.path,
+        tmp_path / "st",
+        name="st",
+        sigmas=(1.0, 0.5),
+        share_from="shapes-teacher",
+    )
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["scheduler", "transformer"]
+    ext = json.loads((dest / "flashgen.json").read_text())["external_components"]
+    assert ext["vae"] == ext["text_encoder"] == ext["text_encoder_2"] == "builtin:shapes-teacher"
+    assert ext["text_encoder_3"] == "minilm"
+    pipe = flashgen.load(str(dest))
+    result = pipe.generate(flashgen.GenerationRequest("a photo of a red circle"))
+    assert result.settings.steps == 2 and result.images[0].size == (64, 64)
