@@ -234,9 +234,16 @@ def test_offline_no_network_during_load_and_generate(tiny_dirs, monkeypatch, tmp
     assert attempts == []
 
 
-def test_default_model_is_tiny_random_built_on_the_fly(monkeypatch, tmp_path):
+def test_default_model_is_the_shipped_student(monkeypatch, tmp_path):
     monkeypatch.setenv("FLASHGEN_CACHE", str(tmp_path / "cache"))
     pipe = flashgen.load()
+    assert pipe.model_id == "shapes-flash-4step"
+    assert (pipe.defaults.steps, pipe.defaults.guidance) == (4, 1.0)
+
+
+def test_tiny_random_is_built_on_the_fly(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLASHGEN_CACHE", str(tmp_path / "cache"))
+    pipe = flashgen.load("tiny-random")
     assert pipe.model_id == "tiny-random"
     assert (tmp_path / "cache" / "builtin" / "tiny-random" / "model_index.json").is_file()
     assert pipe.defaults.resolution == 64

@@ -40,7 +40,9 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def run(cache, capsys):
     def _run(*argv: str) -> tuple[int, list[str], str]:
-        rc = main(["generate", *argv])
+        # the fast untrained model unless a test names one (the shipped default is a student)
+        model = [] if "--model" in argv else ["--model", "tiny-random"]
+        rc = main(["generate", *model, *argv])
         out, err = capsys.readouterr()
         return rc, out.splitlines(), err
 
@@ -72,6 +74,16 @@ def test_defaults_come_from_the_model(run, tmp_path):
     settings = read_metadata(out[0])["flashgen"]["settings"]
     assert (settings["steps"], settings["guidance"]) == (4, 5.0)  # tiny-random's model card
     assert (settings["width"], settings["height"]) == (64, 64)  # its resolution
+
+
+def test_the_default_model_is_the_shipped_4step_student(cache, capsys, tmp_path):
+    rc = main(["generate", P, "--seed", "1", "--out", str(tmp_path / "d.png")])
+    out, err = capsys.readouterr()
+    assert (rc, err) == (0, "")
+    settings = read_metadata(out.splitlines()[0])["flashgen"]["settings"]
+    assert settings["model"] == "shapes-flash-4step"
+    assert (settings["steps"], settings["guidance"]) == (4, 1.0)  # its own schedule, no CFG
+    assert settings["sigmas"][:4] == [1.0, 0.75, 0.5, 0.25]
 
 
 def test_never_overwrites_silently(run, tmp_path):

@@ -22,8 +22,12 @@ def test_lists_builtins_and_given_folder(cache, tmp_path, capsys):
     assert main(["models", str(folder)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "KIND", "STEPS", "GUIDANCE", "SIZE", "SOURCE", "PATH"]
-    assert lines[1].startswith("tiny-random *")  # the default, not built yet in a fresh cache
-    assert "not built" in lines[1]
+    names = [ln.split()[0] for ln in lines[1:]]
+    assert {"shapes-teacher", "shapes-flash-4step", "shapes-flash-2step", "tiny-random"} <= set(names)
+    default = next(ln for ln in lines[1:] if ln.startswith("shapes-flash-4step"))
+    assert default.startswith("shapes-flash-4step *")  # the shipped student is the default
+    tiny = next(ln for ln in lines[1:] if ln.startswith("tiny-random"))
+    assert "not built" in tiny  # a fresh cache: built on first use only
     assert lines[-1].split()[0] == "my-model" and lines[-1].endswith(str(folder.resolve()))
     assert "directory" in lines[-1] and re.search(r" \d+\.\d [KMG]B ", lines[-1])
 
@@ -32,7 +36,8 @@ def test_json_output(cache, tmp_path, capsys):
     folder = build_tiny_sd35(tmp_path / "m", with_t5=False)
     assert main(["models", "--json", str(folder)]) == 0
     rows = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
-    assert rows[0]["name"] == "tiny-random" and rows[0]["default"] is True
+    defaults = [r["name"] for r in rows if r.get("default")]
+    assert defaults == ["shapes-flash-4step"]
     assert rows[-1]["source"] == "directory" and rows[-1]["size_bytes"] > 0
     assert (rows[-1]["default_steps"], rows[-1]["default_guidance"]) == (4, 5.0)
 
