@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--device", default=None)
     r.add_argument("--dtype", default=None, choices=("fp32", "bf16", "fp16"))
     r.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    r.add_argument(
+        "--no-t5",
+        action="store_true",
+        help="T5-free: load and generate without the T5 slot (measures what it contributes)",
+    )
     r.set_defaults(func=_run)
 
 
@@ -97,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         threads=args.threads,
+        drop_t5=args.no_t5,
     )
     result = run_eval(config, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(summary(result)))

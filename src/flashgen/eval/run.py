@@ -51,6 +51,7 @@ class EvalConfig:
     device: str | None = None
     dtype: str | None = None
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    drop_t5: bool = False  # T5-free: load and generate without the T5 slot (CLI --no-t5)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -114,11 +115,15 @@ def _render_generator(prompt: str, seed: int, n: int):
     return images, (time.perf_counter() - t0) / n, 1, 0.0
 
 
-def _model_generator(pipe, steps: int | None, guidance: float | None) -> Generator:
+def _model_generator(
+    pipe, steps: int | None, guidance: float | None, drop_t5: bool = False
+) -> Generator:
     from flashgen.request import GenerationRequest
 
     def generate(prompt: str, seed: int, n: int):
-        req = GenerationRequest(prompt, steps=steps, guidance=guidance, seed=seed, num_images=n)
+        req = GenerationRequest(
+            prompt, steps=steps, guidance=guidance, seed=seed, num_images=n, drop_t5=drop_t5
+        )
         t0 = time.perf_counter()
         result = pipe.generate(req)
         seconds = (time.perf_counter() - t0) / n
@@ -191,7 +196,8 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
             if pipe is None:
                 make, name = _render_generator, RENDER_MODEL
             else:
-                make, name = _model_generator(pipe, steps, config.guidance), pipe.model_id
+                make = _model_generator(pipe, steps, config.guidance, config.drop_t5)
+                name = pipe.model_id
             label = "default" if steps is None else str(steps)
             folder = out / _slug(model) / f"steps-{label}"
             log(f"{model} steps={label}: generating {len(lines) * k} images")
@@ -218,7 +224,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
 def _load(model: str, config: EvalConfig):
     import flashgen
 
-    return flashgen.load(model, device=config.device, dtype=config.dtype)
+    return flashgen.load(model, device=config.device, dtype=config.dtype, drop_t5=config.drop_t5)
 
 
 def _run_result(model, records, align, quality, folder, out, correct) -> RunResult:

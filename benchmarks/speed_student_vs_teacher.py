@@ -1,0 +1,84 @@
+"""Time per image: the Flash student vs its teacher, side by side in ONE process (issue 5 target:
+the 4-step student >= 15x faster than the teacher at 50 steps with CFG).
+
+Both pipelines are loaded first and warmed up; then the timed generations alternate
+(teacher, student, teacher, ...) over the same distinct evaluation prompts, so both see the same
+machine load at the same moments, and every timing includes prompt encoding (no prompt-cache
+hits), the sampling loop and the VAE decode. Prints one JSON line last.
+
+    .venv/bin/python benchmarks/speed_student_vs_teacher.py --repeats 9 --threads 1 \
+        --out benchmarks/results/eval-speed/speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", default="shapes-teacher")
+    p.add_argument("--student", default="shapes-flash-4step")
+    p.add_argument("--repeats", type=int, default=9, help="timed images per model")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
+    args = p.parse_args()
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be >= 1")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import flashgen
+    from flashgen.bench.env import cpu_name, git_commit
+    from flashgen.request import GenerationRequest
+    from flashgen.shapes.prompt_sets import load_prompt_set
+
+    pipes = {"teacher": flashgen.load(args.teacher), "student": flashgen.load(args.student)}
+    lines = load_prompt_set("eval")
+    stride = max(len(lines) // (args.repeats + 1), 1)
+    prompts = [lines[i * stride] for i in range(args.repeats + 1)]  # [0] is the warm-up
+    times: dict[str, list[float]] = {k: [] for k in pipes}
+    settings = {}
+    for i, line in enumerate(prompts):
+        for role, pipe in pipes.items():  # alternate: same load for both at each moment
+            req = GenerationRequest(line["prompt"], seed=line["seed"])  # the model's defaults
+            t0 = time.perf_counter()
+            result = pipe.generate(req)
+            dt = time.perf_counter() - t0
+            if i == 0:
+                s = result.settings
+                settings[role] = {"model": pipe.model_id, "steps": s.steps, "guidance": s.guidance}
+                settings[role]["nfe"] = s.steps * (2 if s.guidance > 1 else 1)
+            else:
+                times[role].append(dt)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    record = {
+        "method": "one process, both pipelines loaded and warmed up, timed generations "
+        "alternating teacher/student over distinct eval prompts, median wall seconds per image "
+        "(prompt encoding + sampling + VAE decode), batch 1",
+        "teacher": {**settings["teacher"], "seconds_per_image": med["teacher"]},
+        "student": {**settings["student"], "seconds_per_image": med["student"]},
+        "speedup": med["teacher"] / med["student"],
+        "target_speedup": 15.0,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "samples": times,
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        "commit": git_commit(),
+    }
+    line = json.dumps(record)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
