@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from flashgen.miniature.clip_task import ClipTask, ClipTaskConfig
 from flashgen.miniature.components import ClipConfig, TransformerConfig, VaeConfig
@@ -109,3 +110,52 @@ def test_teacher_stage_learns_logs_a_curve_and_picks_cfg_on_validation(stages):
     assert set(report["validation_no_t5"]["tasks"]) == set(report["validation"]["tasks"])
     assert (r_teacher.export_dir / "transformer" / "config.json").is_file()
     assert (r_teacher.export_dir / "validation_samples.png").is_file()
+
+
+def _teacher_cfg(r_vae, r_clip, **kw):
+    return TeacherTaskConfig(
+        transformer=TransformerConfig(
+            num_layers=1, num_heads=2, head_dim=32, dual_attention_layers=(0,)
+        ),
+        vae_dir=str(r_vae.export_dir / "vae"),
+        clip_dir=str(r_clip.export_dir),
+        batch_size=4,
+        eval_prompts=2,
+        select_steps=1,
+        select_prompts=2,
+        select_shifts=(3.0,),
+        select_guidances=(1.0,),
+        text_batch=64,
+        **kw,
+    )
+
+
+def test_teacher_falls_back_to_eager_when_compile_fails(stages, monkeypatch, tmp_path):
+    _, r_vae, r_clip, _ = stages
+
+    def broken(model, **kw):
+        def call(*a, **k):
+            raise RuntimeError("inductor exploded")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    data = render_set(16, seed=1, workers=1)
+    task = TeacherTask(_teacher_cfg(r_vae, r_clip, compile=True), data)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        result = _run(task, tmp_path / "teacher", 2)
+    assert result.step == 2 and task.forward is task.model
+
+
+@pytest.mark.slow
+def test_teacher_trains_compiled(stages, tmp_path):
+    """The real torch.compile path (CPU inductor here; the GPU preset turns it on)."""
+    _, r_vae, r_clip, _ = stages
+    data = render_set(16, seed=1, workers=1)
+    task = TeacherTask(_teacher_cfg(r_vae, r_clip, compile=True), data)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no silent fallback to eager
+        result = _run(task, tmp_path / "teacher", 3)
+    assert result.step == 3 and task.forward is not task.model

@@ -12,7 +12,7 @@ from flashgen.miniature.components import (
     build_clip,
     build_transformer,
 )
-from flashgen.miniature.text import TextTable, encode_table, load_minilm, tokenize
+from flashgen.miniature.text import TextTable, encode_table, load_minilm, repad, tokenize
 from flashgen.models.tokenizers import clip_tokenizer
 from flashgen.shapes.dataset import sample_training_example
 from flashgen.shapes.prompt_sets import load_prompt_set
@@ -38,6 +38,14 @@ def test_clip_tokenizer_round_trips_captions_without_truncation(captions):
             end = row.index(tok.eos_token_id)  # EOS inside the window: nothing was cut
             # CLIP's decoder puts a space before punctuation ('circle , a square')
             assert tok.decode(row[1:end]).strip().replace(" ,", ",") == caption
+
+
+def test_repad_gives_clip_g_ids_from_clip_l_ids(captions):
+    tok_l, tok_g = clip_tokenizer(MAX_LENGTH), clip_tokenizer(MAX_LENGTH, "!")
+    ids_l = tokenize(tok_l, captions)
+    assert torch.equal(
+        repad(ids_l, tok_l.eos_token_id, tok_g.pad_token_id), tokenize(tok_g, captions)
+    )
 
 
 def test_minilm_tokenizer_fits_captions(captions):

@@ -28,7 +28,7 @@ from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_mod
 from flashgen.miniature.losses import clip_contrastive_loss
 from flashgen.miniature.negatives import KINDS, hard_negative, hard_negative_of_kind
 from flashgen.miniature.schedule import Progress, lr_at, set_lr
-from flashgen.miniature.text import tokenize
+from flashgen.miniature.text import repad, tokenize
 from flashgen.models.tokenizers import clip_tokenizer
 from flashgen.train import TrainContext, TrainTask
 
@@ -138,14 +138,15 @@ class ClipTask(TrainTask):
         size = (len(self.data.captions), cfg.clip_l.max_length)
         self.pos_l = torch.full(size, self.tok_l.pad_token_id, dtype=torch.long)
         self.pos_g = torch.full(size, self.tok_g.pad_token_id, dtype=torch.long)
-        self.pos_l[rows], self.pos_g[rows] = (
-            tokenize(self.tok_l, captions),
-            tokenize(self.tok_g, captions),
-        )
+        # one tokenisation serves both towers: only the pad token differs
+        eos, pad_g = self.tok_l.eos_token_id, self.tok_g.pad_token_id
+        ids = tokenize(self.tok_l, captions)
+        self.pos_l[rows], self.pos_g[rows] = ids, repad(ids, eos, pad_g)
         self.neg_l = torch.zeros(size[0], k, size[1], dtype=torch.long)
         self.neg_g = torch.zeros_like(self.neg_l)
-        self.neg_l[rows] = tokenize(self.tok_l, negatives).view(len(used), k, -1)
-        self.neg_g[rows] = tokenize(self.tok_g, negatives).view(len(used), k, -1)
+        ids = tokenize(self.tok_l, negatives)
+        self.neg_l[rows] = ids.view(len(used), k, -1)
+        self.neg_g[rows] = repad(ids, eos, pad_g).view(len(used), k, -1)
         self.pos_l, self.pos_g, self.neg_l, self.neg_g = (
             t.to(dev) for t in (self.pos_l, self.pos_g, self.neg_l, self.neg_g)
         )

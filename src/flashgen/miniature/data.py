@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ import torch
 from flashgen.shapes.dataset import training_batch
 
 CHUNK = 4096
+IMAGE_SHAPE = (64, 64, 3)
 EMPTY_CAPTION = ""  # index 0 of every caption table: the unconditional prompt (CFG)
 
 
@@ -42,24 +44,46 @@ class ShapesSet:
         return [self.captions[i] for i in self.caption_ids[idx].tolist()]
 
 
-def _render_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
-    seed, index, size = args
-    return training_batch(size, np.random.default_rng([seed, index]))
+def _render_chunk(
+    args: tuple[int, int, int, int, str | None],
+) -> tuple[np.ndarray | None, list[str]]:
+    """Render chunk `index`; into the shared-memory block `shm_name` at row `start` if given
+    (only the captions travel back then: pickling images through a pipe is slower than drawing
+    them), else return the images."""
+    seed, index, start, size, shm_name = args
+    images, texts = training_batch(size, np.random.default_rng([seed, index]))
+    if shm_name is None:
+        return images, texts
+    shm = shared_memory.SharedMemory(name=shm_name)
+    try:
+        view = np.ndarray((start + size, *IMAGE_SHAPE), np.uint8, buffer=shm.buf)
+        view[start:] = images
+        del view
+    finally:
+        shm.close()
+    return None, texts
 
 
 def render_set(n: int, seed: int = 0, workers: int | None = None) -> ShapesSet:
     """Render `n` training pairs (held-out colour/shape pairs excluded by the dataset)."""
     if n < 1:
         raise ValueError(f"the training set needs n >= 1 images, got {n}")
-    jobs = [(seed, i, min(CHUNK, n - start)) for i, start in enumerate(range(0, n, CHUNK))]
-    workers = min(len(jobs), workers or max(1, (os.cpu_count() or 2) - 1))
+    starts = range(0, n, CHUNK)
+    workers = min(len(starts), workers or max(1, (os.cpu_count() or 2) - 1))
     if workers <= 1:
-        parts = [_render_chunk(j) for j in jobs]
+        parts = [_render_chunk((seed, i, s, min(CHUNK, n - s), None)) for i, s in enumerate(starts)]
+        images = np.concatenate([p[0] for p in parts])
     else:
-        # spawn, not fork: the parent may already hold CUDA or many torch threads
-        with mp.get_context("spawn").Pool(workers) as pool:
-            parts = pool.map(_render_chunk, jobs, chunksize=1)
-    images = np.concatenate([p[0] for p in parts])
+        shm = shared_memory.SharedMemory(create=True, size=n * int(np.prod(IMAGE_SHAPE)))
+        try:
+            jobs = [(seed, i, s, min(CHUNK, n - s), shm.name) for i, s in enumerate(starts)]
+            # spawn, not fork: the parent may already hold CUDA or many torch threads
+            with mp.get_context("spawn").Pool(workers) as pool:
+                parts = pool.map(_render_chunk, jobs, chunksize=1)
+            images = np.ndarray((n, *IMAGE_SHAPE), np.uint8, buffer=shm.buf).copy()
+        finally:
+            shm.close()
+            shm.unlink()
     texts = [t for p in parts for t in p[1]]
     table: dict[str, int] = {EMPTY_CAPTION: 0}
     ids = np.fromiter((table.setdefault(t, len(table)) for t in texts), np.int64, len(texts))

@@ -143,20 +143,24 @@ PRESETS: dict[str, MiniatureConfig] = {
         ),
     ),
     # one H100, one command of ~8.5 minutes: clock-boxed stages, big batches, bf16
+    # one H100, one command of ~8.5 minutes: clock-boxed stages, big batches, bf16. Sized from
+    # the first H100 run (docs/miniature.md): every stage was bound by per-kernel launch overhead
+    # (~2,400 ops per teacher step: ~84 ms whatever the batch), so batches grew 2-4x for the
+    # same step rate and the teacher's model call is compiled.
     "gpu": MiniatureConfig(
         preset="gpu",
-        n_images=600_000,
+        n_images=400_000,
         log_every=100,
         ckpt_every=2000,
         total_minutes=8.0,
         export_reserve_minutes=0.8,
         vae_budget=StageBudget(steps=200_000, minutes=2.0),
-        clip_budget=StageBudget(steps=200_000, minutes=0.7),
-        teacher_budget=StageBudget(steps=1_000_000, minutes=4.5),
+        clip_budget=StageBudget(steps=200_000, minutes=0.8),
+        teacher_budget=StageBudget(steps=1_000_000, minutes=5.0),
         vae=VaeTaskConfig(
-            n_images=600_000,
-            batch_size=128,
-            lr=8e-4,
+            n_images=400_000,
+            batch_size=256,
+            lr=1e-3,
             warmup_steps=300,
             time_schedule=True,
             eval_every=1000,
@@ -164,19 +168,19 @@ PRESETS: dict[str, MiniatureConfig] = {
             stats_images=16384,
         ),
         clip=ClipTaskConfig(
-            batch_size=512,
+            batch_size=1024,
             n_images=300_000,
             negatives_per_step=2,
-            lr=1e-3,
-            warmup_steps=200,
+            lr=1.5e-3,
+            warmup_steps=100,
             time_schedule=True,
             report_images=2048,
         ),
         teacher=TeacherTaskConfig(
-            n_images=600_000,
-            batch_size=512,
-            lr=5e-4,
-            warmup_steps=500,
+            n_images=400_000,
+            batch_size=2048,
+            lr=8e-4,
+            warmup_steps=400,
             ema_decay=0.999,
             time_schedule=True,
             eval_every=1000,
@@ -187,6 +191,7 @@ PRESETS: dict[str, MiniatureConfig] = {
             select_shifts=(1.0, 2.0, 3.0),
             select_guidances=(2.0, 3.0, 4.5, 6.0, 8.0),
             text_batch=4096,
+            compile=True,
         ),
     ),
 }

@@ -76,6 +76,7 @@ def train_miniature(
     if device != "cpu" and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the VAE's convs
     counts = parameter_counts(components_of(cfg))
     say(f"preset {cfg.preset}: parameters {counts}")
 

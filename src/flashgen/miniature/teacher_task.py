@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class TeacherTaskConfig:
     select_shifts: tuple[float, ...] = (1.0, 2.0, 3.0)
     select_guidances: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 7.0)
     text_batch: int = 2048
+    compile: bool = False  # torch.compile the training step's model call (eager on failure)
 
     def __post_init__(self) -> None:
         if len(self.p_drop) != 3 or not all(0 <= p < 1 for p in self.p_drop):
@@ -118,6 +120,9 @@ class TeacherTask(TrainTask):
             fused=dev.type == "cuda",
         )
         self.model, self.opt = ctx.prepare(model, opt)
+        # the small model's step is bound by Python/kernel-launch overhead on a GPU: compiling
+        # the training forward (and its backward) fuses it; evaluation and EMA use the module
+        self.forward = torch.compile(self.model, dynamic=False) if cfg.compile else self.model
         self.ema = EMA(ctx.unwrap(self.model), decay=cfg.ema_decay, warmup=True)
         self.batch_size = cfg.batch_size
         budget = ctx.run.max_minutes * 60 if (cfg.time_schedule and ctx.run.max_minutes) else None
@@ -224,22 +229,33 @@ class TeacherTask(TrainTask):
             ),
         )
         cond, pooled = self.texts.gather(rows, keep)
-        x_t = noisy_latents(x0, noise, sigma)
+        self.opt.zero_grad(set_to_none=True)
+        try:
+            loss = self._loss_backward(x0, noise, sigma, cond, pooled)
+        except Exception as e:  # a failed compile must not lose the run
+            if self.forward is self.model:
+                raise
+            warnings.warn(f"torch.compile failed ({str(e).splitlines()[0][:200]}); eager instead")
+            self.forward = self.model
+            self.opt.zero_grad(set_to_none=True)
+            loss = self._loss_backward(x0, noise, sigma, cond, pooled)
+        grad_norm = self.ctx.clip_grad_norm(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.ema.update(self.ctx.unwrap(self.model))
+        return {"loss": loss.detach(), "grad_norm": grad_norm.detach()}  # read at log time
+
+    def _loss_backward(self, x0, noise, sigma, cond, pooled) -> torch.Tensor:
         with self.ctx.autocast():
-            v = self.model(
-                hidden_states=x_t,
+            v = self.forward(
+                hidden_states=noisy_latents(x0, noise, sigma),
                 timestep=sigma * 1000.0,
                 encoder_hidden_states=cond,
                 pooled_projections=pooled,
                 return_dict=False,
             )[0]
         loss, _ = rectified_flow_loss(v, x0, noise)
-        self.opt.zero_grad(set_to_none=True)
         self.ctx.backward(loss)
-        grad_norm = self.ctx.clip_grad_norm(self.model.parameters(), cfg.grad_clip)
-        self.opt.step()
-        self.ema.update(self.ctx.unwrap(self.model))
-        return {"loss": loss.detach(), "grad_norm": grad_norm.detach()}  # read at log time
+        return loss
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Learning curve: validation-prompt verdicts of the EMA weights (fast sampler)."""

@@ -132,3 +132,12 @@ def tokenize(tokenizer, texts: list[str], batch_size: int = 65536) -> torch.Tens
         ).input_ids
         out.append(ids)
     return torch.cat(out) if out else torch.zeros(0, tokenizer.model_max_length, dtype=torch.long)
+
+
+def repad(ids: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
+    """Token ids of the same texts with another pad token: every position after the first EOS
+    becomes `pad_id` (CLIP-L pads with <|endoftext|>, CLIP-G with '!'; one tokenisation serves
+    both)."""
+    first_eos = (ids == eos_id).int().argmax(dim=1, keepdim=True)
+    after = torch.arange(ids.shape[1], device=ids.device)[None, :] > first_eos
+    return torch.where(after, torch.as_tensor(pad_id, device=ids.device), ids)
