@@ -144,9 +144,9 @@ PRESETS: dict[str, MiniatureConfig] = {
     ),
     # one H100, one command of ~8.5 minutes: clock-boxed stages, big batches, bf16
     # one H100, one command of ~8.5 minutes: clock-boxed stages, big batches, bf16. Sized from
-    # the first H100 run (docs/miniature.md): every stage was bound by per-kernel launch overhead
-    # (~2,400 ops per teacher step: ~84 ms whatever the batch), so batches grew 2-4x for the
-    # same step rate and the teacher's model call is compiled.
+    # the first H100 run (docs/miniature.md): every stage was bound by per-op launch overhead
+    # (~2,400 ops per teacher step, 84 ms at batch 512), so batches grew 2-4x (the GPU had room)
+    # and the teacher's model call is compiled.
     "gpu": MiniatureConfig(
         preset="gpu",
         n_images=400_000,
