@@ -249,3 +249,10 @@ def test_tiny_random_is_built_on_the_fly(monkeypatch, tmp_path):
     assert pipe.defaults.resolution == 64
     res = pipe.generate(GenerationRequest("a cat", seed=0))
     assert res.images[0].size == (64, 64) and res.settings.model == "tiny-random"
+
+
+def test_sizes_beyond_the_position_table_are_refused_before_any_work():
+    pipe = flashgen.load("shapes-flash-4step")
+    assert pipe.max_side == 64  # 8 latent patches x patch 1 x VAE factor 8
+    with pytest.raises(UsageError, match="at most 64 px per side"):
+        pipe.generate(GenerationRequest("a photo of a red circle", width=128, height=64))

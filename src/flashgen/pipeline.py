@@ -64,7 +64,13 @@ class Pipeline:
         self.prompt_encoder = PromptEncoder(components, device, cache_size=cache_size)
         vae_cfg = components.vae.config
         self.vae_scale_factor = 2 ** (len(vae_cfg.block_out_channels) - 1)
-        native = components.transformer.config.sample_size * self.vae_scale_factor
+        tcfg = components.transformer.config
+        native = tcfg.sample_size * self.vae_scale_factor
+        # the position table bounds the image size (SD3.5: 384 latent patches -> 6144 px)
+        max_patches = getattr(tcfg, "pos_embed_max_size", None)
+        self.max_side = (
+            max_patches * tcfg.patch_size * self.vae_scale_factor if max_patches else None
+        )
         self.defaults = ModelDefaults(
             steps=self.card.default_steps,
             guidance=float(self.card.default_guidance),
@@ -201,6 +207,17 @@ class Pipeline:
         pixels = (pixels / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).float().numpy()
         return [Image.fromarray(a) for a in (pixels * 255).round().astype(np.uint8)]
 
+    def check_request(self, request: GenerationRequest) -> None:
+        """UsageError if this model cannot make the requested size (cheap; before any work)."""
+        _check_size(request, self.vae_scale_factor * self.transformer.config.patch_size)
+        if self.max_side is not None:
+            for name in ("width", "height"):
+                if getattr(request, name) > self.max_side:
+                    raise UsageError(
+                        f"{name} {getattr(request, name)} is larger than {self.model_id} can make "
+                        f"(at most {self.max_side} px per side; native {self.defaults.resolution})"
+                    )
+
     # -- all four ----------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -209,7 +226,7 @@ class Pipeline:
     ) -> GenerationResult:
         """Images for one request: seeds seed, seed+1, ... one per image."""
         settings = self.resolve(request)
-        _check_size(request, self.vae_scale_factor * self.transformer.config.patch_size)
+        self.check_request(request)
         if self.memory_guard is not None:  # before anything is allocated
             self.memory_guard(request, settings)
         timings: dict[str, float] = {}

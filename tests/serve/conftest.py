@@ -19,6 +19,8 @@ import flashgen
 from flashgen.serve import ServeConfig, create_app
 
 TINY = "tiny-random"
+# the model of the served process (browser and load tests); docs screenshots use the student
+SERVE_MODEL = os.environ.get("FLASHGEN_SERVE_TEST_MODEL", TINY)
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +56,7 @@ def serve_process(*extra: str, timeout: float = 120.0):
     """`flashgen serve --model tiny-random --port 0` in a subprocess; yields (base_url, proc)."""
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
     main = "import sys; from flashgen.cli import main; sys.exit(main())"
-    cmd = [sys.executable, "-c", main, "serve", "--model", TINY, "--port", "0", *extra]
+    cmd = [sys.executable, "-c", main, "serve", "--model", SERVE_MODEL, "--port", "0", *extra]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )

@@ -133,3 +133,20 @@ def test_size_error_says_how_to_fix_it(client):
 def test_unknown_route_and_wrong_method_are_json(client):
     assert client.get("/nope").json()["error"]["code"] == 404
     assert client.get("/v1/images/generations").status_code == 405
+
+
+def test_a_size_the_model_cannot_make_is_a_4xx_before_queueing():
+    from fastapi.testclient import TestClient
+
+    import flashgen
+    from flashgen.serve import ServeConfig, create_app
+
+    pipe = flashgen.load("shapes-flash-4step")
+    app = create_app(pipe, ServeConfig())
+    with TestClient(app, base_url="http://127.0.0.1:7860", raise_server_exceptions=False) as client:
+        assert client.get("/health").json()["defaults"]["max_size"] == 64
+        r = client.post(
+            "/sdapi/v1/txt2img", json={"prompt": "a photo of a circle", "width": 128, "height": 128}
+        )
+        assert 400 <= r.status_code < 500 and "at most 64 px" in r.text
+        assert client.get("/health").json()["queued"] == 0

@@ -268,6 +268,7 @@ def create_app(pipeline, config: ServeConfig | None = None) -> FastAPI:
             "queue_size": service.queue.max_waiting,
             "defaults": {
                 "size": service.default_size,
+                "max_size": service.max_size,
                 "steps": service.default_steps,
                 "guidance": service.default_guidance,
             },

@@ -75,6 +75,12 @@ class Service:
         return int(self.pipeline.defaults.resolution)
 
     @property
+    def max_size(self) -> int | None:
+        """The largest side the loaded model can make (its position table), if bounded."""
+        side = getattr(self.pipeline, "max_side", None)
+        return int(side) if side else None
+
+    @property
     def default_steps(self) -> int:
         return int(self.pipeline.defaults.steps)
 
@@ -85,6 +91,9 @@ class Service:
     def submit(self, req: GenerationRequest, *, listed: bool = True) -> Job:
         """Check the request against the limits, then queue it (QueueFull when full)."""
         check_request(req, self.limits)
+        model_check = getattr(self.pipeline, "check_request", None)
+        if model_check is not None:  # sizes the model itself cannot make
+            model_check(req)
         return self.queue.submit(req, listed=listed)
 
     def _run(self, req: GenerationRequest, on_step) -> Rendered:
