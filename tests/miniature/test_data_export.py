@@ -78,7 +78,13 @@ def test_export_writes_an_sd3_folder_with_the_card(exported):
         4.5,
     )
     assert card.t5_max_length == 32 and card.resolution == 64 and card.sigmas is None
-    assert card.external_components == {"text_encoder_3": "minilm", "tokenizer_3": "minilm"}
+    assert card.external_components == {
+        "text_encoder_3": "minilm",
+        "tokenizer_3": "minilm",
+        "tokenizer": "clip:32",  # rebuilt from the shipped BPE merges, not copied
+        "tokenizer_2": "clip:32:!",
+    }
+    assert not (exported / "tokenizer").exists()
     index = json.loads((exported / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusion3Pipeline"
     assert index["text_encoder_3"] == ["transformers", "BertModel"]
@@ -94,6 +100,25 @@ def test_export_writes_an_sd3_folder_with_the_card(exported):
     assert not any(exported.glob("text_encoder_3*"))  # MiniLM is referenced, never copied
     assert folder_megabytes(exported) > 0
     assert json.loads((exported / "training.json").read_text()) == {"preset": "test"}
+
+
+def test_export_can_embed_tokenizers(exported, tmp_path):
+    from flashgen.models.external import resolve_external
+
+    root = exported.parents[1]
+    alone = export_model(
+        tmp_path / "shapes-teacher",
+        vae_dir=root / "vae",
+        clip_dir=root / "clip",
+        transformer_dir=root / "transformer",
+        shift=2.0,
+        guidance=4.5,
+        embed_tokenizers=True,
+    )
+    assert (alone / "tokenizer" / "tokenizer.json").is_file()
+    assert "tokenizer" not in read_card(alone).external_components
+    folder, _ = resolve_external("clip:32:!", "tokenizer_2")  # the name resolves to the same
+    assert json.loads((folder / "tokenizer_config.json").read_text())["pad_token"] == "!"
 
 
 def test_export_loads_in_flashgen_and_diffusers_with_identical_images(exported):
@@ -112,6 +137,8 @@ def test_export_loads_in_flashgen_and_diffusers_with_identical_images(exported):
         exported,
         text_encoder_3=BertModel.from_pretrained(minilm_path()),
         tokenizer_3=BertTokenizer.from_pretrained(minilm_path()),
+        tokenizer=clip_tokenizer(32),
+        tokenizer_2=clip_tokenizer(32, "!"),
         torch_dtype=torch.float32,
     )
     theirs = ref(

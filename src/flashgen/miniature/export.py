@@ -2,7 +2,10 @@
 
     model_index.json   StableDiffusion3Pipeline; text_encoder_3 / tokenizer_3 = BertModel /
                        BertTokenizer, resolved from the installed MiniLM (never copied)
-    transformer/ vae/ text_encoder/ text_encoder_2/ tokenizer/ tokenizer_2/ scheduler/
+    transformer/ vae/ text_encoder/ text_encoder_2/ scheduler/
+    tokenizer/ tokenizer_2/   only with embed_tokenizers; by default flashgen.json names them
+                       "clip:<max_length>[:<pad>]" (the real CLIP tokenizer rebuilt from the BPE
+                       merges flashgen ships: 7 MB of JSON saved; diffusers users pass them)
     flashgen.json      flashgen's card: default steps, chosen CFG scale, t5_max_length, ...
     training.json      how it was made: preset, stage reports, provenance (commit, versions)
 
@@ -20,6 +23,7 @@ import torch
 
 from flashgen.miniature.components import build_scheduler
 from flashgen.models.modelcard import ModelCard
+from flashgen.models.tokenizers import EOS
 
 MINILM_EXTERNAL = {"text_encoder_3": "minilm", "tokenizer_3": "minilm"}
 
@@ -58,6 +62,7 @@ def export_model(
     t5_max_length: int = 32,
     resolution: int = 64,
     record: dict | None = None,
+    embed_tokenizers: bool = False,
 ) -> Path:
     """Write the teacher folder at `dest` (replacing it atomically if it exists)."""
     from diffusers import AutoencoderKL, SD3Transformer2DModel
@@ -71,8 +76,12 @@ def export_model(
     _save_half(AutoencoderKL, Path(vae_dir), tmp / "vae")
     for sub in ("text_encoder", "text_encoder_2"):
         _save_half(CLIPTextModelWithProjection, Path(clip_dir) / sub, tmp / sub)
+    external = dict(MINILM_EXTERNAL)
     for sub in ("tokenizer", "tokenizer_2"):
-        shutil.copytree(Path(clip_dir) / sub, tmp / sub)
+        if embed_tokenizers:
+            shutil.copytree(Path(clip_dir) / sub, tmp / sub)
+        else:
+            external[sub] = clip_tokenizer_name(Path(clip_dir) / sub)
     build_scheduler(shift).save_pretrained(tmp / "scheduler")
     (tmp / "model_index.json").write_text(json.dumps(model_index(), indent=2) + "\n")
     ModelCard(
@@ -83,7 +92,7 @@ def export_model(
         sigmas=None,
         t5_max_length=t5_max_length,
         resolution=resolution,
-        external_components=dict(MINILM_EXTERNAL),
+        external_components=external,
     ).write(tmp)
     (tmp / "training.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
     old = dest.with_name(dest.name + ".old")
@@ -93,6 +102,13 @@ def export_model(
     tmp.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def clip_tokenizer_name(folder: Path) -> str:
+    """The external-component name of a saved CLIP tokenizer: "clip:<max_length>[:<pad>]"."""
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    name = f"clip:{int(cfg['model_max_length'])}"
+    return name if cfg.get("pad_token", EOS) == EOS else f"{name}:{cfg['pad_token']}"
 
 
 def folder_megabytes(folder: str | Path) -> float:
