@@ -43,6 +43,7 @@ def main() -> int:
     stride = max(len(lines) // (args.repeats + 1), 1)
     prompts = [lines[i * stride] for i in range(args.repeats + 1)]  # [0] is the warm-up
     times: dict[str, list[float]] = {k: [] for k in pipes}
+    stages: dict[str, dict[str, list[float]]] = {k: {} for k in pipes}  # pipeline's own clocks
     settings = {}
     for i, line in enumerate(prompts):
         for role, pipe in pipes.items():  # alternate: same load for both at each moment
@@ -56,13 +57,24 @@ def main() -> int:
                 settings[role]["nfe"] = s.steps * (2 if s.guidance > 1 else 1)
             else:
                 times[role].append(dt)
+                for stage, seconds in result.timings.items():
+                    stages[role].setdefault(stage, []).append(seconds)
     med = {k: statistics.median(v) for k, v in times.items()}
+    stage_med = {k: {s: statistics.median(v) for s, v in d.items()} for k, d in stages.items()}
     record = {
         "method": "one process, both pipelines loaded and warmed up, timed generations "
         "alternating teacher/student over distinct eval prompts, median wall seconds per image "
         "(prompt encoding + sampling + VAE decode), batch 1",
-        "teacher": {**settings["teacher"], "seconds_per_image": med["teacher"]},
-        "student": {**settings["student"], "seconds_per_image": med["student"]},
+        "teacher": {
+            **settings["teacher"],
+            "seconds_per_image": med["teacher"],
+            "stages": stage_med["teacher"],
+        },
+        "student": {
+            **settings["student"],
+            "seconds_per_image": med["student"],
+            "stages": stage_med["student"],
+        },
         "speedup": med["teacher"] / med["student"],
         "target_speedup": 15.0,
         "repeats": args.repeats,
