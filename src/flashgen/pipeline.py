@@ -226,9 +226,9 @@ class Pipeline:
     ) -> GenerationResult:
         """Images for one request: seeds seed, seed+1, ... one per image."""
         settings = self.resolve(request)
-        self.check_request(request)
         if self.memory_guard is not None:  # before anything is allocated
             self.memory_guard(request, settings)
+        self.check_request(request)
         timings: dict[str, float] = {}
         clock = _Clock(self.device, timings)
         n = request.num_images
