@@ -36,6 +36,7 @@ class LatencyConfig:
     max_memory_gib: float | None = None
     quant: str | None = None  # runtime quantization of the transformer (incl. fp8-dynamic)
     compile: bool = False  # torch.compile the transformer (warm-up runs absorb compilation)
+    compile_vae: bool = False  # torch.compile the VAE decoder too
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -139,6 +140,8 @@ def run_latency(cfg: LatencyConfig) -> dict:
         quantize_for_runtime(pipe.components.transformer, cfg.quant)
     if cfg.compile:
         pipe.components.transformer = torch.compile(pipe.components.transformer)
+    if cfg.compile_vae:
+        pipe.components.vae.decoder = torch.compile(pipe.components.vae.decoder)
     load_s = time.perf_counter() - t0
     rss_after_load = env.current_rss_bytes()
     peak_load = env.peak_rss_bytes()

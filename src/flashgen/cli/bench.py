@@ -39,6 +39,7 @@ def _add_latency_args(p: argparse.ArgumentParser) -> None:
         "int4-group, bf16-weight, fp8-dynamic (GPU)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer")
+    p.add_argument("--compile-vae", action="store_true", help="torch.compile the VAE decoder")
     p.add_argument("--out", default=None, help="also write the JSON record to this file")
 
 
@@ -212,6 +213,7 @@ def _run(args) -> int:
         max_memory_gib=args.max_memory,
         quant=args.quant,
         compile=args.compile,
+        compile_vae=args.compile_vae,
     )
     emit(run_latency(cfg), args.out)
     return 0
