@@ -157,10 +157,10 @@ class QuantLinear(nn.Module):
     def _forward_int8(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         xq, xs = quantize_activations(x.reshape(-1, self.in_features))
-        acc = torch._int_mm(xq, self.weight_q.t())
-        y = acc.float() * xs * self.weight_scale.t()
+        y = torch._int_mm(xq, self.weight_q.t()).float()
+        y.mul_(xs).mul_(self.weight_scale.t())  # in place: the output is the largest tensor
         if self.bias is not None:
-            y = y + self.bias.float()
+            y.add_(self.bias.float())
         return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

@@ -121,7 +121,12 @@ def dequantize_affine_groups(
 
 
 def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row symmetric int8: (M, K) float -> int8 codes and fp32 scales (M, 1)."""
-    x = x.float()
-    scale = (x.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
-    return torch.round(x / scale).clamp(-127, 127).to(torch.int8), scale
+    """Per-row symmetric int8: (M, K) float -> int8 codes and fp32 scales (M, 1).
+
+    Same maths as quantize_symmetric, written for speed (it runs before every int8 matmul):
+    one min/max pass, then in-place multiply / round / clamp on a single fp32 buffer."""
+    lo, hi = torch.aminmax(x, dim=1, keepdim=True)
+    scale = (torch.maximum(-lo, hi).float() / 127).clamp_(min=1e-12)
+    q = x.float() if x.dtype != torch.float32 else x.clone()
+    q.mul_(1.0 / scale).round_().clamp_(-127, 127)
+    return q.to(torch.int8), scale
