@@ -357,8 +357,14 @@ def plot_compare(record: dict, path: Path) -> None:
     rows = {k: v for k, v in record["variants"].items() if "median_wall_s" in v}
     labels = list(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    axes[0].bar(labels, [rows[k]["median_wall_s"] for k in labels], color="tab:blue")
+    xs = list(range(len(labels)))
+    wall = [rows[k]["median_wall_s"] for k in labels]
+    cpu = [rows[k].get("median_cpu_s", 0.0) for k in labels]
+    axes[0].bar([x - 0.2 for x in xs], wall, width=0.4, color="tab:blue", label="wall")
+    axes[0].bar([x + 0.2 for x in xs], cpu, width=0.4, color="tab:cyan", label="process CPU")
+    axes[0].set_xticks(xs, labels)
     axes[0].set_ylabel("seconds per image (median)")
+    axes[0].legend()
     axes[1].bar(labels, [rows[k]["peak_rss_gib"] for k in labels], color="tab:orange")
     axes[1].set_ylabel("peak process memory (GiB)")
     c = record["config"]
