@@ -58,8 +58,18 @@ def main() -> None:
     packed = {k: v.half().contiguous() for k, v in sd.items() if k != key}
     packed["__rows__"] = sd[key][keep].half().contiguous()
     packed["__ids__"] = keep
-    save_file(packed, out / "minilm_packed.safetensors", metadata={"key": key, "vocab": str(sd[key].shape[0])})
-    for name in ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]:
+    save_file(
+        packed,
+        out / "minilm_packed.safetensors",
+        metadata={"key": key, "vocab": str(sd[key].shape[0])},
+    )
+    for name in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+    ]:
         shutil.copy(src / name, out / name)
     print("packed:", sum(p.stat().st_size for p in out.iterdir()) / 2**20, "MiB")
 
