@@ -34,7 +34,7 @@ from flashgen.distill.losses import (
     trajectory_guidance_loss,
 )
 from flashgen.distill.points import noised_at, renoised_point, shared_point, student_steps
-from flashgen.distill.warmup import teacher_grid, teacher_trajectory
+from flashgen.distill.trajectory import teacher_grid, teacher_trajectory
 from flashgen.sampling import make_sigmas
 
 K, STD = 4, 0.06

@@ -19,6 +19,7 @@ def teacher(tmp_path_factory):
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "distill" / "shapes-2step.toml")
 SMALL = [
+    "dmd.anchor_weight=0.5",
     "warmup.steps=2",
     "dmd.steps=2",
     "split.steps=2",

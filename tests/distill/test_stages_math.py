@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from flashgen.distill.split import branch_of, split_counts
-from flashgen.distill.warmup import teacher_grid, teacher_trajectory
+from flashgen.distill.trajectory import teacher_grid, teacher_trajectory
 from flashgen.sampling import make_sigmas, sample_euler
 
 

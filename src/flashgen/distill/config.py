@@ -134,6 +134,7 @@ class DMDConfig:
     dm_weight: float = 1.0
     grad_clip: float = 1.0
     ema_decay: float = 0.99  # the exported student is the EMA (as the split branches are)
+    anchor_weight: float = 0.0  # trajectory-guidance loss kept on in stages 2-3 (DMD's L_reg)
 
     def __post_init__(self) -> None:
         for k in ("steps", "batch_size", "fake_updates"):
@@ -143,6 +144,8 @@ class DMDConfig:
         _minutes("dmd", self.minutes)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"dmd.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.anchor_weight < 0:
+            raise ValueError(f"dmd.anchor_weight must be >= 0 (0: off), got {self.anchor_weight}")
         if self.fake_samples not in ("final", "steps"):
             raise ValueError(
                 f'dmd.fake_samples must be "final" or "steps", got {self.fake_samples!r}'

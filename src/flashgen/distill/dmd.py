@@ -56,7 +56,14 @@ from flashgen.distill.roles import (
     heads_to_reinit,
     velocity,
 )
-from flashgen.distill.task import STUDENT_DIR, StageTask, adamw, load_student, save_transformer
+from flashgen.distill.task import (
+    STUDENT_DIR,
+    TRAJ_FILE,
+    StageTask,
+    adamw,
+    load_student,
+    save_transformer,
+)
 from flashgen.flow import x0_from_v
 from flashgen.models.prompt_encoding import PromptEmbeds
 from flashgen.train import EMA, TrainContext, generator_for
@@ -116,10 +123,19 @@ class DMDTask(StageTask):
         )
         fake = self.prepare_student(load_student(None, self.pipe.transformer))
         self.setup_students(ctx, student)
+        self.setup_anchor(init)
         self.fake, self.opt_fake = ctx.prepare(
             fake, adamw(fake.parameters(), cfg.lr_fake, GAN_BETAS)
         )
         self.setup_discriminator(ctx, adv, None)
+
+    def setup_anchor(self, init: Path | None) -> None:
+        """The warm-up's teacher trajectories, when the anchor term is on."""
+        self.traj = None
+        if self.cfg.dmd.anchor_weight > 0:
+            if init is None:
+                raise ValueError("dmd.anchor_weight > 0 needs the warm-up's export (init)")
+            self.load_trajectories(init / TRAJ_FILE)
 
     def setup_students(self, ctx: TrainContext, student: nn.Module) -> None:
         cfg = self.cfg.dmd
@@ -272,6 +288,13 @@ class DMDTask(StageTask):
                     g_loss, gm = hinge_generator_loss(plain_disc(feats))
                 loss = loss + adv.weight * g_loss
                 m.update(gm)
+            if self.traj is not None:  # keep this jump on the teacher's trajectory (L_reg)
+                rows = torch.randint(0, self.traj.shape[0], (len(idx),), generator=g)
+                a_loss, am = self.trajectory_loss(
+                    lambda x, s, c: self.student_fn(c)(x, s), st.index, rows
+                )
+                loss = loss + cfg.anchor_weight * a_loss
+                m.update(am)
             with self.no_sync(last=st.index == n - 1):
                 ctx.backward(loss / n)
             for key, val in m.items():
@@ -291,6 +314,8 @@ class DMDTask(StageTask):
         self.export_critics(out_dir)
 
     def export_critics(self, out_dir: Path) -> None:
+        if self.traj is not None:
+            self.save_trajectories(out_dir / TRAJ_FILE)
         save_transformer(self.ctx.unwrap(self.fake), out_dir / FAKE_DIR)
         if self.disc is not None:
             sd = {

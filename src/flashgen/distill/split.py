@@ -65,6 +65,7 @@ class SplitTask(DMDTask):
             "ema_low": EMA(ctx.unwrap(self.low), decay=split.ema_decay),
             "ema_high": EMA(ctx.unwrap(self.high), decay=split.ema_decay),
         }
+        self.setup_anchor(init)
         fake, disc_weights = load_critics(init, self.pipe.transformer)
         fake = self.prepare_student(fake)
         self.fake, self.opt_fake = ctx.prepare(

@@ -13,15 +13,20 @@ import functools
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from flashgen.distill.config import DataConfig
 from flashgen.distill.data import Bank, CaptionTable, shapes_bank, synthetic_bank
+from flashgen.distill.losses import trajectory_guidance_loss
 from flashgen.distill.roles import RealScore
+from flashgen.distill.trajectory import teacher_grid, teacher_trajectory
 from flashgen.models.prompt_encoding import PromptEmbeds
+from flashgen.sampling import make_sigmas
 from flashgen.train import TrainContext, TrainTask
 
 STUDENT_DIR = "student"  # a stage export's transformer folder
+TRAJ_FILE = "trajectories.safetensors"  # the warm-up's cached teacher trajectories
 SETUP_STEP = 2**31 - 1  # ctx.generator step for draws made once in setup (never a train step)
 
 
@@ -104,6 +109,51 @@ class StageTask(TrainTask):
         t = self.pipe.transformer.config
         side = self.pipe.defaults.resolution // self.pipe.vae_scale_factor
         return (t.in_channels, side, side)
+
+    # -- cached teacher trajectories (stage 1's targets, stage 2/3's anchor) ---------------
+
+    @torch.no_grad()
+    def build_trajectories(
+        self, n: int, teacher_steps: int, guidance: float | None, chunk: int
+    ) -> None:
+        """Teacher CFG trajectories of `n` (bank caption, noise) pairs of this process's shard:
+        self.traj_rows [n] bank rows and self.traj [n, steps + 1, C, h, w] on the device."""
+        ctx, real = self.ctx, self.real_score(guidance)
+        grid = teacher_grid(self.sigmas, make_sigmas(teacher_steps, self.pipe.components.shift))
+        g = ctx.generator(step=SETUP_STEP)  # fixed per (seed, process): this shard's examples
+        self.traj_rows = torch.randint(0, len(self.bank), (n,), generator=g)
+        chunks = []
+        for start in range(0, n, chunk):
+            rows = self.traj_rows[start : start + chunk]
+            cond = self.cond(rows)
+            noise = torch.randn(len(rows), *self.latent_shape(), generator=g).to(ctx.device)
+
+            def model_fn(x, s, cond=cond):
+                with ctx.autocast():
+                    return real.velocity(x, s, cond)
+
+            chunks.append(teacher_trajectory(model_fn, noise, self.sigmas, grid).transpose(0, 1))
+        self.traj = torch.cat(chunks)
+
+    def save_trajectories(self, path: Path) -> None:
+        save_file(
+            {"rows": self.traj_rows.contiguous(), "traj": self.traj.cpu().contiguous()}, str(path)
+        )
+
+    def load_trajectories(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: the warm-up stage exports it")
+        data = load_file(str(path))
+        self.traj_rows, self.traj = data["rows"], data["traj"].to(self.ctx.device)
+
+    def trajectory_loss(self, student_fn, jump: int, idx: torch.Tensor):
+        """trajectory_guidance_loss of jump `jump` on cached trajectories `idx` (every sample
+        at the same sigma, so a split student uses one branch); student_fn(x, sigma, cond)."""
+        dev = self.ctx.device
+        x_start, x_target = self.traj[idx.to(dev), jump], self.traj[idx.to(dev), jump + 1]
+        sigma, sigma_next = self.sigmas[jump], self.sigmas[jump + 1]
+        v = student_fn(x_start, sigma, self.cond(self.traj_rows[idx]))
+        return trajectory_guidance_loss(v, x_start, x_target, sigma, sigma_next)
 
 
 def save_transformer(module: nn.Module, folder: Path) -> None:

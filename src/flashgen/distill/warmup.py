@@ -24,45 +24,15 @@ from flashgen.distill.config import DataConfig, WarmupConfig
 from flashgen.distill.losses import trajectory_guidance_loss
 from flashgen.distill.roles import velocity
 from flashgen.distill.task import (
-    SETUP_STEP,
     STUDENT_DIR,
+    TRAJ_FILE,
     StageTask,
     adamw,
     load_student,
     save_transformer,
 )
 from flashgen.miniature.schedule import Progress, lr_at, set_lr
-from flashgen.sampling import make_sigmas
-from flashgen.sampling.samplers import ModelFn
 from flashgen.train import TrainContext
-
-
-def teacher_grid(student_sigmas: torch.Tensor, teacher_sigmas: torch.Tensor) -> torch.Tensor:
-    """The teacher's schedule with the student's sigmas inserted (descending, no duplicates), so
-    every student interval is integrated on the teacher's own discretisation."""
-    grid = torch.cat([student_sigmas.float(), teacher_sigmas.float()]).unique(sorted=True)
-    return grid.flip(0)
-
-
-@torch.no_grad()
-def teacher_trajectory(
-    model_fn: ModelFn, noise: torch.Tensor, student_sigmas: torch.Tensor, grid: torch.Tensor
-) -> torch.Tensor:
-    """Euler-integrate the teacher over `grid` from `noise`; return x at each student sigma,
-    stacked [len(student_sigmas), B, ...] (x at student_sigmas[0] is the noise itself)."""
-    keep = {round(float(s), 6) for s in student_sigmas}
-    if round(float(grid[0]), 6) != round(float(student_sigmas[0]), 6):
-        raise ValueError("the teacher grid must start at the student's first sigma")
-    x = noise.float()
-    out = [x]
-    for i in range(len(grid) - 1):
-        s, s_next = grid[i], grid[i + 1]
-        x = x + (s_next - s) * model_fn(x, s).float()
-        if round(float(s_next), 6) in keep:
-            out.append(x)
-    if len(out) != len(student_sigmas):
-        raise ValueError("every student sigma must lie on the teacher grid (use teacher_grid)")
-    return torch.stack(out)
 
 
 @dataclass(frozen=True)
@@ -84,31 +54,10 @@ class WarmupTask(StageTask):
         self.batch_size = cfg.batch_size
         student = self.prepare_student(load_student(None, self.pipe.transformer))
         self.student, self.opt = ctx.prepare(student, adamw(student.parameters(), cfg.lr))
-        self.build_cache(ctx, cfg)
+        self.build_trajectories(cfg.cache, cfg.teacher_steps, cfg.guidance, 4 * cfg.batch_size)
         # cosine decay to 10% over the stage, by steps or by its clock, whichever runs out first
         budget = None if cfg.minutes is None else cfg.minutes * 60 - (time.monotonic() - t0)
         self.progress = Progress(cfg.steps, budget, reserve=2.0)
-
-    @torch.no_grad()
-    def build_cache(self, ctx: TrainContext, cfg: WarmupConfig) -> None:
-        """Teacher trajectories for `cfg.cache` (caption, noise) pairs of this process's shard:
-        self.traj [N, steps + 1, C, h, w] on the device."""
-        real = self.real_score(cfg.guidance)
-        grid = teacher_grid(self.sigmas, make_sigmas(cfg.teacher_steps, self.pipe.components.shift))
-        g = ctx.generator(step=SETUP_STEP)  # fixed per (seed, process): this shard's examples
-        self.rows = torch.randint(0, len(self.bank), (cfg.cache,), generator=g)
-        chunks = []
-        for start in range(0, cfg.cache, 4 * cfg.batch_size):
-            rows = self.rows[start : start + 4 * cfg.batch_size]
-            cond = self.cond(rows)
-            noise = torch.randn(len(rows), *self.latent_shape(), generator=g).to(ctx.device)
-
-            def model_fn(x, s, cond=cond):
-                with ctx.autocast():
-                    return real.velocity(x, s, cond)
-
-            chunks.append(teacher_trajectory(model_fn, noise, self.sigmas, grid).transpose(0, 1))
-        self.traj = torch.cat(chunks)
 
     def state(self):
         return {"student": self.student, "opt": self.opt}
@@ -125,7 +74,7 @@ class WarmupTask(StageTask):
         x_start = self.traj[idx.to(dev), jump.to(dev)]
         x_target = self.traj[idx.to(dev), (jump + 1).to(dev)]
         sigma, sigma_next = self.sigmas[jump], self.sigmas[jump + 1]  # CPU: the loss checks them
-        cond = self.cond(self.rows[idx])
+        cond = self.cond(self.traj_rows[idx])
         with self.ctx.autocast():
             v = velocity(self.student, x_start, sigma, cond)
         loss, metrics = trajectory_guidance_loss(v, x_start, x_target, sigma, sigma_next)
@@ -139,3 +88,4 @@ class WarmupTask(StageTask):
 
     def export(self, out_dir: Path) -> None:
         save_transformer(self.ctx.unwrap(self.student), out_dir / STUDENT_DIR)
+        self.save_trajectories(out_dir / TRAJ_FILE)  # stage 2's anchor reuses them
