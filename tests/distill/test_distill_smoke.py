@@ -100,7 +100,7 @@ def test_one_dmd_iteration_moves_student_fake_and_heads_but_never_the_teacher(te
         teacher=str(teacher),
         sigmas=(1.0, 0.5),
         data=DataConfig(examples=8),
-        dmd=DMDConfig(batch_size=2, fake_updates=1, dm_timesteps="renoise"),
+        dmd=DMDConfig(batch_size=2, fake_updates=1, dm_timesteps="renoise", anchor_weight=0.0),
         adversarial=AdversarialConfig(reinit_prob=1.0),  # every head re-initialised each update
     )
     task = DMDTask(cfg)

@@ -119,7 +119,10 @@ class DMDConfig:
     and timesteps (SD3.5-Flash); "renoise": fresh noise at sigma ~ U[renoise_range] (DMD).
     Every iteration trains every student step (inputs detached, one backward per step).
     fake_updates: fake-score updates per generator update (two time-scale). fake_samples: the
-    fake score fits the student's "final" samples (default) or every step's x0 ("steps")."""
+    fake score fits the student's "final" samples (default) or every step's x0 ("steps").
+    anchor_weight: each step also regresses onto the warm-up's cached teacher trajectories
+    (trajectory_guidance_loss; DMD's regression term): on by default against the 2-step student's
+    DMD collapse in the first GPU run (that run had no anchor; its effect at scale is not measured)."""
 
     steps: int = 200
     minutes: float | None = None
@@ -134,7 +137,7 @@ class DMDConfig:
     dm_weight: float = 1.0
     grad_clip: float = 1.0
     ema_decay: float = 0.99  # the exported student is the EMA (as the split branches are)
-    anchor_weight: float = 0.0  # trajectory-guidance loss kept on in stages 2-3 (DMD's L_reg)
+    anchor_weight: float = 1.0  # trajectory-guidance loss kept on in stages 2-3 (0: off)
 
     def __post_init__(self) -> None:
         for k in ("steps", "batch_size", "fake_updates"):
