@@ -256,3 +256,21 @@ def test_sizes_beyond_the_position_table_are_refused_before_any_work():
     assert pipe.max_side == 64  # 8 latent patches x patch 1 x VAE factor 8
     with pytest.raises(UsageError, match="at most 64 px per side"):
         pipe.generate(GenerationRequest("a photo of a red circle", width=128, height=64))
+
+
+def test_vae_runs_channels_last_with_the_same_maths(pipes):
+    """The fast path (NHWC VAE weights, set by load) against its reference (NCHW)."""
+    pipe = pipes["t5"]
+    conv = pipe.vae.decoder.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    z = torch.randn(
+        1, pipe.transformer.config.in_channels, 8, 8, generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        fast = pipe.vae.decode(z, return_dict=False)[0]
+        pipe.vae.to(memory_format=torch.contiguous_format)
+        try:
+            ref = pipe.vae.decode(z, return_dict=False)[0]
+        finally:
+            pipe.vae.to(memory_format=torch.channels_last)
+    assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()

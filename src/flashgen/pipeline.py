@@ -325,6 +325,10 @@ def load(
     components = load_components(source, dtype=dt, drop_t5=drop_t5, component_options=options)
     for module in components.modules().values():
         module.to(dev)
+    if dev.type in ("cpu", "cuda"):
+        # the VAE decoder is all convolutions: NHWC weights make oneDNN/cuDNN pick faster kernels
+        # (the Shapes decoder: 1.3-1.9x on this CPU; neutral at SD3.5's width); same maths
+        components.vae.to(memory_format=torch.channels_last)
     pipe = Pipeline(components, source, dev, dt, drop_t5=drop_t5, cache_size=cache_size)
     if plan is not None:
         from flashgen.profiles import apply_plan
