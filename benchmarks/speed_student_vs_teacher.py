@@ -8,6 +8,8 @@ hits), the sampling loop and the VAE decode. Prints one JSON line last.
 
     .venv/bin/python benchmarks/speed_student_vs_teacher.py --repeats 9 --threads 1 \
         --out benchmarks/results/eval-speed/speed.json
+    ... --compile --out benchmarks/results/eval-speed/speed-compiled.json   (torch.compile of
+        both transformers and VAE decoders; the warm-up image absorbs compilation, ~2-5 min)
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=9, help="timed images per model")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile both transformers and VAE decoders"
+    )
     args = p.parse_args()
     if args.repeats < 1:
         raise SystemExit("--repeats must be >= 1")
@@ -39,27 +44,34 @@ def main() -> int:
     from flashgen.shapes.prompt_sets import load_prompt_set
 
     pipes = {"teacher": flashgen.load(args.teacher), "student": flashgen.load(args.student)}
+    if args.compile:
+        for pipe in pipes.values():
+            pipe.components.transformer = torch.compile(pipe.components.transformer)
+            pipe.components.vae.decoder = torch.compile(pipe.components.vae.decoder)
     lines = load_prompt_set("eval")
     stride = max(len(lines) // (args.repeats + 1), 1)
     prompts = [lines[i * stride] for i in range(args.repeats + 1)]  # [0] is the warm-up
     times: dict[str, list[float]] = {k: [] for k in pipes}
+    cpu_times: dict[str, list[float]] = {k: [] for k in pipes}  # process CPU seconds
     stages: dict[str, dict[str, list[float]]] = {k: {} for k in pipes}  # pipeline's own clocks
     settings = {}
     for i, line in enumerate(prompts):
         for role, pipe in pipes.items():  # alternate: same load for both at each moment
             req = GenerationRequest(line["prompt"], seed=line["seed"])  # the model's defaults
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = pipe.generate(req)
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if i == 0:
                 s = result.settings
                 settings[role] = {"model": pipe.model_id, "steps": s.steps, "guidance": s.guidance}
                 settings[role]["nfe"] = s.steps * (2 if s.guidance > 1 else 1)
             else:
                 times[role].append(dt)
+                cpu_times[role].append(dc)
                 for stage, seconds in result.timings.items():
                     stages[role].setdefault(stage, []).append(seconds)
     med = {k: statistics.median(v) for k, v in times.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu_times.items()}
     stage_med = {k: {s: statistics.median(v) for s, v in d.items()} for k, d in stages.items()}
     record = {
         "method": "one process, both pipelines loaded and warmed up, timed generations "
@@ -68,14 +80,18 @@ def main() -> int:
         "teacher": {
             **settings["teacher"],
             "seconds_per_image": med["teacher"],
+            "cpu_seconds_per_image": cpu_med["teacher"],
             "stages": stage_med["teacher"],
         },
         "student": {
             **settings["student"],
             "seconds_per_image": med["student"],
+            "cpu_seconds_per_image": cpu_med["student"],
             "stages": stage_med["student"],
         },
         "speedup": med["teacher"] / med["student"],
+        "cpu_speedup": cpu_med["teacher"] / cpu_med["student"],
+        "compiled": args.compile,
         "target_speedup": 15.0,
         "repeats": args.repeats,
         "threads": args.threads,

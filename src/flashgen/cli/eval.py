@@ -67,6 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="T5-free: load and generate without the T5 slot (measures what it contributes)",
     )
+    r.add_argument(
+        "--profile",
+        choices=("phone", "laptop", "desktop"),
+        help="load every model with this memory profile (its quantization and T5 choice)",
+    )
     r.set_defaults(func=_run)
 
 
@@ -103,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         threads=args.threads,
         drop_t5=args.no_t5,
+        profile=args.profile,
     )
     result = run_eval(config, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(summary(result)))

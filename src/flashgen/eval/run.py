@@ -52,6 +52,7 @@ class EvalConfig:
     dtype: str | None = None
     threads: int | None = None  # torch CPU threads (None: torch's default)
     drop_t5: bool = False  # T5-free: load and generate without the T5 slot (CLI --no-t5)
+    profile: str | None = None  # memory profile every model is loaded with (flashgen.profiles)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -68,6 +69,11 @@ class EvalConfig:
             raise ValueError(
                 f"reference_per_prompt must be in 1..64, got {self.reference_per_prompt}"
             )
+        if self.profile is not None:
+            from flashgen.profiles import PROFILES
+
+            if self.profile not in PROFILES:
+                raise ValueError(f"unknown --profile {self.profile!r}; use one of {list(PROFILES)}")
         if not 1 <= self.images_per_prompt <= 64:
             raise ValueError(f"--images-per-prompt must be in 1..64, got {self.images_per_prompt}")
 
@@ -224,7 +230,13 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
 def _load(model: str, config: EvalConfig):
     import flashgen
 
-    return flashgen.load(model, device=config.device, dtype=config.dtype, drop_t5=config.drop_t5)
+    return flashgen.load(
+        model,
+        device=config.device,
+        dtype=config.dtype,
+        drop_t5=config.drop_t5,
+        profile=config.profile,
+    )
 
 
 def _run_result(model, records, align, quality, folder, out, correct) -> RunResult:
