@@ -134,3 +134,24 @@ def test_a_plain_load_that_would_not_fit_degrades_to_a_profile(tiny, monkeypatch
     assert not any(
         isinstance(m, QuantLinear) for m in flashgen.load(str(tiny)).transformer.modules()
     )
+
+
+@pytest.mark.parametrize("name", ["phone", "laptop", "desktop"])
+def test_profiles_load_a_student_whose_vae_and_encoders_live_elsewhere(name):
+    """The shipped students name their VAE and text encoders (the teacher's, MiniLM's) in
+    flashgen.json instead of copying them: profiles estimate and quantize those too."""
+    torch.set_num_threads(1)
+    model = "shapes-flash-4step"
+    pipe = flashgen.load(model, device="cpu", profile=name)
+    prof = PROFILES[name]
+    assert pipe.has_t5 == (not prof.drop_t5)
+    if prof.t5 is not None:  # desktop: the external MiniLM (its file still has position_ids)
+        t5 = pipe.components.text_encoder_3
+        assert any(isinstance(m, QuantLinear) for m in t5.modules())
+    folder = flashgen.models.registry.resolve(model).path
+    est = estimate(folder, get_profile(name), width=64, height=64)
+    assert {"vae", "text_encoder", "text_encoder_2"} <= set(est.weights)
+    for slot, module in pipe.components.modules().items():
+        assert est.weights[slot] == pytest.approx(_bytes(module), rel=0.02), slot
+    image = pipe.generate(pipe.request("a photo of a red circle", steps=1))
+    assert image.images[0].size == (64, 64)

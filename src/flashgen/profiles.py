@@ -123,7 +123,7 @@ def _component_bytes(
     from flashgen.quant.quantize import linear_layers, should_quantize
     from flashgen.quant.schemes import get_scheme
 
-    comp = folder / slot
+    comp = _slot_dir(folder, slot)
     if quant_metadata(comp) is not None:  # pre-quantized: the stored sizes, floats re-typed
         total = 0
         for path in weight_files(comp):
@@ -159,6 +159,21 @@ def _component_bytes(
     return total
 
 
+def _slot_dir(folder: Path, slot: str) -> Path:
+    """A slot's files: the folder's own subfolder or the external component it names."""
+    from flashgen.models.loading import component_location
+
+    return component_location(folder, slot)[0]
+
+
+def _configs(folder: Path) -> tuple[dict, dict]:
+    """The transformer's and the VAE's config.json."""
+    return tuple(
+        json.loads((_slot_dir(folder, s) / "config.json").read_text())
+        for s in ("transformer", "vae")
+    )
+
+
 def estimate_weights(
     folder: Path, profile: Profile | None, dtype: torch.dtype, *, has_t5: bool
 ) -> dict[str, int]:
@@ -177,7 +192,7 @@ def estimate_weights(
             folder, slot, scheme, itemsize, p.pos_embed_patches if slot == "transformer" else None
         )
         for slot, scheme in slots.items()
-        if (folder / slot / "config.json").is_file()
+        if (_slot_dir(folder, slot) / "config.json").is_file()
     }
 
 
@@ -225,10 +240,9 @@ def estimate(
     """Peak process memory of one request on `folder` loaded with `profile` (nothing allocated)."""
     folder = Path(folder)
     if has_t5 is None:
-        has_t5 = (folder / "text_encoder_3" / "config.json").is_file()
+        has_t5 = (_slot_dir(folder, "text_encoder_3") / "config.json").is_file()
     weights = estimate_weights(folder, profile, dtype, has_t5=has_t5)
-    tcfg = json.loads((folder / "transformer" / "config.json").read_text())
-    vcfg = json.loads((folder / "vae" / "config.json").read_text())
+    tcfg, vcfg = _configs(folder)
     acts = estimate_activations(
         tcfg,
         vcfg,
@@ -355,7 +369,7 @@ def plan_load(
             "text_encoder_3": prof.t5,
         }
         for slot, scheme in slots.items():
-            if scheme is not None and not is_quantized(folder / slot):
+            if scheme is not None and not is_quantized(_slot_dir(folder, slot)):
                 options[slot] = {"scheme": scheme}
         if prof.pos_embed_patches:
             options.setdefault("transformer", {})["tensor_hook"] = _pos_embed_hook(
@@ -403,9 +417,7 @@ class MemoryGuard:
         self.folder, self.profile, self.dtype = folder, profile, dtype
         self.budget_gib, self.has_t5, self.t5_len = budget_gib, has_t5, t5_len
         self._weights = estimate_weights(folder, profile, dtype, has_t5=has_t5)
-        self._configs = [
-            json.loads((folder / s / "config.json").read_text()) for s in ("transformer", "vae")
-        ]
+        self._configs = list(_configs(folder))
 
     def estimate(self, request, cfg: bool) -> MemoryEstimate:
         acts = estimate_activations(
@@ -490,7 +502,7 @@ def auto_plan(
     weights = 0
     try:
         for slot in slots:
-            for path in sorted((folder / slot).glob("*.safetensors")):
+            for path in sorted(_slot_dir(folder, slot).glob("*.safetensors")):
                 for name, info in read_header(path).items():
                     if name != "__metadata__":
                         b, e = info["data_offsets"]
@@ -498,7 +510,8 @@ def auto_plan(
                         weights += (e - b) // stored * itemsize if stored else e - b
         side = native_resolution(folder)
         tcfg, vcfg = [
-            json.loads((folder / s / "config.json").read_text()) for s in ("transformer", "vae")
+            json.loads((_slot_dir(folder, s) / "config.json").read_text())
+            for s in ("transformer", "vae")
         ]
     except (ModelLoadError, OSError, ValueError, KeyError, TypeError):
         return None  # a broken folder: the loader reports it, with its own message

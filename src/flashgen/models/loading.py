@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from flashgen.errors import ModelLoadError
-from flashgen.models.external import resolve_external_components
+from flashgen.models.external import resolve_external, resolve_external_components
 from flashgen.models.modelcard import ModelCard, read_card
 from flashgen.models.registry import PICKLE_REFUSAL, PICKLE_SUFFIXES, ModelSource
 from flashgen.quant.io import is_quantized, load_component
@@ -238,6 +238,19 @@ def _slot_class(index: dict, slot: str) -> str | None:
     if not entry or entry[0] is None or entry[1] is None:
         return None
     return entry[1]
+
+
+def component_location(folder: str | Path, slot: str) -> tuple[Path, str | None]:
+    """(files, class name) of one slot of a diffusers folder: its own subfolder, or the external
+    component its flashgen.json names (a student's VAE and encoders are its teacher's)."""
+    folder = Path(folder)
+    try:
+        card = read_card(folder)
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from None
+    if slot in card.external_components:
+        return resolve_external(card.external_components[slot], slot)
+    return folder / slot, _slot_class(read_model_index(folder), slot)
 
 
 def load_folder(

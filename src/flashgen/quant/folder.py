@@ -24,15 +24,21 @@ _DTYPE_NAMES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float
 
 
 def component_class(folder: Path, slot: str):
-    """The model class named for `slot` in model_index.json."""
+    """The model class named for `slot` in model_index.json (or by the external component that
+    the folder's flashgen.json names for it)."""
     import diffusers
     import transformers
 
+    from flashgen.models.loading import component_location
+
     entry = json.loads((folder / "model_index.json").read_text()).get(slot)
-    if not entry or entry[1] is None:
+    if entry and entry[1] is not None and (folder / slot).is_dir():
+        library = diffusers if entry[0] == "diffusers" else transformers
+        return getattr(library, entry[1])
+    name = component_location(folder, slot)[1]
+    if name is None:
         return None
-    library = diffusers if entry[0] == "diffusers" else transformers
-    return getattr(library, entry[1])
+    return getattr(diffusers, name, None) or getattr(transformers, name)
 
 
 def stored_float_dtype(component: Path) -> torch.dtype:

@@ -237,6 +237,9 @@ def _stream_weights(
     aliases = _aliases(model)
     quant_layers = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
     expected = set(model.state_dict().keys())
+    # non-persistent buffers (BERT's and CLIP's position_ids): the constructor computes them;
+    # files written by older transformers still carry them, and from_pretrained skips them too
+    computed = {n for n, _ in model.named_buffers()} - expected
     seen: set[str] = set()
     for path in weight_files(folder):
         for key, t in iter_tensors(path):
@@ -244,6 +247,8 @@ def _stream_weights(
             if on_the_fly and layer in quant_layers and attr == "weight":
                 quant_layers[layer].set_weight(t)
                 seen.update(f"{layer}.{b}" for b in quant_layers[layer]._buffers)
+                continue
+            if key in computed:
                 continue
             if key not in expected:
                 raise ModelLoadError(
