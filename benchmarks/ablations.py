@@ -250,7 +250,7 @@ def run_one(base, variant: str, seed: int, runs: Path, scorer: Scorer) -> dict:
         },
         "merge": result.merge,
     }
-    if "split" in stages:
+    if "split" in stages and variant == "full":  # the merge-ratio sweep is full's
         row["merge_eval"] = scorer.merges(Path(stages["split"].export_dir), base.merge.ratios)
     row["total_seconds"] = time.monotonic() - t0
     row["commit"] = provenance()["git_commit"]
