@@ -26,6 +26,7 @@ class ToyConfig:
     hidden: int = 16
     sleep_s: float = 0.0  # slows each step so a test can kill the run mid-way
     dump_every_rank: bool = False  # each process saves its own weights after every step
+    grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -68,6 +69,11 @@ class ToyTask(TrainTask):
             loss = torch.nn.functional.mse_loss(self.model(x + jitter), y)
         self.opt.zero_grad(set_to_none=True)
         self.ctx.backward(loss)
+        metrics = {"loss": loss.item()}
+        if self.cfg.grad_clip:
+            metrics["grad_norm"] = float(
+                self.ctx.clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
+            )
         self.opt.step()
         self.sched.step()
         self.ema.update(self.ctx.unwrap(self.model))
@@ -79,7 +85,7 @@ class ToyTask(TrainTask):
                 {k: v.contiguous() for k, v in weights.items()},
                 str(self.ctx.out_dir / f"weights_rank{self.ctx.rank}.safetensors"),
             )
-        return {"loss": loss.item()}
+        return metrics
 
     def evaluate(self, step):
         model = self.ctx.unwrap(self.model)

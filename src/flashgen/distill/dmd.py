@@ -93,16 +93,17 @@ def points_fn(dmd: DMDConfig) -> Callable[[StudentStep, torch.Generator], EvalPo
 @contextlib.contextmanager
 def frozen(*modules: nn.Module | None):
     """Parameters without grad for the block (the gradient still flows through to inputs)."""
-    mods = [m for m in modules if m is not None]
-    flags = [[p.requires_grad for p in m.parameters()] for m in mods]
-    for m in mods:
-        m.requires_grad_(False)
+    # the parameter objects of entry, restored by identity: FSDP2 swaps a module's registered
+    # parameters between sharded and unsharded ones during forward and backward
+    params = [p for m in modules if m is not None for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
     try:
         yield
     finally:
-        for m, fl in zip(mods, flags):
-            for p, f in zip(m.parameters(), fl):
-                p.requires_grad_(f)
+        for p, f in zip(params, flags, strict=True):
+            p.requires_grad_(f)
 
 
 class DMDTask(StageTask):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +28,14 @@ from flashgen.distill.config import DistillConfig, fingerprint
 from flashgen.distill.dmd import DMDTask, DMDTaskConfig
 from flashgen.distill.export import export_student
 from flashgen.distill.merge import choose_ratio, merge_state_dicts
-from flashgen.distill.split import HIGH_DIR, LOW_DIR, SplitTask, SplitTaskConfig, split_counts
+from flashgen.distill.split import (
+    HIGH_DIR,
+    LOW_DIR,
+    SPLIT_FSDP,
+    SplitTask,
+    SplitTaskConfig,
+    split_counts,
+)
 from flashgen.distill.task import STUDENT_DIR, device_key, load_student, teacher_pipeline
 from flashgen.distill.validate import validation_lines, validation_score
 from flashgen.distill.warmup import WarmupTask, WarmupTaskConfig
@@ -78,6 +86,8 @@ def distill(
         raise ValueError(
             f"{out} is not empty; pass --resume to continue that run, or choose another out_dir"
         )
+    if cfg.split.enabled and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        raise ValueError(SPLIT_FSDP)  # before hours of warm-up and DMD, not after
     procs.wait_for_everyone()  # every process checked before any writes
     if cfg.split.enabled and 0 in split_counts(cfg.sigmas, cfg.split.boundary).values():
         raise ValueError(

@@ -20,6 +20,7 @@ from torch import nn
 
 from flashgen import flow
 from flashgen.models.prompt_encoding import PromptEmbeds
+from flashgen.train.fsdp import shard_like
 
 
 def velocity(
@@ -146,7 +147,7 @@ class Discriminator(nn.Module):
                 bound = 1.0 / math.sqrt(m.in_features)
                 for p in (m.weight, m.bias):
                     noise = torch.rand(p.shape, generator=generator, device=generator.device)
-                    p.copy_(((noise * 2 - 1) * bound).to(p.device, p.dtype))
+                    p.copy_(shard_like(((noise * 2 - 1) * bound).to(p.device, p.dtype), p))
             elif isinstance(m, nn.LayerNorm):
                 m.reset_parameters()
         return list(head.parameters())

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from flashgen.train import fsdp
 from flashgen.train.provenance import provenance
 from flashgen.train.statefile import fsync_path, load_state, save_state, save_tensors, write_text
 
@@ -88,17 +89,12 @@ def save_checkpoint(
     accelerator.wait_for_everyone()
 
     save_state(rng_state(), tmp / f"rng_rank{accelerator.process_index}")
-    module_states = {
-        name: accelerator.get_state_dict(obj)  # collective under FSDP/DeepSpeed
-        for name, obj in state.items()
-        if isinstance(obj, nn.Module)
-    }
+    modules, others = _gather(accelerator, state)  # collective: every process gathers
     if accelerator.is_main_process:
-        for name, obj in state.items():
-            if name in module_states:
-                save_tensors(module_states[name], tmp / f"{name}.safetensors")
-            else:
-                save_state(obj.state_dict(), tmp / name)
+        for name, sd in modules.items():
+            save_tensors(sd, tmp / f"{name}.safetensors")
+        for name, sd in others.items():
+            save_state(sd, tmp / name)
     accelerator.wait_for_everyone()
 
     if accelerator.is_main_process:
@@ -108,7 +104,8 @@ def save_checkpoint(
             "step": step,
             "world_size": accelerator.num_processes,
             "state": sorted(state),
-            "modules": sorted(module_states),
+            "modules": sorted(modules),
+            "sharding": "fsdp2" if fsdp.is_fsdp(accelerator) else "none",
             "files": files,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "provenance": provenance(),
@@ -124,6 +121,30 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _gather(accelerator: Accelerator, state: dict[str, Any]):
+    """(module state dicts, other state dicts), full and unsharded, complete on the main process.
+
+    Every process calls every state_dict(): under FSDP the modules, optimizers and EMAs gather
+    their shards (collectives); the result is the same layout as a one-process run's.
+    """
+    mods = {n: o for n, o in state.items() if isinstance(o, nn.Module)}
+    sharded = fsdp.is_fsdp(accelerator)
+    modules = {
+        n: fsdp.module_state(m) if sharded else accelerator.get_state_dict(m)
+        for n, m in mods.items()
+    }
+    others = {}
+    for name, obj in state.items():
+        if name in mods:
+            continue
+        if sharded and isinstance(obj, torch.optim.Optimizer):
+            opt = fsdp.inner_optimizer(obj)
+            others[name] = fsdp.optimizer_state(fsdp.owner(opt, mods, name), opt)
+        else:
+            others[name] = obj.state_dict()
+    return modules, others
 
 
 def verify(path: Path) -> dict[str, Any]:
@@ -171,13 +192,16 @@ def load_checkpoint(
             f"checkpoint {path} has no state for {', '.join(missing)}; resume with the task "
             "configuration it was written with, or start a new run.out_dir"
         )
-    for name, obj in state.items():
-        if isinstance(obj, nn.Module):
-            accelerator.unwrap_model(obj).load_state_dict(
-                load_file(str(path / f"{name}.safetensors"))
-            )
-        else:
-            obj.load_state_dict(load_state(path / name))
+    if fsdp.is_fsdp(accelerator):
+        _load_sharded(accelerator, path, state)
+    else:
+        for name, obj in state.items():
+            if isinstance(obj, nn.Module):
+                accelerator.unwrap_model(obj).load_state_dict(
+                    load_file(str(path / f"{name}.safetensors"))
+                )
+            else:
+                obj.load_state_dict(load_state(path / name))
     rng_file = path / f"rng_rank{accelerator.process_index}.json"
     if meta["world_size"] != accelerator.num_processes or not rng_file.exists():
         warnings.warn(
@@ -189,6 +213,25 @@ def load_checkpoint(
         )
         return
     set_rng_state(load_state(path / f"rng_rank{accelerator.process_index}"))
+
+
+def _load_sharded(accelerator: Accelerator, path: Path, state: dict[str, Any]) -> None:
+    """FSDP: the main process reads modules and optimizers and broadcasts them into the shards;
+    the other entries (EMA, schedulers) are read by every process."""
+    main = accelerator.is_main_process
+    mods = {n: o for n, o in state.items() if isinstance(o, nn.Module)}
+    for name, module in mods.items():
+        full = load_file(str(path / f"{name}.safetensors")) if main else {}
+        fsdp.load_module_state(module, full)
+    for name, obj in state.items():
+        if name in mods:
+            continue
+        if isinstance(obj, torch.optim.Optimizer):
+            opt = fsdp.inner_optimizer(obj)
+            full = load_state(path / name) if main else {}
+            fsdp.load_optimizer_state(fsdp.owner(opt, mods, name), opt, full)
+        else:
+            obj.load_state_dict(load_state(path / name))
 
 
 def rng_state() -> dict[str, Any]:

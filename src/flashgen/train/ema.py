@@ -5,6 +5,11 @@
 With ``warmup=True`` the decay used at update n (1-based) is min(decay, (1 + n) / (10 + n)), so
 early shadows are not dominated by the random initialisation. Buffers (e.g. norm statistics) are
 copied, not averaged. The shadow is kept in float32 whatever the model's dtype.
+
+Under FSDP2 the parameters are DTensor shards, and so is the shadow (each process averages its own
+shard: the EMA's memory is divided by the number of processes like the model's). `state_dict`
+then gathers full tensors and `load_state_dict` scatters them back; both are collective, so every
+process calls them (the trainer's checkpoints do).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+from flashgen.train.fsdp import is_dtensor, shard_like
 
 
 class EMA:
@@ -81,12 +88,21 @@ class EMA:
         self.buffers = {k: v.to(device) for k, v in self.buffers.items()}
         return self
 
+    def is_sharded(self) -> bool:
+        """Whether the shadow holds DTensor shards (the model is sharded by FSDP2)."""
+        return any(is_dtensor(t) for t in self.shadow.values())
+
+    def full_shadow(self) -> dict[str, torch.Tensor]:
+        """The shadow as full tensors (collective when sharded; gathered ones on the CPU, one
+        tensor at a time on the device, so a sharded EMA never fills a GPU)."""
+        return {k: v.full_tensor().cpu() if is_dtensor(v) else v for k, v in self.shadow.items()}
+
     def state_dict(self) -> dict:
         return {
             "decay": self.decay,
             "warmup": self.warmup,
             "num_updates": self.num_updates,
-            "shadow": dict(self.shadow),
+            "shadow": self.full_shadow(),
             "buffers": dict(self.buffers),
         }
 
@@ -100,7 +116,7 @@ class EMA:
         self.warmup = bool(state["warmup"])
         self.num_updates = int(state["num_updates"])
         for name, t in state["shadow"].items():
-            self.shadow[name].copy_(t)
+            self.shadow[name].copy_(shard_like(t, self.shadow[name]))
         for name, t in state["buffers"].items():
             if name in self.buffers:
                 self.buffers[name].copy_(t)

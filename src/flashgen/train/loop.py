@@ -11,6 +11,7 @@ The loop stops early, always at a step boundary and with a checkpoint, when the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,9 +25,10 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DistributedType, broadcast_object_list, set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
+from flashgen.train import fsdp
 from flashgen.train.checkpoint import (
     check_state_names,
     find_latest,
@@ -55,8 +57,8 @@ def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
     """An Accelerator for `run_cfg.device` / `run_cfg.mixed_precision`.
 
     Multi-process settings (DDP, number of processes) come from `accelerate launch` and its
-    config file; the precision here overrides the launcher's. FSDP and DeepSpeed are refused:
-    checkpoints here hold full, unsharded state written by the main process.
+    config file; the precision here overrides the launcher's. FSDP2 is supported (also on CPU
+    over gloo, see `flashgen.train.fsdp`); FSDP1 and DeepSpeed are refused.
     """
     cuda = torch.cuda.is_available() and run_cfg.device != "cpu"
     if run_cfg.device == "cuda" and not torch.cuda.is_available():
@@ -85,12 +87,9 @@ def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
             f"{accelerator.num_processes}; on a machine without GPUs launch with --multi_gpu and "
             "--device cpu"
         )
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        raise ValueError(
-            f"{accelerator.distributed_type.value} is not supported by flashgen checkpoints yet "
-            "(they save full, unsharded state from the main process); launch with --multi_gpu "
-            "(DDP) instead"
-        )
+    fsdp.enable_on_cpu(accelerator)
+    fsdp.check_supported(accelerator)
+    fsdp.configure(accelerator)
     return accelerator
 
 
@@ -124,7 +123,7 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
         extra = {**meta, "train_seconds": train_seconds}
         return save_checkpoint(accelerator, ckpt_root, step, state, extra, run_cfg.keep)
 
-    reporter = _Reporter(accelerator, task, state, out_dir, start, run_cfg.max_steps)
+    reporter = _Reporter(ctx, task, state, out_dir, start, run_cfg.max_steps)
     stopper = _Stopper(run_cfg.max_minutes, t_start)
     step, stopped, ckpt_seconds = start, "done", 0.0
     try:
@@ -157,7 +156,7 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
     if stopped != "signal":
         if run_cfg.eval_every and step % run_cfg.eval_every != 0:
             reporter.evaluate(step)  # the learning curve always ends at the final weights
-        export_dir = _export(accelerator, task, out_dir / "export")
+        export_dir = _export(ctx, task, state, out_dir / "export")
     accelerator.wait_for_everyone()
     # not accelerator.end_training(): it destroys the process group, and a pipeline of runs in
     # one multi-process launch (the distillation stages, the miniature recipe) needs it again
@@ -180,29 +179,42 @@ def _resume(accelerator: Accelerator, root: Path, state: dict[str, Any]):
     return int(meta["step"]), float(meta.get("train_seconds", 0.0)), path
 
 
-def _export(accelerator: Accelerator, task: TrainTask, export_dir: Path) -> Path | None:
+def _export(ctx: TrainContext, task: TrainTask, state, export_dir: Path) -> Path | None:
     """task.export into a temp folder on the main process, then swap it in atomically."""
     if type(task).export is TrainTask.export:
         return None
+    accelerator = ctx.accelerator
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        tmp = export_dir.with_name(export_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        task.export(tmp)
-        old = export_dir.with_name(export_dir.name + ".old")
-        if export_dir.exists():
-            export_dir.rename(old)
-        tmp.rename(export_dir)
-        shutil.rmtree(old, ignore_errors=True)
+    with _main_views(ctx, state):
+        if accelerator.is_main_process:
+            _export_main(task, export_dir)
     return export_dir
+
+
+def _main_views(ctx: TrainContext, state) -> contextlib.AbstractContextManager:
+    """Under FSDP, plain full copies of the sharded models and EMAs for the main process's
+    evaluate / export (collective); otherwise nothing to do."""
+    return fsdp.full_views(ctx, state) if ctx.fsdp else contextlib.nullcontext()
+
+
+def _export_main(task: TrainTask, export_dir: Path) -> None:
+    tmp = export_dir.with_name(export_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    task.export(tmp)
+    old = export_dir.with_name(export_dir.name + ".old")
+    if export_dir.exists():
+        export_dir.rename(old)
+    tmp.rename(export_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class _Reporter:
     """Progress bar, interval means of train_step metrics, metrics.jsonl and eval.jsonl."""
 
-    def __init__(self, accelerator, task, state, out_dir: Path, start: int, total: int) -> None:
-        self.accelerator, self.task = accelerator, task
+    def __init__(self, ctx, task, state, out_dir: Path, start: int, total: int) -> None:
+        self.ctx, self.task, self.state = ctx, task, state
+        self.accelerator = accelerator = ctx.accelerator
         self.optims = {n: o for n, o in state.items() if isinstance(o, torch.optim.Optimizer)}
         main = accelerator.is_main_process
         # A killed run may have logged steps past the checkpoint it resumes from; those steps
@@ -254,16 +266,17 @@ class _Reporter:
         """task.evaluate on the main process, with the RNG state put back afterwards so that
         evaluating never changes training (a run with or without evals is bitwise the same)."""
         self.accelerator.wait_for_everyone()
-        if self.eval_file is not None:
-            saved = rng_state()
-            t0 = time.monotonic()
-            metrics = self.task.evaluate(step)
-            set_rng_state(saved)
-            if metrics:
-                record = {"step": step, **metrics, "eval_seconds": time.monotonic() - t0}
-                self.eval_file.write(record)
-                if self.bar.disable:
-                    print(f"eval step={step}  " + _fmt(metrics), flush=True)
+        t0 = time.monotonic()
+        with _main_views(self.ctx, self.state):
+            if self.eval_file is not None:
+                saved = rng_state()
+                metrics = self.task.evaluate(step)
+                set_rng_state(saved)
+                if metrics:
+                    record = {"step": step, **metrics, "eval_seconds": time.monotonic() - t0}
+                    self.eval_file.write(record)
+                    if self.bar.disable:
+                        print(f"eval step={step}  " + _fmt(metrics), flush=True)
         self.accelerator.wait_for_everyone()
         self.t0 = time.monotonic()  # evaluation time is not training throughput
 

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -86,6 +86,10 @@ class TrainContext:
 
     accelerator: Accelerator
     run: TrainRunConfig
+    # under FSDP: parameter-free copies of prepared modules, and (main process, during evaluate
+    # and export) their plain full copies; see flashgen.train.fsdp
+    skeletons: dict[int, torch.nn.Module] = field(default_factory=dict, repr=False)
+    plain_views: dict[int, torch.nn.Module] = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -107,12 +111,45 @@ class TrainContext:
     def out_dir(self) -> Path:
         return Path(self.run.out_dir)
 
+    @property
+    def fsdp(self) -> bool:
+        """Whether prepared models are sharded (FSDP2)."""
+        from flashgen.train.fsdp import is_fsdp
+
+        return is_fsdp(self.accelerator)
+
     def prepare(self, *objs: Any) -> Any:
-        """`accelerator.prepare`: move to device, wrap models for DDP/FSDP and mixed precision."""
-        return self.accelerator.prepare(*objs)
+        """`accelerator.prepare`: move to device, wrap models for DDP/FSDP and mixed precision.
+
+        Under FSDP pass each trained model together with its optimizer, one model per call.
+        """
+        if not self.fsdp:
+            return self.accelerator.prepare(*objs)
+        from flashgen.train.fsdp import skeleton, wrap_policy_for
+
+        modules = [o for o in objs if isinstance(o, torch.nn.Module)]
+        if len(modules) > 1:
+            raise ValueError(
+                f"under FSDP prepare one model per call with its optimizer (got {len(modules)} "
+                "models): ctx.prepare(model_a, opt_a); ctx.prepare(model_b, opt_b)"
+            )
+        skels = [skeleton(m) for m in modules]
+        with wrap_policy_for(self.accelerator, modules[0]) if modules else contextlib.nullcontext():
+            out = self.accelerator.prepare(*objs)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        prepared = [o for o in outs if isinstance(o, torch.nn.Module)]
+        for m, skel in zip(prepared, skels, strict=True):
+            self.skeletons[id(m)] = skel
+        return out
 
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The plain module inside a DDP/compiled wrapper (for EMA, saving, evaluation)."""
+        """The plain module inside a DDP/compiled wrapper (for EMA, saving, evaluation).
+
+        Under FSDP this is the sharded module itself, except inside `evaluate` and `export`
+        (main process), where it is a plain full copy made by the loop.
+        """
+        if id(model) in self.plain_views:
+            return self.plain_views[id(model)]
         return self.accelerator.unwrap_model(model)
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -124,8 +161,13 @@ class TrainContext:
         return self.accelerator.autocast()
 
     def clip_grad_norm(self, params: Any, max_norm: float) -> torch.Tensor:
-        """`accelerator.clip_grad_norm_` (unscales first under fp16, works with FSDP)."""
-        return self.accelerator.clip_grad_norm_(params, max_norm)
+        """`accelerator.clip_grad_norm_` (unscales first under fp16); the total norm."""
+        if not self.fsdp:
+            return self.accelerator.clip_grad_norm_(params, max_norm)
+        from flashgen.train.fsdp import clip_grad_norm
+
+        self.accelerator.unscale_gradients()
+        return clip_grad_norm(params, max_norm)
 
     def apply_grad_checkpointing(self, *models: torch.nn.Module) -> None:
         """Enable activation checkpointing on diffusers/transformers models if the run asks.
