@@ -4,7 +4,8 @@
     flashgen distill --preset gpu --out-dir /tmp/runs --export-dir OUT   # both Shapes students
     flashgen distill --preset cpu-smoke --set teacher=tiny-random        # every stage, ~1 min
     flashgen distill synth --teacher DIR --prompts FILE --out DIR        # data from a big teacher
-    accelerate launch --config_file fsdp.yaml $(which flashgen) distill --config sd35.toml
+    accelerate launch --config_file fsdp.yaml $(which flashgen) distill --config sd35.toml \
+        --set split.enabled=false                        # FSDP2: warm-up and DMD only
 
 Prints one JSON line last: {"students": [{"name", "dir", "validation", "seconds", ...}]}.
 """
