@@ -23,7 +23,9 @@ def test_lists_builtins_and_given_folder(cache, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "KIND", "STEPS", "GUIDANCE", "SIZE", "SOURCE", "PATH"]
     names = [ln.split()[0] for ln in lines[1:]]
-    assert {"shapes-teacher", "shapes-flash-4step", "shapes-flash-2step", "tiny-random"} <= set(names)
+    assert {"shapes-teacher", "shapes-flash-4step", "shapes-flash-2step", "tiny-random"} <= set(
+        names
+    )
     default = next(ln for ln in lines[1:] if ln.startswith("shapes-flash-4step"))
     assert default.startswith("shapes-flash-4step *")  # the shipped student is the default
     tiny = next(ln for ln in lines[1:] if ln.startswith("tiny-random"))

@@ -30,7 +30,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SHOTS = Path(os.environ.get("FLASHGEN_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="flashgen-shots-"))
+SHOTS = Path(
+    os.environ.get("FLASHGEN_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="flashgen-shots-")
+)
 SERVE_MODEL = os.environ.get("FLASHGEN_SERVE_TEST_MODEL", "tiny-random")  # as conftest.py
 PROMPT = "a photo of a red circle above a blue square"
 

@@ -97,7 +97,9 @@ def _clip_tokenizer_dir(name: str) -> Path:
     try:
         max_length = int(parts[1])
     except ValueError:
-        raise ModelLoadError(f"bad tokenizer name {name!r}; use clip:<max_length>[:<pad>]") from None
+        raise ModelLoadError(
+            f"bad tokenizer name {name!r}; use clip:<max_length>[:<pad>]"
+        ) from None
     pad = parts[2] if len(parts) > 2 else EOS
     base = Path(os.environ.get("FLASHGEN_CACHE") or Path.home() / ".cache" / "flashgen")
     folder = base / "tokenizers" / f"clip-{max_length}-{pad.encode().hex()}"
