@@ -2,6 +2,10 @@
 latency, memory, FLOPs and the achieved fraction of the measured matmul peak, plus a plot."""
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +85,40 @@ def test_energy_falls_back_to_compute_when_no_counter_is_readable(tmp_path):
     if m.joules is None:
         assert rec["method"] == "flops" and rec["joules_per_image"] is None
     assert rec["compute_per_image"]["total_tflop"] == 1.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_dies_with_its_parent(tmp_path):
+    """A killed `bench compare` leaves no worker behind (workers hold the whole model)."""
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import subprocess, sys, pathlib\n"
+                "from flashgen.bench.compare import die_with_parent\n"
+                "c = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_parent)\n"
+                f"pathlib.Path({str(pid_file)!r}).write_text(str(c.pid))\n"
+                "c.wait()\n"
+            ),
+        ]
+    )
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the parent never started its child"
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        assert time.monotonic() < deadline, "the worker outlived its parent"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "gone"

@@ -230,6 +230,21 @@ def run_worker(spec: str, cfg: dict) -> dict:
 # -- parent ---------------------------------------------------------------------------------
 
 
+def die_with_parent() -> None:
+    """In a worker, before exec (Linux): SIGKILL it when its parent dies, so a killed benchmark
+    never leaves a worker holding tens of GiB behind. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def _spawn(args: list[str], timeout: float) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "flashgen.bench.compare", *args],
@@ -237,6 +252,7 @@ def _spawn(args: list[str], timeout: float) -> dict:
         text=True,
         timeout=timeout,
         check=False,
+        preexec_fn=die_with_parent,  # the parent is single-threaded: preexec_fn is safe
     )
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
