@@ -53,7 +53,7 @@ PROFILES = {
     "phone": Profile("phone", True, "int4-group", "int4-group", None, 256, 96, True),
     "laptop": Profile("laptop", True, "int8-dynamic", "int8-dynamic", None, 512, 128, True),
     "desktop": Profile(
-        "desktop", False, "bf16-weight", "bf16-weight", "int8-weight", None, None, False
+        "desktop", False, "bf16-weight", "bf16-weight", "int8-group", None, None, False
     ),
 }
 ORDER = ("desktop", "laptop", "phone")  # most faithful first: --max-memory picks the first fit

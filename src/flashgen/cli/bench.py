@@ -35,7 +35,7 @@ def _add_latency_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quant",
         default=None,
-        help="quantize the transformer in memory: int8-dynamic, int8-weight, int6-group, "
+        help="quantize the transformer in memory: int8-dynamic, int8-weight, int8-group, int6-group, "
         "int4-group, bf16-weight, fp8-dynamic (GPU)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer")
