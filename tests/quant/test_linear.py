@@ -148,3 +148,14 @@ def test_dtype_casts_keep_the_quantized_storage(layer_and_input):
     assert q(x.bfloat16()).dtype == torch.bfloat16
     q.float()
     assert q.weight.dtype == torch.float32 and q.weight_scale.dtype == torch.float16
+
+
+@pytest.mark.parametrize("name", ["int8-weight", "int8-group", "int4-group"])
+def test_dequantizing_in_place_never_touches_the_stored_codes(name, layer_and_input):
+    lin, x = layer_and_input
+    q = QuantLinear.from_linear(lin, get_scheme(name))
+    stored = {k: b.clone() for k, b in q.named_buffers()}
+    first = q(x)
+    assert torch.equal(q(x), first)
+    for k, b in q.named_buffers():
+        assert torch.equal(b, stored[k]), k
