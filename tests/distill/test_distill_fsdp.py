@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from two_process import launch_argv
 
 from flashgen.train.metrics import read_jsonl
 
@@ -35,21 +36,8 @@ def teacher(tmp_path_factory):
 
 
 def _distill(teacher: Path, out: Path, mode: list[str]) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        *mode,
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--main_process_port",
-        "0",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+    cmd = launch_argv(
+        mode,
         str(Path(sys.executable).with_name("flashgen")),
         "distill",
         "--preset",
@@ -64,7 +52,7 @@ def _distill(teacher: Path, out: Path, mode: list[str]) -> None:
         "--threads",
         "1",
         *(f"--set={s}" for s in SMALL),
-    ]
+    )
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from two_process import DDP, launch_argv
 
 from flashgen.cli import main
 
@@ -135,19 +136,8 @@ def test_two_process_ddp_distillation_through_every_stage(teacher, tmp_path):
     import sys
 
     flashgen_bin = str(Path(sys.executable).with_name("flashgen"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+    cmd = launch_argv(
+        DDP,
         flashgen_bin,
         "distill",
         "--preset",
@@ -163,7 +153,7 @@ def test_two_process_ddp_distillation_through_every_stage(teacher, tmp_path):
         "--threads",
         "1",
         *(f"--set={s}" for s in SMALL),
-    ]
+    )
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"students"')]

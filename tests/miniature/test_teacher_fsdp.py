@@ -5,12 +5,12 @@ step-3 checkpoint is bitwise the uninterrupted one."""
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from two_process import launch_argv
 
 from flashgen.miniature.clip_task import ClipTask, ClipTaskConfig
 from flashgen.miniature.components import ClipConfig, VaeConfig
@@ -70,12 +70,7 @@ def stages(tmp_path_factory) -> Path:
 
 
 def _launch(stages: Path, out: Path, mode: list[str], *extra: str) -> None:
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", *mode,
-        "--num_processes", "2", "--num_machines", "1", "--main_process_port", "0",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(HERE / "teacher_run.py"), str(stages), str(out), *extra,
-    ]  # fmt: skip
+    cmd = launch_argv(mode, str(HERE / "teacher_run.py"), str(stages), str(out), *extra)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_helpers import REPO, assert_bitwise_equal, env, latest
+from two_process import DDP, launch_argv
 
 from flashgen.train.metrics import read_jsonl
 
@@ -20,19 +21,8 @@ from flashgen.train.metrics import read_jsonl
 def _launch(out: Path, *extra: str, max_steps: int = 6) -> subprocess.CompletedProcess:
     # `--multi_gpu` is accelerate's torchrun launcher; with run.device="cpu" the processes use
     # gloo on CPU (`accelerate launch --cpu` would start one process only).
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+    cmd = launch_argv(
+        DDP,
         "-m",
         "flashgen.train",
         "train_toy_task:ToyTask",
@@ -49,7 +39,7 @@ def _launch(out: Path, *extra: str, max_steps: int = 6) -> subprocess.CompletedP
         "--set",
         "task.batch_size=4",
         *extra,
-    ]
+    )
     proc = subprocess.run(
         cmd, check=False, env=env(), cwd=REPO, capture_output=True, text=True, timeout=240
     )

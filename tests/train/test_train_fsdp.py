@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from train_helpers import REPO, assert_bitwise_equal, checkpoint_payload, env, latest, run_cfg
 from train_toy_task import ToyConfig, ToyTask
+from two_process import DDP, FSDP2, launch_argv
 
 from flashgen.train import run
 from flashgen.train.metrics import read_jsonl
@@ -29,22 +30,8 @@ ATOL = 1e-6
 
 
 def _launch(out: Path, *extra: str, fsdp: bool = True, max_steps: int = STEPS):
-    mode = ["--use_fsdp", "--fsdp_version", "2"] if fsdp else ["--multi_gpu"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        *mode,
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--main_process_port",
-        "0",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+    cmd = launch_argv(
+        FSDP2 if fsdp else DDP,
         "-m",
         "flashgen.train",
         "train_toy_task:ToyTask",
@@ -65,7 +52,7 @@ def _launch(out: Path, *extra: str, fsdp: bool = True, max_steps: int = STEPS):
         "--set",
         "task.grad_clip=0.3",  # small enough to clip every step
         *extra,
-    ]
+    )
     proc = subprocess.run(
         cmd, check=False, env=env(), cwd=REPO, capture_output=True, text=True, timeout=240
     )
