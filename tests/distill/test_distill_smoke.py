@@ -128,6 +128,118 @@ def test_one_dmd_iteration_moves_student_fake_and_heads_but_never_the_teacher(te
     assert {"dm_loss", "fake_fm_loss", "d_loss", "g_adv_loss"} <= set(metrics)
 
 
+def _moved_share(ema, module, init: dict[str, torch.Tensor]) -> float:
+    """||ema - init|| / ||trained - init|| over the floating-point parameters."""
+    params = dict(module.named_parameters())
+    num = sum(((ema.shadow[k] - init[k]) ** 2).sum() for k in ema.shadow)
+    den = sum(((params[k].detach() - init[k]) ** 2).sum() for k in ema.shadow)
+    return float((num / den).sqrt())
+
+
+def test_short_dmd_and_split_stages_export_ema_weights_near_their_trained_weights(
+    teacher, tmp_path
+):
+    """Regression: without the EMA's warm-up ramp a stage of n steps at decay 0.99 exported
+    about 0.99^n of its initial weights (here, n = 4: the EMA had moved 0.025 of the way from the
+    stage's initial to its trained weights; with the ramp 0.87)."""
+    from accelerate import Accelerator
+    from diffusers import SD3Transformer2DModel
+
+    from flashgen.distill.config import AdversarialConfig, DataConfig, DMDConfig, SplitConfig
+    from flashgen.distill.dmd import DMDTask, DMDTaskConfig
+    from flashgen.distill.split import HIGH_DIR, LOW_DIR, SplitTask, SplitTaskConfig
+    from flashgen.distill.task import STUDENT_DIR
+    from flashgen.train import TrainContext, TrainRunConfig
+
+    torch.set_num_threads(1)
+    n = 4
+    run = TrainRunConfig(device="cpu", mixed_precision="no", out_dir=str(tmp_path))
+    ctx = TrainContext(Accelerator(cpu=True), run)
+    common = {
+        "teacher": str(teacher),
+        "sigmas": (1.0, 0.5),
+        "data": DataConfig(examples=8),
+        "dmd": DMDConfig(batch_size=2, fake_updates=1, anchor_weight=0.0, ema_decay=0.99),
+        "adversarial": AdversarialConfig(enabled=False),
+    }
+
+    def train(task, modules):
+        init = {
+            name: {k: v.detach().clone() for k, v in m.named_parameters()}
+            for name, m in modules.items()
+        }
+        for step in range(n):
+            task.train_step(task.batch(step), step)
+        return init
+
+    def assert_exported_ema(task, emas, init, out):
+        """emas: name -> (EMA, trained module, export folder)."""
+        for name, (ema, module, _) in emas.items():
+            assert ema.warmup and ema.num_updates == n, name
+            share = _moved_share(ema, module, init[name])
+            assert share > 0.5, f"{name}: the EMA moved only {share:.3f} of the way"
+        task.export(out)
+        for name, (ema, _, folder) in emas.items():
+            exported = SD3Transformer2DModel.from_pretrained(out / folder, local_files_only=True)
+            for k, p in exported.named_parameters():
+                assert torch.equal(p, ema.shadow[k]), f"{name}: {k} is not the EMA's"
+
+    dmd = DMDTask(DMDTaskConfig(**common))
+    dmd.setup(ctx)
+    init = train(dmd, {"student": dmd.student})
+    emas = {"student": (dmd.emas["ema"], dmd.student, STUDENT_DIR)}
+    assert_exported_ema(dmd, emas, init, tmp_path / "dmd")
+
+    split = SplitTask(
+        SplitTaskConfig(**common, init=str(tmp_path / "dmd"), split=SplitConfig(ema_decay=0.99))
+    )
+    split.setup(ctx)
+    init = train(split, {"low": split.low, "high": split.high})
+    emas = {
+        "low": (split.emas["ema_low"], split.low, LOW_DIR),
+        "high": (split.emas["ema_high"], split.high, HIGH_DIR),
+    }
+    assert_exported_ema(split, emas, init, tmp_path / "split")
+
+
+def test_dmd_stage_resumed_mid_run_continues_the_ema_ramp_exactly(teacher, tmp_path):
+    """A DMD stage stopped after 2 steps and resumed to 3 ends with the same checkpoint (EMA
+    shadow and its update count, hence the warm-up decay, included) as one run of 3 steps."""
+    from safetensors.torch import load_file
+
+    from flashgen.distill.config import AdversarialConfig, DataConfig, DMDConfig
+    from flashgen.distill.dmd import DMDTask, DMDTaskConfig
+    from flashgen.train import TrainRunConfig, run
+
+    torch.set_num_threads(1)
+    cfg = DMDTaskConfig(
+        teacher=str(teacher),
+        sigmas=(1.0, 0.5),
+        data=DataConfig(examples=8),
+        dmd=DMDConfig(batch_size=2, fake_updates=1, anchor_weight=0.0),
+        adversarial=AdversarialConfig(enabled=False),
+    )
+
+    def stage(out: Path, steps: int, resume: bool = False) -> Path:
+        run_cfg = TrainRunConfig(
+            device="cpu", mixed_precision="no", out_dir=str(out), max_steps=steps, ckpt_every=1
+        )
+        return run(DMDTask(cfg), run_cfg, resume=resume).checkpoint
+
+    reference = stage(tmp_path / "reference", 3)
+    stage(tmp_path / "resumed", 2)
+    resumed = stage(tmp_path / "resumed", 3, resume=True)
+    assert reference.name == resumed.name == "step_00000003"
+    ema = json.loads((resumed / "ema.json").read_text())
+    assert ema["warmup"] is True and ema["num_updates"] == 3
+    for f in sorted(p.name for p in reference.iterdir() if p.name != "meta.json"):
+        if f.endswith(".safetensors"):
+            a, b = load_file(str(reference / f)), load_file(str(resumed / f))
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f
+        else:
+            assert (reference / f).read_text() == (resumed / f).read_text(), f
+
+
 @pytest.mark.slow
 def test_two_process_ddp_distillation_through_every_stage(teacher, tmp_path):
     """`accelerate launch` with 2 CPU processes (DDP over gloo): the stages' collectives match

@@ -136,7 +136,7 @@ class DMDConfig:
     guidance: float | None = None  # real-score CFG; None: the teacher's default
     dm_weight: float = 1.0
     grad_clip: float = 1.0
-    ema_decay: float = 0.99  # the exported student is the EMA (as the split branches are)
+    ema_decay: float = 0.99  # the exported student is the EMA (warm-up ramp, then this decay)
     anchor_weight: float = 1.0  # trajectory-guidance loss kept on in stages 2-3 (0: off)
 
     def __post_init__(self) -> None:
@@ -188,7 +188,8 @@ class AdversarialConfig:
 @dataclass(frozen=True)
 class SplitConfig:
     """Stage 3: two clones of the student, one trained on steps with sigma in (0, boundary],
-    the other on (boundary, 1], with the stage-2 game; EMA `ema_decay` per branch."""
+    the other on (boundary, 1], with the stage-2 game; an EMA per branch (warm-up ramp, then
+    `ema_decay`)."""
 
     enabled: bool = True
     steps: int = 60

@@ -143,7 +143,8 @@ class DMDTask(StageTask):
         self.student, self.opt_student = ctx.prepare(
             student, adamw(student.parameters(), cfg.lr_student, GAN_BETAS)
         )
-        self.emas = {"ema": EMA(ctx.unwrap(self.student), decay=cfg.ema_decay)}
+        # warm-up ramp: a stage of ~100 steps at decay 0.99 would export mostly its initial weights
+        self.emas = {"ema": EMA(ctx.unwrap(self.student), decay=cfg.ema_decay, warmup=True)}
 
     def setup_discriminator(
         self, ctx: TrainContext, adv: AdversarialConfig, weights: dict | None

@@ -4,8 +4,8 @@ The stage-2 student is cloned into two branches: `high` serves the student's ste
 sigma lies in (boundary, 1], `low` those in (0, boundary]. The composite (one network per step,
 chosen by the step's sigma) plays the same game as stage 2 (dmd.DMDTask, same fake score and
 discriminator, carried over), so each branch is trained only on its own timesteps. Each branch
-keeps an EMA (0.99); the EMAs are exported and merged back into one network by weight
-interpolation (merge.py), the ratio chosen on the validation prompts.
+keeps an EMA (0.99 after the warm-up ramp, as in stage 2); the EMAs are exported and merged back
+into one network by weight interpolation (merge.py), the ratio chosen on the validation prompts.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class SplitTask(DMDTask):
             low, high, adamw(params, split.lr_student, GAN_BETAS)
         )
         self.emas = {
-            "ema_low": EMA(ctx.unwrap(self.low), decay=split.ema_decay),
-            "ema_high": EMA(ctx.unwrap(self.high), decay=split.ema_decay),
+            "ema_low": EMA(ctx.unwrap(self.low), decay=split.ema_decay, warmup=True),
+            "ema_high": EMA(ctx.unwrap(self.high), decay=split.ema_decay, warmup=True),
         }
         self.setup_anchor(init)
         fake, disc_weights = load_critics(init, self.pipe.transformer)

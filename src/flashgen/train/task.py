@@ -1,7 +1,8 @@
 """The contract between a training task and the generic loop (`flashgen.train.loop.run`).
 
 A task owns its models, optimizers, data and losses; the loop owns the clock, logging,
-checkpoints, resume and export. A minimal task (a runnable copy lives in tests/train/toy_task.py)::
+checkpoints, resume and export. A minimal task (a runnable copy lives in
+tests/train/train_toy_task.py)::
 
     from dataclasses import dataclass
     import torch
@@ -21,7 +22,7 @@ checkpoints, resume and export. A minimal task (a runnable copy lives in tests/t
                                         torch.nn.Linear(32, 1))
             opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr)
             self.model, self.opt = ctx.prepare(model, opt)   # DDP/FSDP/device placement
-            self.ema = EMA(ctx.unwrap(self.model), decay=0.99)
+            self.ema = EMA(ctx.unwrap(self.model), decay=0.99, warmup=True)
             self.batch_size = self.cfg.batch_size            # enables samples/s in the log
 
         def state(self):
