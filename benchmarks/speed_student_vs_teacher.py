@@ -10,6 +10,8 @@ hits), the sampling loop and the VAE decode. Prints one JSON line last.
         --out benchmarks/results/eval-speed/speed.json
     ... --compile --out benchmarks/results/eval-speed/speed-compiled.json   (torch.compile of
         both transformers and VAE decoders; the warm-up image absorbs compilation, ~2-5 min)
+    ... --decoder tiny --out benchmarks/results/eval-speed/speed-tiny.json   (both models decode
+        with the Shapes tiny decoder instead of the full VAE)
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def main() -> int:
     p.add_argument(
         "--compile", action="store_true", help="torch.compile both transformers and VAE decoders"
     )
+    p.add_argument(
+        "--decoder", default=None, help="both models' decoder: full (default), tiny or a folder"
+    )
     args = p.parse_args()
     if args.repeats < 1:
         raise SystemExit("--repeats must be >= 1")
@@ -43,7 +48,10 @@ def main() -> int:
     from flashgen.request import GenerationRequest
     from flashgen.shapes.prompt_sets import load_prompt_set
 
-    pipes = {"teacher": flashgen.load(args.teacher), "student": flashgen.load(args.student)}
+    pipes = {
+        role: flashgen.load(model, decoder=args.decoder)
+        for role, model in (("teacher", args.teacher), ("student", args.student))
+    }
     if args.compile:
         for pipe in pipes.values():
             pipe.components.transformer = torch.compile(pipe.components.transformer)
@@ -92,6 +100,7 @@ def main() -> int:
         "speedup": med["teacher"] / med["student"],
         "cpu_speedup": cpu_med["teacher"] / cpu_med["student"],
         "compiled": args.compile,
+        "decoder": args.decoder or "full",
         "target_speedup": 15.0,
         "repeats": args.repeats,
         "threads": args.threads,

@@ -61,6 +61,7 @@ def a1111_parameters(
         f"Seed: {seed}",
         f"Size: {settings.width}x{settings.height}",
         f"Model: {settings.model}",
+        *([f"VAE: {settings.decoder}"] if settings.decoder != "full" else []),
         f"Version: flashgen {__version__}",
     ]
     lines.append(", ".join(fields))

@@ -22,6 +22,7 @@ from flashgen.errors import NonFiniteOutput, UsageError
 from flashgen.models.loading import Components, load_components
 from flashgen.models.prompt_encoding import PromptEmbeds, PromptEncoder
 from flashgen.models.registry import ModelSource, resolve
+from flashgen.models.tiny_decoder import decoder_label
 from flashgen.request import GenerationRequest, GenerationResult, ResolvedSettings
 from flashgen.sampling import make_sigmas, sample_euler, sigmas_from_list
 from flashgen.sampling.guidance import batched_cfg_model_fn
@@ -53,8 +54,10 @@ class Pipeline:
         *,
         drop_t5: bool = False,
         cache_size: int = 32,
+        decoder: str = "full",
     ):
         self.components = components
+        self.decoder = decoder  # what decodes latents: "full", "tiny" or a tiny folder's name
         self.source = source
         self.device = device
         self.dtype = dtype
@@ -119,6 +122,7 @@ class Pipeline:
             device=str(self.device),
             dtype=dtype_name(self.dtype),
             t5=self.has_t5 and not request.drop_t5,
+            decoder=self.decoder,
         )
 
     def request(self, prompt: str, **fields) -> GenerationRequest:
@@ -294,6 +298,7 @@ def load(
     cache_size: int = 32,
     profile: str | None = None,
     max_memory: float | None = None,
+    decoder: str | None = None,
 ) -> Pipeline:
     """Load a model for generation: a built-in name, a diffusers folder or a single .safetensors
     file (None: the default built-in). Offline: nothing is ever downloaded.
@@ -303,7 +308,9 @@ def load(
     (saves its memory; prompts are encoded T5-free). profile: "phone", "laptop" or "desktop"
     (flashgen.profiles: T5 slot, quantization, VAE tiling, offload); max_memory: a budget in
     GiB that picks the profile when none is given and refuses, before allocating, a load or a
-    request whose estimate exceeds it (OutOfMemoryBudget).
+    request whose estimate exceeds it (OutOfMemoryBudget). decoder: None/"full" (the model's
+    VAE), "tiny" (the model's own tiny decoder) or a TAESD-layout AutoencoderTiny folder such as
+    madebyollin/taesd3 (flashgen.models.tiny_decoder): a much cheaper decode on CPUs.
     """
     source = resolve(model)
     dev = resolve_device(device)
@@ -322,14 +329,24 @@ def load(
     if plan is not None:
         drop_t5 = drop_t5 or plan.drop_t5
     options = plan.component_options if plan is not None else None
-    components = load_components(source, dtype=dt, drop_t5=drop_t5, component_options=options)
+    components = load_components(
+        source, dtype=dt, drop_t5=drop_t5, component_options=options, decoder=decoder
+    )
     for module in components.modules().values():
         module.to(dev)
     if dev.type in ("cpu", "cuda"):
         # the VAE decoder is all convolutions: NHWC weights make oneDNN/cuDNN pick faster kernels
         # (the Shapes decoder: 1.3-1.9x on this CPU; neutral at SD3.5's width); same maths
         components.vae.to(memory_format=torch.channels_last)
-    pipe = Pipeline(components, source, dev, dt, drop_t5=drop_t5, cache_size=cache_size)
+    pipe = Pipeline(
+        components,
+        source,
+        dev,
+        dt,
+        drop_t5=drop_t5,
+        cache_size=cache_size,
+        decoder=decoder_label(decoder),
+    )
     if plan is not None:
         from flashgen.profiles import apply_plan
 

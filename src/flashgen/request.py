@@ -95,6 +95,7 @@ class ResolvedSettings:
     device: str
     dtype: str
     t5: bool
+    decoder: str = "full"  # the image decoder: "full" (the VAE), "tiny" or a tiny folder's name
 
 
 @dataclass

@@ -255,3 +255,23 @@ def test_progress_bar_on_a_terminal_only(run, tmp_path, monkeypatch):
     rc, out, _ = run(P, *FAST, "--out", str(tmp_path / "a.png"))
     assert rc == 0 and out == [str(tmp_path / "a.png")]  # stdout stays just the path
     assert "2/2" in terminal.getvalue() and "step" in terminal.getvalue()
+
+
+def test_decoder_errors_exit_2_one_line_nothing_written(run, tmp_path):
+    out_dir = tmp_path / "out"
+    for decoder, message in [
+        ("tiny", "ships no tiny decoder"),
+        (str(tmp_path / "missing"), "no config.json"),
+    ]:
+        rc, out, err = run(P, *FAST, "--decoder", decoder, "--out-dir", str(out_dir))
+        assert rc == 2, (decoder, err)
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err, (decoder, err)
+        assert out == [] and not out_dir.exists()
+
+
+def test_tiny_decoder_of_the_shipped_student(run, tmp_path):
+    path = tmp_path / "t.png"
+    rc, out, err = run(P, "--model", "shapes-flash-4step", "--decoder", "tiny", "--out", str(path))
+    assert rc == 0 and out == [str(path)], err
+    meta = read_metadata(path)
+    assert "VAE: tiny" in meta["parameters"] and meta["flashgen"]["settings"]["decoder"] == "tiny"

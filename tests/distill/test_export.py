@@ -18,7 +18,7 @@ def test_export_copies_components_of_a_folder_teacher(tmp_path):
     assert (dest / "vae").is_dir() and (dest / "text_encoder").is_dir()
     card = json.loads((dest / "flashgen.json").read_text())
     assert card["kind"] == "student" and card["sigmas"] == [1.0, 0.5]
-    assert "vae" not in card["external_components"]
+    assert "vae" not in card["external_components"] and card["tiny_decoder"] is None
     assert json.loads((dest / "distill.json").read_text()) == {"x": 1}
     w = next((dest / "transformer").glob("*.safetensors"))
     from safetensors.torch import load_file
@@ -47,6 +47,10 @@ def test_students_of_a_builtin_teacher_reference_its_components(tmp_path):
     ext = json.loads((dest / "flashgen.json").read_text())["external_components"]
     assert ext["vae"] == ext["text_encoder"] == ext["text_encoder_2"] == "builtin:shapes-teacher"
     assert ext["text_encoder_3"] == "minilm"
+    card = json.loads((dest / "flashgen.json").read_text())
+    assert card["tiny_decoder"] == "builtin:shapes-teacher" and "tiny_vae" not in ext
     pipe = flashgen.load(str(dest))
     result = pipe.generate(flashgen.GenerationRequest("a photo of a red circle"))
     assert result.settings.steps == 2 and result.images[0].size == (64, 64)
+    tiny = flashgen.load(str(dest), decoder="tiny")
+    assert type(tiny.vae).__name__ == "AutoencoderTiny"

@@ -72,6 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("phone", "laptop", "desktop"),
         help="load every model with this memory profile (its quantization and T5 choice)",
     )
+    r.add_argument(
+        "--decoder",
+        metavar="full|tiny|DIR",
+        help="decode every model's latents with this decoder (default: its full VAE)",
+    )
     r.set_defaults(func=_run)
 
 
@@ -109,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         drop_t5=args.no_t5,
         profile=args.profile,
+        decoder=args.decoder,
     )
     result = run_eval(config, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(summary(result)))

@@ -29,6 +29,7 @@ from flashgen.images import (
     save_png,
 )
 from flashgen.manifest import MANIFEST_NAME, ManifestRecord, append_record
+from flashgen.models.tiny_decoder import HELP as DECODER_HELP
 from flashgen.request import GenerationRequest
 
 DEFAULT_OUT_DIR = Path("outputs")
@@ -80,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not load or use the T5 text encoder (zero T5 tokens): less memory",
     )
+    p.add_argument("--decoder", default=None, metavar="full|tiny|DIR", help=DECODER_HELP)
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument(
         "--dtype",
@@ -135,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         drop_t5=args.no_t5,
         profile=args.profile,
         max_memory=args.max_memory,
+        decoder=args.decoder,
     )
     request = _with_model_size(plan.request, pipe, args)
     try:

@@ -13,6 +13,7 @@ import socket
 import sys
 
 from flashgen.errors import UsageError
+from flashgen.models.tiny_decoder import HELP as DECODER_HELP
 
 KEY_ENV = "FLASHGEN_API_KEY"
 
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default=None)
     p.add_argument("--no-t5", action="store_true", help="do not load the T5 text encoder")
+    p.add_argument("--decoder", default=None, metavar="full|tiny|DIR", help=DECODER_HELP)
     p.add_argument(
         "--no-metadata", action="store_true", help="put no generation parameters in the PNGs"
     )
@@ -88,7 +90,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if sys.stderr.isatty():  # a hint for a person waiting; scripts get one line on an error
         print("loading the model...", file=sys.stderr)
-    pipe = flashgen.load(args.model, device=args.device, dtype=args.dtype, drop_t5=args.no_t5)
+    pipe = flashgen.load(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        drop_t5=args.no_t5,
+        decoder=args.decoder,
+    )
     app = create_app(pipe, config)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -3,8 +3,9 @@
 The folder is the teacher's (scheduler and model_index.json copied; external components such as
 MiniLM still referenced through flashgen.json) with the student's transformer in fp16, and a
 card saying: kind "student", its own sigmas, no guidance. The VAE, text encoders and tokenizers
-are copied, or, when the teacher is a built-in model (`share_from`), referenced as
-"builtin:<teacher>" so shipped students add only their transformer to the package.
+(and a tiny decoder, if the teacher has one) are copied, or, when the teacher is a built-in model
+(`share_from`), referenced as "builtin:<teacher>" so shipped students add only their transformer
+to the package.
 `distill.json` beside it records the resolved config, the stage results, the merge search and
 the provenance (commit, versions). Written to a temporary folder and renamed into place.
 """
@@ -21,6 +22,7 @@ from torch import nn
 
 from flashgen.devices import DTYPES
 from flashgen.models.modelcard import CARD_FILE, ModelCard, read_card
+from flashgen.models.tiny_decoder import SUBFOLDER as TINY_SUBFOLDER
 
 LOGS = "distill-logs"
 SKIP = {"transformer", CARD_FILE, "distill.json", "training.json", LOGS}
@@ -38,6 +40,10 @@ SHAREABLE = (
 def student_card(
     teacher_card: ModelCard, name: str, sigmas: tuple[float, ...], shared: dict[str, str]
 ) -> ModelCard:
+    """The teacher's card as a student's; `shared` (slot -> "builtin:<teacher>") may include the
+    teacher's tiny decoder folder, which becomes the student's `tiny_decoder`."""
+    shared = dict(shared)
+    tiny = shared.pop(TINY_SUBFOLDER, None) or teacher_card.tiny_decoder
     return replace(
         teacher_card,
         name=name,
@@ -46,6 +52,7 @@ def student_card(
         default_guidance=1.0,
         sigmas=tuple(float(s) for s in sigmas),
         external_components={**teacher_card.external_components, **shared},
+        tiny_decoder=tiny,
     )
 
 
@@ -71,7 +78,7 @@ def export_student(
     for item in Path(teacher_dir).iterdir():
         if item.name in SKIP or item.name.startswith("."):
             continue
-        if share_from and item.name in SHAREABLE and item.is_dir():
+        if share_from and item.name in (*SHAREABLE, TINY_SUBFOLDER) and item.is_dir():
             shared[item.name] = f"builtin:{share_from}"
             continue
         if item.is_dir():

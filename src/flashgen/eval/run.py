@@ -53,6 +53,7 @@ class EvalConfig:
     threads: int | None = None  # torch CPU threads (None: torch's default)
     drop_t5: bool = False  # T5-free: load and generate without the T5 slot (CLI --no-t5)
     profile: str | None = None  # memory profile every model is loaded with (flashgen.profiles)
+    decoder: str | None = None  # None/"full", "tiny" or a folder (flashgen.models.tiny_decoder)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -179,10 +180,11 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
 
     out = check_writable_dir(config.out)
     from flashgen.models.registry import resolve
+    from flashgen.models.tiny_decoder import check_decoder
 
     for model in config.models:  # a typo or a refused file fails now, not after the references
         if model != RENDERS:
-            resolve(model)
+            check_decoder(config.decoder, resolve(model))
     if config.threads is not None:
         import torch
 
@@ -236,6 +238,7 @@ def _load(model: str, config: EvalConfig):
         dtype=config.dtype,
         drop_t5=config.drop_t5,
         profile=config.profile,
+        decoder=config.decoder,
     )
 
 

@@ -19,6 +19,7 @@ from flashgen.errors import ModelLoadError
 from flashgen.models.external import resolve_external, resolve_external_components
 from flashgen.models.modelcard import ModelCard, read_card
 from flashgen.models.registry import PICKLE_REFUSAL, PICKLE_SUFFIXES, ModelSource
+from flashgen.models.tiny_decoder import decoder_location, load_tiny_decoder, wants_tiny
 from flashgen.quant.io import is_quantized, load_component
 
 # The classes a model_index.json may name, per slot; anything else is refused, not imported.
@@ -49,7 +50,7 @@ class Components:
     or it was dropped at load time."""
 
     transformer: Any  # SD3Transformer2DModel
-    vae: Any  # AutoencoderKL
+    vae: Any  # AutoencoderKL, or AutoencoderTiny when loaded with a tiny decoder
     text_encoder: Any  # CLIPTextModelWithProjection (CLIP-L)
     text_encoder_2: Any  # CLIPTextModelWithProjection (CLIP-G)
     text_encoder_3: Any | None  # T5EncoderModel (or BertModel for the Shapes models)
@@ -259,10 +260,13 @@ def load_folder(
     dtype: torch.dtype = torch.float32,
     drop_t5: bool = False,
     component_options: dict[str, dict] | None = None,
+    decoder: str | Path | None = None,
 ) -> Components:
     """Load a diffusers-format SD3-family folder (components stay on the CPU).
     component_options: slot -> keyword arguments of flashgen.quant.io.load_component (a
-    profile's on-the-fly quantization); quantized folders load through it without options."""
+    profile's on-the-fly quantization); quantized folders load through it without options.
+    decoder: None/"full" (the VAE), "tiny" or an AutoencoderTiny folder (models.tiny_decoder;
+    the full VAE is then not loaded)."""
     folder = source.path
     options = component_options or {}
     index = read_model_index(folder)
@@ -292,11 +296,17 @@ def load_folder(
         return load_tokenizer(*where(slot))
 
     has_t5 = _slot_class(index, "text_encoder_3") is not None or "text_encoder_3" in external
+    tiny = decoder_location(decoder, folder, card) if wants_tiny(decoder) else None
+    transformer = load_diffusers_model(
+        folder / "transformer", "SD3Transformer2DModel", dtype, options.get("transformer")
+    )
     return Components(
-        transformer=load_diffusers_model(
-            folder / "transformer", "SD3Transformer2DModel", dtype, options.get("transformer")
+        transformer=transformer,
+        vae=(
+            load_tiny_decoder(tiny, dtype, transformer.config.in_channels)
+            if tiny is not None
+            else load_diffusers_model(where("vae")[0], "AutoencoderKL", dtype)
         ),
-        vae=load_diffusers_model(where("vae")[0], "AutoencoderKL", dtype),
         text_encoder=enc("text_encoder"),
         text_encoder_2=enc("text_encoder_2"),
         text_encoder_3=enc("text_encoder_3") if has_t5 and not drop_t5 else None,
@@ -316,10 +326,23 @@ def load_components(
     dtype: torch.dtype = torch.float32,
     drop_t5: bool = False,
     component_options: dict[str, dict] | None = None,
+    decoder: str | Path | None = None,
 ) -> Components:
     """Components of any resolved source (folder or single file), on the CPU in `dtype`."""
     if source.kind == "single_file":
         from flashgen.models.single_file import load_single_file
 
-        return load_single_file(source, dtype=dtype, drop_t5=drop_t5)
-    return load_folder(source, dtype=dtype, drop_t5=drop_t5, component_options=component_options)
+        components = load_single_file(source, dtype=dtype, drop_t5=drop_t5)
+        if wants_tiny(decoder):  # the file's VAE is loaded with the rest, then replaced
+            folder = decoder_location(decoder, None, components.card)
+            components.vae = load_tiny_decoder(
+                folder, dtype, components.transformer.config.in_channels
+            )
+        return components
+    return load_folder(
+        source,
+        dtype=dtype,
+        drop_t5=drop_t5,
+        component_options=component_options,
+        decoder=decoder,
+    )

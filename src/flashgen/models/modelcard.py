@@ -33,6 +33,7 @@ class ModelCard:
     resolution: int | None = None  # None: the transformer's sample_size x the VAE factor
     external_components: dict[str, str] = field(default_factory=dict)
     quantization: dict = field(default_factory=dict)  # written by `flashgen quantize`
+    tiny_decoder: str | None = None  # "builtin:<model>" or a subfolder: models.tiny_decoder
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -98,6 +99,7 @@ class ModelCard:
             resolution=data.get("resolution"),
             external_components=dict(data.get("external_components") or {}),
             quantization=dict(data.get("quantization") or {}),
+            tiny_decoder=data.get("tiny_decoder") or None,
         )
 
     def with_name(self, name: str) -> ModelCard:

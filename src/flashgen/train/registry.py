@@ -15,6 +15,7 @@ TASKS: dict[str, str] = {
     "miniature-vae": "flashgen.miniature.vae_task:VaeTask",
     "miniature-clip": "flashgen.miniature.clip_task:ClipTask",
     "miniature-teacher": "flashgen.miniature.teacher_task:TeacherTask",
+    "tiny-vae": "flashgen.miniature.tiny_vae_task:TinyVaeTask",
     # "shapes-vae": "flashgen.shapes.train_vae:VaeTask",
 }
 
