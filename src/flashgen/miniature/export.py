@@ -7,7 +7,11 @@
                        "clip:<max_length>[:<pad>]" (the real CLIP tokenizer rebuilt from the BPE
                        merges flashgen ships: 7 MB of JSON saved; diffusers users pass them)
     flashgen.json      flashgen's card: default steps, chosen CFG scale, t5_max_length, ...
-    training.json      how it was made: preset, stage reports, provenance (commit, versions)
+    training.json      how it was made: preset, stage reports, provenance (commit, versions);
+                       a continued teacher's also holds its source's (`continued_from`)
+
+`clip_dir` is the CLIP stage's export or, when a teacher is continued, the source model folder;
+parts that are already fp16 (a source model's) are copied byte for byte.
 
 Written into a temporary sibling folder and renamed into place, so a crash never leaves a half
 model where a loader would find it.
@@ -22,6 +26,7 @@ from pathlib import Path
 import torch
 
 from flashgen.miniature.components import build_scheduler
+from flashgen.miniature.continuation import component_dir
 from flashgen.models.modelcard import ModelCard
 from flashgen.models.tokenizers import EOS
 
@@ -45,8 +50,21 @@ def model_index() -> dict:
 
 
 def _save_half(cls, src: Path, dest: Path) -> None:
+    if _is_half(src):  # a part of an exported model (continue_from): keep its bytes
+        shutil.copytree(src, dest)
+        return
     model = cls.from_pretrained(src, local_files_only=True, use_safetensors=True)
     model.to(torch.float16).save_pretrained(dest, safe_serialization=True)
+
+
+def _is_half(folder: Path) -> bool:
+    from safetensors import safe_open
+
+    dtypes = set()
+    for path in folder.glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as f:
+            dtypes |= {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118
+    return dtypes == {"F16"}
 
 
 def export_model(
@@ -75,13 +93,13 @@ def export_model(
     _save_half(SD3Transformer2DModel, Path(transformer_dir), tmp / "transformer")
     _save_half(AutoencoderKL, Path(vae_dir), tmp / "vae")
     for sub in ("text_encoder", "text_encoder_2"):
-        _save_half(CLIPTextModelWithProjection, Path(clip_dir) / sub, tmp / sub)
+        _save_half(CLIPTextModelWithProjection, component_dir(clip_dir, sub), tmp / sub)
     external = dict(MINILM_EXTERNAL)
     for sub in ("tokenizer", "tokenizer_2"):
         if embed_tokenizers:
-            shutil.copytree(Path(clip_dir) / sub, tmp / sub)
+            shutil.copytree(component_dir(clip_dir, sub), tmp / sub)
         else:
-            external[sub] = clip_tokenizer_name(Path(clip_dir) / sub)
+            external[sub] = clip_tokenizer_name(component_dir(clip_dir, sub))
     build_scheduler(shift).save_pretrained(tmp / "scheduler")
     (tmp / "model_index.json").write_text(json.dumps(model_index(), indent=2) + "\n")
     ModelCard(

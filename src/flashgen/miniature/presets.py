@@ -49,6 +49,9 @@ class MiniatureConfig:
     ckpt_every: int = 500
     total_minutes: float | None = None  # the whole command's clock (teacher gets the rest)
     export_reserve_minutes: float = 1.0  # kept for the teacher's CFG choice and the export
+    # a model folder or built-in name: train its teacher further, reusing its VAE and CLIP
+    # (the VAE and CLIP stages are skipped; docs/miniature.md "Continuing the teacher")
+    continue_from: str | None = None
     vae_budget: StageBudget = field(default_factory=StageBudget)
     clip_budget: StageBudget = field(default_factory=StageBudget)
     teacher_budget: StageBudget = field(default_factory=StageBudget)

@@ -6,6 +6,10 @@ Each stage is a run of the generic trainer in OUT/<stage>/ (checkpoints, metrics
 A stage that ends (steps done or its clock ran out) writes OUT/<stage>/stage.json and is skipped
 when the command is run again with --resume; a killed stage resumes from its last checkpoint.
 The training set is re-rendered on resume (deterministic from the seed, seconds on many cores).
+
+With `continue_from` (a model folder or built-in name) the VAE and CLIP stages are skipped: the
+teacher trains on from that model's transformer and the export reuses its VAE, CLIP encoders and
+tokenizers unchanged (continuation.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ import torch
 
 from flashgen.miniature.clip_task import ClipTask
 from flashgen.miniature.components import Components, parameter_counts
+from flashgen.miniature.continuation import (
+    Source,
+    lineage,
+    resolve_source,
+    teacher_runs,
+    teacher_totals,
+)
 from flashgen.miniature.data import render_set
 from flashgen.miniature.export import export_model, folder_megabytes
 from flashgen.miniature.presets import MiniatureConfig, to_toml
@@ -72,12 +83,15 @@ def train_miniature(
     say = say or (lambda msg: print(f"flashgen miniature: {msg}", file=sys.stderr, flush=True))
     t0 = time.monotonic()
     out = Path(out)
+    source = (
+        resolve_source(cfg.continue_from, cfg.teacher.transformer) if cfg.continue_from else None
+    )
     _check_out_dir(out, cfg, resume)
     if device != "cpu" and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the VAE's convs
-    counts = parameter_counts(components_of(cfg))
+    counts = source.parameters() if source else parameter_counts(components_of(cfg))
     say(f"preset {cfg.preset}: parameters {counts}")
 
     data = render_set(cfg.n_images, seed=cfg.seed)
@@ -86,18 +100,29 @@ def train_miniature(
         f"{time.monotonic() - t0:.0f} s"
     )
     stage = _StageRunner(cfg, out, device, resume, say)
-    vae = stage("vae", VaeTask(cfg.vae, data), cfg.vae_budget)
-    clip = stage("clip", ClipTask(cfg.clip, data), cfg.clip_budget)
+    if source is None:
+        vae = stage("vae", VaeTask(cfg.vae, data), cfg.vae_budget)
+        clip = stage("clip", ClipTask(cfg.clip, data), cfg.clip_budget)
+        stages = [vae, clip]
+        vae_dir, clip_dir = Path(vae.export_dir) / "vae", Path(clip.export_dir)
+        init_transformer = cfg.teacher.init_transformer
+    else:
+        say(f"continuing {source.model_id}: its VAE and CLIP reused, its transformer trained on")
+        stages = []
+        vae_dir, clip_dir = source.vae_dir, source.folder
+        init_transformer = str(source.transformer_dir)
     teacher_cfg = replace(
         cfg.teacher,
-        vae_dir=str(Path(vae.export_dir) / "vae"),
-        clip_dir=str(clip.export_dir),
+        vae_dir=str(vae_dir),
+        clip_dir=str(clip_dir),
+        init_transformer=init_transformer,
     )
     budget = cfg.teacher_budget
     if cfg.total_minutes is not None and budget.minutes is not None:
         left = cfg.total_minutes - cfg.export_reserve_minutes - (time.monotonic() - t0) / 60
         budget = replace(budget, minutes=max(0.5, min(budget.minutes, left)))
     teacher = stage("teacher", TeacherTask(teacher_cfg, data), budget)
+    stages.append(teacher)
     del data
     _free()
 
@@ -106,15 +131,19 @@ def train_miniature(
         "preset": cfg.preset,
         "config": to_toml(cfg),
         "parameters": counts,
-        "stages": [asdict(s) for s in (vae, clip, teacher)],
+        "stages": [asdict(s) for s in stages],
         "provenance": provenance(),
         "command_seconds": time.monotonic() - t0,
     }
+    if source is not None:
+        record["continued_from"] = lineage(source)
+    record["teacher_runs"] = teacher_runs(record)  # this run's and every earlier one's
+    record["teacher_totals"] = teacher_totals(record["teacher_runs"])
     export_dir = Path(teacher.export_dir)
     dest = export_model(
         out / cfg.name,
-        vae_dir=Path(vae.export_dir) / "vae",
-        clip_dir=Path(clip.export_dir),
+        vae_dir=vae_dir,
+        clip_dir=clip_dir,
         transformer_dir=export_dir / "transformer",
         shift=chosen["shift"],
         guidance=chosen["guidance"],
@@ -124,7 +153,8 @@ def train_miniature(
         resolution=cfg.teacher.transformer.resolution,
         record=record,
     )
-    summary = _summary(cfg, out, dest, counts, (vae, clip, teacher), time.monotonic() - t0)
+    summary = _summary(cfg, out, dest, counts, stages, source, time.monotonic() - t0)
+    summary["teacher_totals"] = record["teacher_totals"]
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     val = teacher.report["validation"]["overall"]
     say(
@@ -205,8 +235,15 @@ class _StageRunner:
         return stage
 
 
-def _summary(cfg, out: Path, dest: Path, counts: dict, stages, seconds: float) -> dict:
-    vae, clip, teacher = stages
+def _summary(
+    cfg, out: Path, dest: Path, counts: dict, stages, source: Source | None, seconds: float
+) -> dict:
+    ran = {s.name: s for s in stages}
+    teacher = ran["teacher"]
+
+    def report(name: str) -> dict:  # a reused part's report is its source's
+        return ran[name].report if name in ran else source.stage_report(name)
+
     curve = [
         {k: v for k, v in rec.items() if k == "step" or k.startswith("val_")}
         for rec in _read_jsonl(out / "teacher" / "eval.jsonl")
@@ -227,8 +264,9 @@ def _summary(cfg, out: Path, dest: Path, counts: dict, stages, seconds: float) -
             }
             for s in stages
         },
-        "vae": vae.report,
-        "clip": clip.report,
+        "continued_from": source.model_id if source else None,
+        "vae": report("vae"),
+        "clip": report("clip"),
         "teacher": {k: v for k, v in teacher.report.items() if k != "trials"},
         "sampling_trials": teacher.report.get("trials"),
         "learning_curve": curve,

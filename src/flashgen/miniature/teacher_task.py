@@ -6,7 +6,8 @@ with SD3's choices: sigma = shift(sigmoid(N(m, s^2))) (logit-normal, shifted), i
 per-encoder dropout of CLIP-L, CLIP-G and the T5 slot (zeros, so the T5-free path works), plus the
 empty caption for classifier-free guidance, EMA weights, AdamW with warm-up and cosine decay.
 Latents and text-encoder outputs are computed once in setup (the encoders are frozen), so a
-training step is one transformer forward and backward.
+training step is one transformer forward and backward. `init_transformer` starts the model from
+a saved transformer's weights instead of random ones (continuation.py: `continue_from`).
 
 The learning curve (validation-prompt score of the EMA weights with a fast sampler) goes to
 eval.jsonl every `eval_every` steps and at the end (the trainer's evaluate hook). Export picks the sampling shift and CFG scale on the
@@ -26,6 +27,7 @@ import torch
 from PIL import Image
 
 from flashgen.miniature.components import TransformerConfig, build_transformer
+from flashgen.miniature.continuation import component_dir, load_transformer_weights
 from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_model_space
 from flashgen.miniature.evaluate import choose_sampling, prompt_batch, teacher_score
 from flashgen.miniature.losses import (
@@ -36,6 +38,7 @@ from flashgen.miniature.losses import (
 )
 from flashgen.miniature.schedule import Progress, lr_at, set_lr
 from flashgen.miniature.text import TextTable, encode_table, load_minilm
+from flashgen.models.loading import load_diffusers_model, load_tokenizer, load_transformers_model
 from flashgen.train import EMA, TrainContext, TrainTask
 
 
@@ -43,7 +46,10 @@ from flashgen.train import EMA, TrainContext, TrainTask
 class TeacherTaskConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     vae_dir: str = ""  # AutoencoderKL folder (stage 1 export: <run>/vae/export/vae)
-    clip_dir: str = ""  # folder holding text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/
+    # the CLIP stage's export (text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/) or a
+    # model folder (its flashgen.json may name the tokenizers, e.g. "clip:32")
+    clip_dir: str = ""
+    init_transformer: str | None = None  # a transformer folder to start from (None: random)
     n_images: int = 20_000
     batch_size: int = 64
     lr: float = 5e-4
@@ -110,6 +116,8 @@ class TeacherTask(TrainTask):
         self.latents = self._encode_images()
         self.texts, self.val_texts, self.select_texts = self._encode_texts()
         model = build_transformer(cfg.transformer, self.texts.pooled.shape[-1])
+        if cfg.init_transformer:
+            load_transformer_weights(model, cfg.init_transformer)
         if ctx.run.grad_checkpointing:
             model.enable_gradient_checkpointing()
         opt = torch.optim.AdamW(
@@ -142,21 +150,17 @@ class TeacherTask(TrainTask):
 
     @torch.no_grad()
     def _encode_texts(self) -> tuple[TextTable, TextTable, TextTable]:
-        from transformers import CLIPTextModelWithProjection, CLIPTokenizer
-
         cfg, dev = self.cfg, self.ctx.device
-        folder = Path(cfg.clip_dir)
         encoders = [
-            CLIPTextModelWithProjection.from_pretrained(
-                folder / sub, local_files_only=True, use_safetensors=True
+            load_transformers_model(
+                component_dir(cfg.clip_dir, sub), "CLIPTextModelWithProjection", torch.float32
             )
-            .eval()
             .requires_grad_(False)
             .to(dev)
             for sub in ("text_encoder", "text_encoder_2")
         ]
         toks = tuple(
-            CLIPTokenizer.from_pretrained(folder / sub, local_files_only=True)
+            load_tokenizer(component_dir(cfg.clip_dir, sub), "CLIPTokenizer")
             for sub in ("tokenizer", "tokenizer_2")
         )
         minilm, minilm_tok = load_minilm(dev)
@@ -324,10 +328,8 @@ class TeacherTask(TrainTask):
 
 
 def _load_vae(folder: str, device) -> torch.nn.Module:
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True)
-    return vae.eval().requires_grad_(False).to(device)
+    vae = load_diffusers_model(Path(folder), "AutoencoderKL", torch.float32)
+    return vae.requires_grad_(False).to(device)
 
 
 def _grid(images: np.ndarray, cols: int = 8) -> Image.Image:

@@ -1,0 +1,127 @@
+"""Continuing the shipped teacher (`continue_from`): a few steps at toy batch on the CPU."""
+
+import filecmp
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from flashgen.miniature.components import TransformerConfig, build_transformer
+from flashgen.miniature.continuation import load_transformer_weights
+from flashgen.miniature.presets import preset, with_overrides
+from flashgen.miniature.recipe import train_miniature
+from flashgen.models.modelcard import read_card
+from flashgen.models.registry import builtin_path
+
+SOURCE = "shapes-teacher"
+REUSED = ("vae", "text_encoder", "text_encoder_2")
+SHIPPED_DIT = [  # the shipped teacher's architecture (the cpu-smoke preset's is smaller)
+    "teacher.transformer.num_layers=5",
+    "teacher.transformer.num_heads=3",
+    "teacher.transformer.head_dim=64",
+    "teacher.transformer.dual_attention_layers=[0, 1]",
+]
+
+
+def _continue_cfg(**more):
+    items = [
+        f"continue_from={SOURCE!r}",
+        *SHIPPED_DIT,
+        "n_images=64",
+        "teacher.n_images=64",
+        "teacher.batch_size=4",
+        "teacher_budget.steps=2",
+        "teacher.eval_every=0",
+        "teacher.select_steps=2",
+        "teacher.select_prompts=3",
+        "teacher.select_guidances=[4.0]",
+        # an LR far below fp16's resolution: the exported EMA must be the source's weights
+        "teacher.lr=1e-10",
+    ]
+    return with_overrides(preset("cpu-smoke"), items + [f"{k}={v}" for k, v in more.items()])
+
+
+@pytest.fixture(scope="module")
+def continued(tmp_path_factory):
+    out = tmp_path_factory.mktemp("continue")
+    said = []
+    model = train_miniature(_continue_cfg(), out, device="cpu", say=said.append)
+    return out, model, said
+
+
+def test_loaded_transformer_is_the_source_transformer():
+    folder = builtin_path(SOURCE) / "transformer"
+    model = build_transformer(TransformerConfig(), 96)
+    load_transformer_weights(model, folder)
+    saved = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    state = model.state_dict()
+    assert saved.keys() <= state.keys()
+    for k, v in saved.items():
+        assert torch.equal(state[k], v.float()), k
+
+
+def test_continued_run_starts_from_the_source_and_skips_vae_and_clip(continued):
+    out, model, said = continued
+    assert any(f"continuing {SOURCE}" in s for s in said)
+    assert not (out / "vae").exists() and not (out / "clip").exists()
+    ours = load_file(str(model / "transformer" / "diffusion_pytorch_model.safetensors"))
+    source = load_file(
+        str(builtin_path(SOURCE) / "transformer" / "diffusion_pytorch_model.safetensors")
+    )
+    assert ours.keys() == source.keys()
+    assert all(torch.equal(ours[k], source[k]) for k in source)
+
+
+def test_reused_parts_are_the_source_files(continued):
+    _, model, _ = continued
+    src = builtin_path(SOURCE)
+    for sub in REUSED:
+        names = sorted(p.name for p in (src / sub).iterdir())
+        assert sorted(p.name for p in (model / sub).iterdir()) == names
+        same, _, _ = filecmp.cmpfiles(src / sub, model / sub, names, shallow=False)
+        assert same == names, sub
+    ours, theirs = read_card(model).external_components, read_card(src).external_components
+    for slot in ("tokenizer", "tokenizer_2", "text_encoder_3", "tokenizer_3"):
+        assert ours[slot] == theirs[slot]
+
+
+def test_continued_model_loads_and_generates(continued):
+    import flashgen
+    from flashgen.request import GenerationRequest
+
+    _, model, _ = continued
+    pipe = flashgen.load(str(model), device="cpu")
+    image = pipe.generate(GenerationRequest("a photo of a red circle", seed=0)).images[0]
+    assert np.asarray(image).shape == (64, 64, 3)
+
+
+def test_training_json_records_the_lineage(continued):
+    out, model, _ = continued
+    record = json.loads((model / "training.json").read_text())
+    source = json.loads((builtin_path(SOURCE) / "training.json").read_text())
+    assert record["continued_from"]["model"] == SOURCE
+    assert record["continued_from"]["training"] == source
+    assert [s["name"] for s in record["stages"]] == ["teacher"]
+    assert record["parameters"] == source["parameters"]
+    first, ours = record["teacher_runs"]
+    assert first["steps"] == source["stages"][-1]["steps"] and first["batch_size"] == 512
+    assert ours["steps"] == 2 and ours["batch_size"] == 4
+    totals = record["teacher_totals"]
+    assert totals["runs"] == 2 and totals["steps"] == first["steps"] + 2
+    assert totals["samples"] == first["samples"] + 8
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["continued_from"] == SOURCE and set(summary["stages"]) == {"teacher"}
+    assert summary["clip"] == source["stages"][1]["report"]
+
+
+def test_refuses_a_mismatching_transformer_config(tmp_path):
+    cfg = with_overrides(preset("cpu-smoke"), [f"continue_from={SOURCE!r}"])  # 2 layers
+    with pytest.raises(ValueError, match=r"teacher.transformer does not match.*num_layers 2 != 5"):
+        train_miniature(cfg, tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="is a student"):
+        train_miniature(
+            _continue_cfg(continue_from='"shapes-flash-4step"'), tmp_path / "s", device="cpu"
+        )
