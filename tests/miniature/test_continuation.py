@@ -85,6 +85,11 @@ def test_reused_parts_are_the_source_files(continued):
     ours, theirs = read_card(model).external_components, read_card(src).external_components
     for slot in ("tokenizer", "tokenizer_2", "text_encoder_3", "tokenizer_3"):
         assert ours[slot] == theirs[slot]
+    # the VAE is the same, so its tiny decoder is carried over (byte for byte)
+    assert read_card(model).tiny_decoder == read_card(src).tiny_decoder == "tiny_vae"
+    names = sorted(p.name for p in (src / "tiny_vae").iterdir())
+    same, _, _ = filecmp.cmpfiles(src / "tiny_vae", model / "tiny_vae", names, shallow=False)
+    assert same == names
 
 
 def test_continued_model_loads_and_generates(continued):
@@ -92,9 +97,10 @@ def test_continued_model_loads_and_generates(continued):
     from flashgen.request import GenerationRequest
 
     _, model, _ = continued
-    pipe = flashgen.load(str(model), device="cpu")
-    image = pipe.generate(GenerationRequest("a photo of a red circle", seed=0)).images[0]
-    assert np.asarray(image).shape == (64, 64, 3)
+    for decoder in ("full", "tiny"):
+        pipe = flashgen.load(str(model), device="cpu", decoder=decoder)
+        image = pipe.generate(GenerationRequest("a photo of a red circle", seed=0)).images[0]
+        assert np.asarray(image).shape == (64, 64, 3)
 
 
 def test_training_json_records_the_lineage(continued):

@@ -22,6 +22,7 @@ from flashgen.miniature.components import VAE_FACTOR, TransformerConfig, build_t
 from flashgen.models.loading import component_location, load_diffusers_model
 from flashgen.models.modelcard import read_card
 from flashgen.models.registry import resolve
+from flashgen.models.tiny_decoder import decoder_location
 
 TRAINING_FILE = "training.json"
 
@@ -35,6 +36,7 @@ class Source:
     vae_dir: Path
     transformer_dir: Path
     training: dict  # its training.json ({} when it has none)
+    tiny_vae_dir: Path | None = None  # its tiny decoder: still valid, the VAE is reused
 
     def parameters(self) -> dict[str, int]:
         """Parameters per component (the same as the source's: none of them changes shape)."""
@@ -84,6 +86,7 @@ def resolve_source(spec: str, transformer: TransformerConfig) -> Source:
         vae_dir=component_dir(folder, "vae"),
         transformer_dir=transformer_dir,
         training=json.loads(training.read_text()) if training.is_file() else {},
+        tiny_vae_dir=decoder_location("tiny", folder, card) if card.tiny_decoder else None,
     )
 
 

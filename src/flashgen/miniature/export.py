@@ -28,6 +28,7 @@ import torch
 from flashgen.miniature.components import build_scheduler
 from flashgen.miniature.continuation import component_dir
 from flashgen.models.modelcard import ModelCard
+from flashgen.models.tiny_decoder import SUBFOLDER as TINY_SUBFOLDER
 from flashgen.models.tokenizers import EOS
 
 MINILM_EXTERNAL = {"text_encoder_3": "minilm", "tokenizer_3": "minilm"}
@@ -81,8 +82,10 @@ def export_model(
     resolution: int = 64,
     record: dict | None = None,
     embed_tokenizers: bool = False,
+    tiny_vae_dir: Path | None = None,
 ) -> Path:
-    """Write the teacher folder at `dest` (replacing it atomically if it exists)."""
+    """Write the teacher folder at `dest` (replacing it atomically if it exists).
+    tiny_vae_dir: a tiny decoder for `vae_dir`'s latents, copied in as `tiny_vae/`."""
     from diffusers import AutoencoderKL, SD3Transformer2DModel
     from transformers import CLIPTextModelWithProjection
 
@@ -100,6 +103,8 @@ def export_model(
             shutil.copytree(component_dir(clip_dir, sub), tmp / sub)
         else:
             external[sub] = clip_tokenizer_name(component_dir(clip_dir, sub))
+    if tiny_vae_dir is not None:
+        shutil.copytree(tiny_vae_dir, tmp / TINY_SUBFOLDER)
     build_scheduler(shift).save_pretrained(tmp / "scheduler")
     (tmp / "model_index.json").write_text(json.dumps(model_index(), indent=2) + "\n")
     ModelCard(
@@ -111,6 +116,7 @@ def export_model(
         t5_max_length=t5_max_length,
         resolution=resolution,
         external_components=external,
+        tiny_decoder=TINY_SUBFOLDER if tiny_vae_dir is not None else None,
     ).write(tmp)
     (tmp / "training.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
     old = dest.with_name(dest.name + ".old")

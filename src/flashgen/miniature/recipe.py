@@ -152,6 +152,7 @@ def train_miniature(
         t5_max_length=cfg.teacher.t5_max_length,
         resolution=cfg.teacher.transformer.resolution,
         record=record,
+        tiny_vae_dir=source.tiny_vae_dir if source is not None else None,
     )
     summary = _summary(cfg, out, dest, counts, stages, source, time.monotonic() - t0)
     summary["teacher_totals"] = record["teacher_totals"]
