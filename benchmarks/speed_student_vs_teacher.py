@@ -10,8 +10,8 @@ hits), the sampling loop and the VAE decode. Prints one JSON line last.
         --out benchmarks/results/eval-speed/speed.json
     ... --compile --out benchmarks/results/eval-speed/speed-compiled.json   (torch.compile of
         both transformers and VAE decoders; the warm-up image absorbs compilation, ~2-5 min)
-    ... --decoder tiny --out benchmarks/results/eval-speed/speed-tiny.json   (both models decode
-        with the Shapes tiny decoder instead of the full VAE)
+    ... --with-tiny --out benchmarks/results/eval-speed/speed-tiny.json   (also both models with
+        the Shapes tiny decoder, in the same alternation: four pipelines, one process)
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def main() -> int:
         "--compile", action="store_true", help="torch.compile both transformers and VAE decoders"
     )
     p.add_argument(
-        "--decoder", default=None, help="both models' decoder: full (default), tiny or a folder"
+        "--with-tiny",
+        action="store_true",
+        help="also time both models with their tiny decoder (--decoder tiny), same alternation",
     )
     args = p.parse_args()
     if args.repeats < 1:
@@ -48,10 +50,10 @@ def main() -> int:
     from flashgen.request import GenerationRequest
     from flashgen.shapes.prompt_sets import load_prompt_set
 
-    pipes = {
-        role: flashgen.load(model, decoder=args.decoder)
-        for role, model in (("teacher", args.teacher), ("student", args.student))
-    }
+    pipes = {"teacher": flashgen.load(args.teacher), "student": flashgen.load(args.student)}
+    if args.with_tiny:
+        pipes["teacher+tiny"] = flashgen.load(args.teacher, decoder="tiny")
+        pipes["student+tiny"] = flashgen.load(args.student, decoder="tiny")
     if args.compile:
         for pipe in pipes.values():
             pipe.components.transformer = torch.compile(pipe.components.transformer)
@@ -82,25 +84,21 @@ def main() -> int:
     cpu_med = {k: statistics.median(v) for k, v in cpu_times.items()}
     stage_med = {k: {s: statistics.median(v) for s, v in d.items()} for k, d in stages.items()}
     record = {
-        "method": "one process, both pipelines loaded and warmed up, timed generations "
+        "method": "one process, all pipelines loaded and warmed up, timed generations "
         "alternating teacher/student over distinct eval prompts, median wall seconds per image "
         "(prompt encoding + sampling + VAE decode), batch 1",
-        "teacher": {
-            **settings["teacher"],
-            "seconds_per_image": med["teacher"],
-            "cpu_seconds_per_image": cpu_med["teacher"],
-            "stages": stage_med["teacher"],
-        },
-        "student": {
-            **settings["student"],
-            "seconds_per_image": med["student"],
-            "cpu_seconds_per_image": cpu_med["student"],
-            "stages": stage_med["student"],
+        **{
+            role: {
+                **settings[role],
+                "seconds_per_image": med[role],
+                "cpu_seconds_per_image": cpu_med[role],
+                "stages": stage_med[role],
+            }
+            for role in pipes
         },
         "speedup": med["teacher"] / med["student"],
         "cpu_speedup": cpu_med["teacher"] / cpu_med["student"],
         "compiled": args.compile,
-        "decoder": args.decoder or "full",
         "target_speedup": 15.0,
         "repeats": args.repeats,
         "threads": args.threads,
@@ -109,6 +107,10 @@ def main() -> int:
         "torch": torch.__version__,
         "commit": git_commit(),
     }
+    if args.with_tiny:  # both with the tiny decoder, and the student's alone against the teacher
+        record["speedup_tiny"] = med["teacher+tiny"] / med["student+tiny"]
+        record["cpu_speedup_tiny"] = cpu_med["teacher+tiny"] / cpu_med["student+tiny"]
+        record["speedup_student_tiny_vs_teacher"] = med["teacher"] / med["student+tiny"]
     line = json.dumps(record)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ for m in shapes-flash-4step shapes-flash-2step; do
   $FG eval run --model $m --images-per-prompt "$IPP" --threads "$THREADS" --out $R/$m-tiny \
     --decoder tiny
   $PY benchmarks/paired.py $R/$m-tiny --baseline $m --baseline-out $R/$m-full | tail -1
-  for d in $R/$m-full $R/$m-tiny; do  # git keeps results.json, report/ and paired.md
-    cp benchmarks/results/eval-quant/.gitignore $d/
+  for d in $R/$m-full $R/$m-tiny; do  # git keeps results.json and paired.md
+    printf '# per-image folders and report grids are reproducible (benchmarks/tiny_decoder_quality.sh): keep results.json + paired.md\n/*/\n' > $d/.gitignore
   done
 done

@@ -21,6 +21,15 @@ def tiny(tmp_path_factory):
     return build_tiny_sd35(tmp_path_factory.mktemp("c") / "tiny")
 
 
+def _taesd3_layout(folder):
+    from diffusers import AutoencoderTiny
+
+    AutoencoderTiny(latent_channels=16, scaling_factor=1.0, shift_factor=0.0).save_pretrained(
+        folder
+    )
+    return folder
+
+
 def test_compare_writes_json_and_plot(tiny, tmp_path, capsys):
     argv = [
         "bench",
@@ -28,7 +37,9 @@ def test_compare_writes_json_and_plot(tiny, tmp_path, capsys):
         "--model",
         str(tiny),
         "--variants",
-        "diffusers+fp32,flashgen+laptop",
+        "diffusers+fp32,flashgen+laptop,flashgen+tiny",
+        "--decoder",
+        str(_taesd3_layout(tmp_path / "taesd3")),
     ]
     argv += ["--width", "64", "--height", "64", "--steps", "2", "--repeats", "1", "--warmup", "0"]
     argv += ["--threads", "1", "--name", "t", "--results-dir", str(tmp_path)]
@@ -42,6 +53,8 @@ def test_compare_writes_json_and_plot(tiny, tmp_path, capsys):
         assert v["median_wall_s"] > 0 and v["peak_rss_gib"] > 0.1
         assert v["transformer_calls_per_image"] == 2
         assert rec["achieved_transformer_tflops"][label] > 0
+    tiny = rec["variants"]["flashgen+tiny"]
+    assert "error" not in tiny and tiny["median_wall_s"] > 0 and tiny["spec"]["tiny"]
     assert rec["speedup_vs_first"]["diffusers+fp32"] == 1.0
     assert {p["dtype"] for p in rec["matmul_peak"]["peaks"]} == {"fp32", "bf16", "int8"}
     assert 0 < rec["fraction_of_peak"]["flashgen+laptop"]["fraction"]
@@ -54,6 +67,10 @@ def test_variant_specs_parse_and_refuse_unknown_options():
     assert v.label == "flashgen+bf16+laptop+no-t5"
     with pytest.raises(ValueError, match="unknown option"):
         Variant.parse("diffusers+laptop")
+    tiny = Variant.parse("flashgen+laptop+tiny")
+    assert tiny.tiny and tiny.label == "flashgen+laptop+tiny" and not v.tiny
+    with pytest.raises(ValueError, match="unknown option"):
+        Variant.parse("diffusers+tiny")  # a tiny decoder is a flashgen load option
     with pytest.raises(ValueError, match="flashgen or diffusers"):
         Variant.parse("comfy")
 

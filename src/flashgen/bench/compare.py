@@ -34,6 +34,7 @@ class Variant:
     dtype: str | None = None
     profile: str | None = None
     drop_t5: bool = False
+    tiny: bool = False  # decode with a tiny decoder (CompareConfig.decoder)
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -48,9 +49,12 @@ class Variant:
                 kw["profile"] = o
             elif o == "no-t5":
                 kw["drop_t5"] = True
+            elif o == "tiny" and impl == "flashgen":
+                kw["tiny"] = True
             else:
                 raise ValueError(
-                    f"variant {spec!r}: unknown option {o!r} (dtypes {DTYPES}, profiles {PROFILES}, no-t5)"
+                    f"variant {spec!r}: unknown option {o!r} (dtypes {DTYPES}, profiles "
+                    f"{PROFILES}, no-t5, tiny)"
                 )
         return cls(impl, **kw)
 
@@ -61,6 +65,7 @@ class Variant:
                 self.impl,
                 *[x for x in (self.dtype, self.profile) if x],
                 *(["no-t5"] if self.drop_t5 else []),
+                *(["tiny"] if self.tiny else []),
             ]
         )
 
@@ -81,6 +86,7 @@ class CompareConfig:
     results_dir: str = "benchmarks/results"
     timeout_s: float = 6 * 3600
     measure_peak: bool = True
+    decoder: str = "tiny"  # what a "+tiny" variant decodes with: the model's own, or a folder
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -117,7 +123,7 @@ class _TransformerClock:
         module.register_forward_hook(post)
 
 
-def _load(variant: Variant, model: str, device: str):
+def _load(variant: Variant, model: str, device: str, decoder: str = "tiny"):
     import torch
 
     if variant.impl == "flashgen":
@@ -128,6 +134,7 @@ def _load(variant: Variant, model: str, device: str):
             "dtype": variant.dtype,
             "profile": variant.profile,
             "drop_t5": variant.drop_t5,
+            "decoder": decoder if variant.tiny else None,
         }
         pipe = flashgen.load(model, **{k: v for k, v in kw.items() if v not in (None, False)})
         return pipe, pipe.transformer
@@ -190,7 +197,7 @@ def run_worker(spec: str, cfg: dict) -> dict:
     variant = Variant.parse(spec)
     device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
-    pipe, transformer = _load(variant, cfg["model"], device)
+    pipe, transformer = _load(variant, cfg["model"], device, cfg.get("decoder", "tiny"))
     load_s = time.perf_counter() - t0
     rss_load = env.current_rss_bytes()
     clock = _TransformerClock(transformer, device)
@@ -276,6 +283,7 @@ def run_compare(cfg: CompareConfig) -> dict:
             "warmup",
             "seed",
             "threads",
+            "decoder",
         )
     }
     variants = {}

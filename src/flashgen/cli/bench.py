@@ -112,7 +112,13 @@ def _register_compare(verbs) -> None:
     p.add_argument(
         "--variants",
         default="diffusers+bf16,flashgen",
-        help="comma-separated impl[+dtype][+profile][+no-t5], the first is the baseline",
+        help="comma-separated impl[+dtype][+profile][+no-t5][+tiny], the first is the baseline",
+    )
+    p.add_argument(
+        "--decoder",
+        default="tiny",
+        metavar="tiny|DIR",
+        help="what +tiny variants decode with: the model's own tiny decoder or a TAESD folder",
     )
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--height", type=int, default=512)
@@ -145,6 +151,7 @@ def _compare(args) -> int:
         name=args.name,
         results_dir=args.results_dir,
         measure_peak=not args.no_peak,
+        decoder=args.decoder,
     )
     emit(run_compare(cfg), None)
     return 0
