@@ -10,10 +10,11 @@ from flashgen.miniature.losses import (
     encoder_dropout_keep,
     foreground_weights,
     logit_normal_sigmas,
+    reconstruction_loss,
     rectified_flow_loss,
     vae_loss,
 )
-from flashgen.miniature.schedule import Progress, lr_at
+from flashgen.miniature.schedule import Progress, apply_lr, lr_at
 
 
 def test_encoder_dropout_is_independent_per_encoder():
@@ -64,6 +65,11 @@ def test_vae_loss_weights_objects_and_edges():
     blurred[:, :, 4, 4:8] = 0.5 * (x[:, :, 3, 4:8] + x[:, :, 4, 4:8])
     worse, m = vae_loss(x, blurred, mean, logvar, w)
     assert worse > 0 and m["grad"] > 0
+    # the VAE loss is the reconstruction loss (also the tiny decoder's) plus the weighted KL
+    rec, _ = reconstruction_loss(blurred, x, w)
+    mean.fill_(1.0)
+    with_kl, m = vae_loss(x, blurred, mean, logvar, w, kl_weight=0.5)
+    assert m["kl"].item() == 0.5 * 16 * 4 and torch.equal(with_kl, rec + 0.5 * m["kl"])
 
 
 def test_contrastive_loss_masks_duplicate_captions_and_ranks_hard_negatives():
@@ -91,6 +97,13 @@ def test_lr_schedule_warmup_decay_and_clock():
     assert lr_at(9, 0.0, peak=1.0, warmup=10, min_ratio=0.1) == 1.0
     assert math.isclose(lr_at(50, 1.0, peak=1.0, warmup=10, min_ratio=0.1), 0.1)
     assert math.isclose(lr_at(50, 0.5, peak=1.0, warmup=10, min_ratio=0.0), 0.5)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+    cfg = type("Stage", (), {"lr": 2.0, "warmup_steps": 10, "min_lr_ratio": 0.1})
+    assert (
+        apply_lr(opt, 50, 0.5, cfg)
+        == opt.param_groups[0]["lr"]
+        == lr_at(50, 0.5, peak=2.0, warmup=10, min_ratio=0.1)
+    )
     steps_only = Progress(max_steps=100, budget_seconds=None)
     assert steps_only(25) == 0.25
     clocked = Progress(max_steps=10**9, budget_seconds=11.0, reserve=10.0)  # 1 s budget

@@ -27,7 +27,7 @@ from flashgen.miniature.components import CLIP_G, CLIP_L, ClipConfig, build_clip
 from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_model_space
 from flashgen.miniature.losses import clip_contrastive_loss
 from flashgen.miniature.negatives import KINDS, hard_negative, hard_negative_of_kind
-from flashgen.miniature.schedule import Progress, lr_at, set_lr
+from flashgen.miniature.schedule import Progress, apply_lr
 from flashgen.miniature.text import repad, tokenize
 from flashgen.models.tokenizers import clip_tokenizer
 from flashgen.train import TrainContext, TrainTask
@@ -175,16 +175,7 @@ class ClipTask(TrainTask):
     def train_step(self, batch, step: int) -> dict[str, float]:
         cfg = self.cfg
         x, caps, pick = batch
-        set_lr(
-            self.opt,
-            lr_at(
-                step,
-                self.progress(step),
-                peak=cfg.lr,
-                warmup=cfg.warmup_steps,
-                min_ratio=cfg.min_lr_ratio,
-            ),
-        )
+        apply_lr(self.opt, step, self.progress(step), cfg)
         b, k = pick.shape
         rows = caps[:, None].expand(b, k)
         ids_l = torch.cat([self.pos_l[caps], self.neg_l[rows, pick].flatten(0, 1)])

@@ -31,6 +31,37 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
+def reconstruction_loss(
+    out: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    mse_weight: float = 1.0,
+    grad_weight: float = 0.5,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Colour and edge fidelity of an image to its target:
+
+        L = mean(w |o - t|) + a mean(w (o - t)^2) + b mean(|grad o - grad t|)
+
+    w: foreground weights; grad: horizontal and vertical finite differences (sharp corners).
+    Metrics: the unweighted L1 and MSE, and the edge term.
+    """
+    out, target = out.float(), target.float()
+    err = out - target
+    l1 = (weights * err.abs()).mean()
+    l2 = (weights * err.square()).mean()
+    gx_o, gy_o = image_gradients(out)
+    gx_t, gy_t = image_gradients(target)
+    grad = 0.5 * ((gx_o - gx_t).abs().mean() + (gy_o - gy_t).abs().mean())
+    loss = l1 + mse_weight * l2 + grad_weight * grad
+    metrics = {
+        "l1": err.abs().mean().detach(),
+        "mse": err.square().mean().detach(),
+        "grad": grad.detach(),
+    }
+    return loss, metrics
+
+
 def vae_loss(
     x: torch.Tensor,
     recon: torch.Tensor,
@@ -42,30 +73,18 @@ def vae_loss(
     grad_weight: float = 0.5,
     kl_weight: float = 1e-6,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Reconstruction with colour and edge fidelity, and a small KL:
+    """The reconstruction loss of `recon` against `x` and a small KL:
 
-        L = mean(w |r - x|) + a mean(w (r - x)^2) + b mean(|grad r - grad x|) + c KL(q || N(0, I))
+        L = reconstruction_loss(recon, x, w) + c KL(q || N(0, I))
 
-    w: foreground weights; grad: horizontal and vertical finite differences (sharp corners);
     KL = 0.5 sum(mu^2 + e^logvar - 1 - logvar) per sample, averaged over the batch.
     """
-    x, recon = x.float(), recon.float()
-    err = recon - x
-    l1 = (weights * err.abs()).mean()
-    l2 = (weights * err.square()).mean()
-    gx_r, gy_r = image_gradients(recon)
-    gx_x, gy_x = image_gradients(x)
-    grad = 0.5 * ((gx_r - gx_x).abs().mean() + (gy_r - gy_x).abs().mean())
+    rec, metrics = reconstruction_loss(
+        recon, x, weights, mse_weight=mse_weight, grad_weight=grad_weight
+    )
     mean, logvar = mean.float(), logvar.float()
     kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
-    loss = l1 + mse_weight * l2 + grad_weight * grad + kl_weight * kl
-    metrics = {
-        "l1": err.abs().mean().detach(),
-        "mse": err.square().mean().detach(),
-        "grad": grad.detach(),
-        "kl": kl.detach(),
-    }
-    return loss, metrics
+    return rec + kl_weight * kl, {**metrics, "kl": kl.detach()}
 
 
 # ---------------------------------------------------------------------------------------------

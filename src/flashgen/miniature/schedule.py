@@ -52,3 +52,11 @@ class Progress:
 def set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def apply_lr(optimizer, step: int, progress: float, cfg) -> float:
+    """Set and return the LR of `step` for a stage config with `lr`, `warmup_steps` and
+    `min_lr_ratio` (the peak, the warm-up length and the floor of the cosine decay)."""
+    lr = lr_at(step, progress, peak=cfg.lr, warmup=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
+    set_lr(optimizer, lr)
+    return lr

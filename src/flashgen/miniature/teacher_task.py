@@ -36,7 +36,7 @@ from flashgen.miniature.losses import (
     noisy_latents,
     rectified_flow_loss,
 )
-from flashgen.miniature.schedule import Progress, lr_at, set_lr
+from flashgen.miniature.schedule import Progress, apply_lr
 from flashgen.miniature.text import TextTable, encode_table, load_minilm
 from flashgen.models.loading import load_diffusers_model, load_tokenizer, load_transformers_model
 from flashgen.train import EMA, TrainContext, TrainTask
@@ -222,16 +222,7 @@ class TeacherTask(TrainTask):
     def train_step(self, batch, step: int) -> dict[str, float]:
         cfg = self.cfg
         x0, noise, sigma, rows, keep = batch
-        set_lr(
-            self.opt,
-            lr_at(
-                step,
-                self.progress(step),
-                peak=cfg.lr,
-                warmup=cfg.warmup_steps,
-                min_ratio=cfg.min_lr_ratio,
-            ),
-        )
+        apply_lr(self.opt, step, self.progress(step), cfg)
         cond, pooled = self.texts.gather(rows, keep)
         self.opt.zero_grad(set_to_none=True)
         try:

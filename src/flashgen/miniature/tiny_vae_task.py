@@ -38,8 +38,8 @@ import torch
 
 from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_model_space, to_uint8
 from flashgen.miniature.evaluate import prompt_batch, render_prompts
-from flashgen.miniature.losses import foreground_weights, image_gradients
-from flashgen.miniature.schedule import Progress, lr_at, set_lr
+from flashgen.miniature.losses import foreground_weights, reconstruction_loss
+from flashgen.miniature.schedule import Progress, apply_lr
 from flashgen.shapes.scorer import score_alignment
 from flashgen.shapes.world import BACKGROUND
 from flashgen.train import EMA, TrainContext, TrainTask
@@ -102,19 +102,6 @@ def load_reference_vae(model: str):
     folder, _ = component_location(resolve(model).path, "vae")
     vae = load_diffusers_model(folder, "AutoencoderKL", torch.float32)
     return vae.requires_grad_(False).eval()
-
-
-def recon_loss(out, target, weights, *, mse_weight: float, grad_weight: float):
-    """mean(w |o - t|) + a mean(w (o - t)^2) + b mean(|grad o - grad t|), and its parts."""
-    out, target = out.float(), target.float()
-    err = out - target
-    l1 = (weights * err.abs()).mean()
-    l2 = (weights * err.square()).mean()
-    gx_o, gy_o = image_gradients(out)
-    gx_t, gy_t = image_gradients(target)
-    grad = 0.5 * ((gx_o - gx_t).abs().mean() + (gy_o - gy_t).abs().mean())
-    loss = l1 + mse_weight * l2 + grad_weight * grad
-    return loss, {"l1": l1.detach(), "mse": l2.detach(), "grad": grad.detach()}
 
 
 class TinyVaeModule(torch.nn.Module):
@@ -196,19 +183,10 @@ class TinyVaeTask(TrainTask):
         cfg = self.cfg
         x, z, z_in, target = batch
         n_enc = max(1, round(cfg.encoder_share * x.shape[0]))
-        set_lr(
-            self.opt,
-            lr_at(
-                step,
-                self.progress(step),
-                peak=cfg.lr,
-                warmup=cfg.warmup_steps,
-                min_ratio=cfg.min_lr_ratio,
-            ),
-        )
+        apply_lr(self.opt, step, self.progress(step), cfg)
         with self.ctx.autocast():
             z_hat, image = self.model(x[:n_enc], z_in)
-        dec, metrics = recon_loss(
+        dec, metrics = reconstruction_loss(
             image,
             target,
             foreground_weights(x, self.background, cfg.fg_weight),

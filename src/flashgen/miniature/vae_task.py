@@ -20,7 +20,7 @@ from flashgen.miniature.components import VaeConfig, build_vae
 from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_model_space
 from flashgen.miniature.evaluate import reconstruction_report
 from flashgen.miniature.losses import foreground_weights, vae_loss
-from flashgen.miniature.schedule import Progress, lr_at, set_lr
+from flashgen.miniature.schedule import Progress, apply_lr
 from flashgen.shapes.world import BACKGROUND
 from flashgen.train import EMA, TrainContext, TrainTask
 
@@ -105,16 +105,7 @@ class VaeTask(TrainTask):
 
     def train_step(self, x: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.cfg
-        set_lr(
-            self.opt,
-            lr_at(
-                step,
-                self.progress(step),
-                peak=cfg.lr,
-                warmup=cfg.warmup_steps,
-                min_ratio=cfg.min_lr_ratio,
-            ),
-        )
+        apply_lr(self.opt, step, self.progress(step), cfg)
         with self.ctx.autocast():
             recon, mean, logvar = self.model(x)
         loss, metrics = vae_loss(

@@ -24,7 +24,6 @@ from flashgen.errors import ModelLoadError, UsageError
 if TYPE_CHECKING:  # the CLI imports this module for its help text: keep torch out of it
     import torch
 
-CHOICES = ("full", "tiny")  # or a folder path
 HELP = (
     "image decoder: 'full' (the model's VAE, default), 'tiny' (the model's own tiny decoder, "
     "much faster on CPUs) or a TAESD-layout AutoencoderTiny folder such as madebyollin/taesd3"
@@ -88,7 +87,8 @@ def check_decoder(decoder: str | Path | None, source) -> None:
 
 
 def check_tiny_folder(folder: Path) -> None:
-    """ModelLoadError unless `folder` holds a diffusers AutoencoderTiny (config + weights)."""
+    """ModelLoadError unless `folder`'s config.json names a diffusers AutoencoderTiny (its
+    weights are checked when it is loaded)."""
     config = folder / "config.json"
     if not config.is_file():
         raise ModelLoadError(
