@@ -93,6 +93,7 @@ def test_a1111_txt2img_images_and_info(client):
     info = json.loads(out["info"])
     assert info["all_seeds"] == [11, 12] and info["steps"] == 2 and info["cfg_scale"] == 1.0
     assert info["negative_prompt"] == "blurry"
+    assert info["sd_vae_name"] is None  # A1111's "Automatic": the model's own VAE
     im = png(out["images"][1])
     assert im.size == (64, 64)
     assert im.text[PARAMETERS_KEY] == info["infotexts"][1]

@@ -38,6 +38,7 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> dict:
         "steps": settings["steps"],
         "batch_size": len(rendered.seeds),
         "sd_model_name": service.model_id,
+        "sd_vae_name": None if settings.get("decoder", "full") == "full" else settings["decoder"],
         "infotexts": rendered.infotexts,
         "job_timestamp": None,
         "version": "flashgen",
