@@ -21,7 +21,8 @@ def test_lists_builtins_and_given_folder(cache, tmp_path, capsys):
     folder = build_tiny_sd35(tmp_path / "my-model", with_t5=False)
     assert main(["models", str(folder)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "KIND", "STEPS", "GUIDANCE", "SIZE", "SOURCE", "PATH"]
+    header = ["NAME", "KIND", "STEPS", "GUIDANCE", "DECODERS", "SIZE", "SOURCE", "PATH"]
+    assert lines[0].split() == header
     names = [ln.split()[0] for ln in lines[1:]]
     assert {"shapes-teacher", "shapes-flash-4step", "shapes-flash-2step", "tiny-random"} <= set(
         names
@@ -32,6 +33,8 @@ def test_lists_builtins_and_given_folder(cache, tmp_path, capsys):
     assert "not built" in tiny  # a fresh cache: built on first use only
     assert lines[-1].split()[0] == "my-model" and lines[-1].endswith(str(folder.resolve()))
     assert "directory" in lines[-1] and re.search(r" \d+\.\d [KMG]B ", lines[-1])
+    assert default.split()[6] == "full,tiny"  # the shipped student can use the tiny decoder
+    assert lines[-1].split()[4] == "full"
 
 
 def test_json_output(cache, tmp_path, capsys):
@@ -42,6 +45,8 @@ def test_json_output(cache, tmp_path, capsys):
     assert defaults == ["shapes-flash-4step"]
     assert rows[-1]["source"] == "directory" and rows[-1]["size_bytes"] > 0
     assert (rows[-1]["default_steps"], rows[-1]["default_guidance"]) == (4, 5.0)
+    assert rows[-1]["tiny_decoder"] is False
+    assert next(r for r in rows if r["name"] == "shapes-teacher")["tiny_decoder"] is True
 
 
 @pytest.mark.parametrize(

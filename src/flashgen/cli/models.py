@@ -9,7 +9,7 @@ import argparse
 import json
 from dataclasses import asdict
 
-COLUMNS = ("NAME", "KIND", "STEPS", "GUIDANCE", "SIZE", "SOURCE", "PATH")
+COLUMNS = ("NAME", "KIND", "STEPS", "GUIDANCE", "DECODERS", "SIZE", "SOURCE", "PATH")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "models",
         help="list built-in models (and describe given model folders/files)",
         description="List the built-in models, then each given diffusers folder or .safetensors "
-        "file: kind (teacher or distilled student), default steps and guidance, size on disk, "
-        "path. The default model (used when --model is not given) is marked with *.",
+        "file: kind (teacher or distilled student), default steps and guidance, the decoders "
+        "it can use (--decoder), size on disk, path. The default model (used when --model is not given) is marked with *.",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="model folders or .safetensors files")
     p.add_argument("--json", action="store_true", help="one JSON object per model, per line")
@@ -49,6 +49,7 @@ def _row(info) -> tuple[str, ...]:
         info.kind,
         "-" if info.default_steps is None else str(info.default_steps),
         guidance,
+        "full,tiny" if info.tiny_decoder else "full",
         human_size(info.size_bytes),
         info.source,
         info.path,

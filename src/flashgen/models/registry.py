@@ -110,6 +110,7 @@ class ModelInfo:
     path: str
     size_bytes: int | None  # None: not built yet (tiny-random is built on first use)
     default: bool = False
+    tiny_decoder: bool = False  # ships its own tiny decoder (`--decoder tiny`)
 
 
 def _size(path: Path) -> int:
@@ -151,6 +152,7 @@ def model_info(spec: str | Path) -> ModelInfo:
         path=str(source.path),
         size_bytes=_size(source.path),
         default=source.kind == "builtin" and source.model_id == default,
+        tiny_decoder=bool(card.tiny_decoder),
     )
 
 
