@@ -20,6 +20,7 @@ import argparse
 import copy
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,12 +75,14 @@ def main() -> int:
 
     import flashgen
     from flashgen.bench import env
+    from flashgen.models.tiny import build_taesd3_layout
 
     torch.manual_seed(0)
     record: dict = {"bench": "decoder_speed", "threads": args.threads, "repeats": args.repeats}
     config = AutoencoderKL.load_config(args.sd35_vae)
     full = AutoencoderKL.from_config(config)
-    tiny = AutoencoderTiny(latent_channels=16, scaling_factor=1.0, shift_factor=0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = AutoencoderTiny.from_pretrained(build_taesd3_layout(Path(tmp) / "taesd3"))
     for size in args.sizes:
         latent = torch.randn(1, 16, size // 8, size // 8)
         record[f"sd35_{size}px"] = _pair(full, tiny, latent, args.repeats)

@@ -13,21 +13,12 @@ from flashgen.bench.compare import Variant
 from flashgen.bench.energy import EnergyMeter, energy_record, rapl_domains
 from flashgen.bench.flops import image_flops, measure_matmul_peak, transformer_step_flops
 from flashgen.cli import main
-from flashgen.models.tiny import build_tiny_sd35
+from flashgen.models.tiny import build_taesd3_layout, build_tiny_sd35
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return build_tiny_sd35(tmp_path_factory.mktemp("c") / "tiny")
-
-
-def _taesd3_layout(folder):
-    from diffusers import AutoencoderTiny
-
-    AutoencoderTiny(latent_channels=16, scaling_factor=1.0, shift_factor=0.0).save_pretrained(
-        folder
-    )
-    return folder
 
 
 def test_compare_writes_json_and_plot(tiny, tmp_path, capsys):
@@ -39,7 +30,7 @@ def test_compare_writes_json_and_plot(tiny, tmp_path, capsys):
         "--variants",
         "diffusers+fp32,flashgen+laptop,flashgen+tiny",
         "--decoder",
-        str(_taesd3_layout(tmp_path / "taesd3")),
+        str(build_taesd3_layout(tmp_path / "taesd3")),
     ]
     argv += ["--width", "64", "--height", "64", "--steps", "2", "--repeats", "1", "--warmup", "0"]
     argv += ["--threads", "1", "--name", "t", "--results-dir", str(tmp_path)]

@@ -17,18 +17,17 @@ from flashgen.errors import ModelLoadError, UsageError
 from flashgen.images import read_metadata
 from flashgen.models.modelcard import ModelCard
 from flashgen.models.registry import BUILTIN_DIR
-from flashgen.models.tiny import build_tiny_sd35
+from flashgen.models.tiny import build_taesd3_layout, build_tiny_sd35
 
 PROMPT = "a red circle left of a blue square"
 
 
 def _taesd3_layout(folder, *, latent_channels: int = 16, seed: int = 0):
-    """A random-weight AutoencoderTiny with madebyollin/taesd3's layout and diffusers config
-    (64 channels, 16 latent channels, scaling_factor 1, shift_factor 0)."""
+    """A TAESD3-layout decoder whose images differ visibly from a constant grey."""
     from diffusers import AutoencoderTiny
 
-    torch.manual_seed(seed)
-    model = AutoencoderTiny(latent_channels=latent_channels, scaling_factor=1.0, shift_factor=0.0)
+    build_taesd3_layout(folder, latent_channels=latent_channels, seed=seed)
+    model = AutoencoderTiny.from_pretrained(folder)
     with torch.no_grad():  # random init decodes to near-constant grey: make images differ
         for p in model.decoder.parameters():
             p.mul_(1.5)

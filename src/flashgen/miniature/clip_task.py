@@ -156,8 +156,7 @@ class ClipTask(TrainTask):
         )
         self.model, self.opt = ctx.prepare(model, opt)
         self.batch_size = cfg.batch_size
-        budget = ctx.run.max_minutes * 60 if (cfg.time_schedule and ctx.run.max_minutes) else None
-        self.progress = Progress(ctx.run.max_steps, budget, reserve=10.0, t0=t_setup)
+        self.progress = Progress.for_stage(ctx.run, cfg.time_schedule, 10.0, t_setup)
 
     def state(self) -> dict:
         return {"model": self.model, "opt": self.opt}

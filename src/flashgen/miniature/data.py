@@ -95,6 +95,13 @@ def to_model_space(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
+def background(device: torch.device | str = "cpu") -> torch.Tensor:
+    """The Shapes World canvas colour in model space, [3] in [-1, 1]."""
+    from flashgen.shapes.world import BACKGROUND
+
+    return (torch.tensor(BACKGROUND, dtype=torch.float32) / 127.5 - 1.0).to(device)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float (B, 3, H, W) in [-1, 1] -> uint8 numpy (B, H, W, 3), rounded as diffusers does."""
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -66,6 +66,12 @@ def reconstruct(vae, images: np.ndarray, device, batch_size: int = 256) -> np.nd
     return np.concatenate(out)
 
 
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 image arrays, in dB."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
 def reconstruction_report(vae, device, split: str = "eval", limit: int = 0) -> dict:
     """Reconstruction error (0-255 scale) and the scorer's pass rate on reconstructions."""
     batch = prompt_batch(split, limit)
@@ -80,7 +86,7 @@ def reconstruction_report(vae, device, split: str = "eval", limit: int = 0) -> d
         "n": len(batch.prompts),
         "l1": float(np.mean(np.abs(err))),
         "mse": mse,
-        "psnr": float(10 * np.log10(255.0**2 / max(mse, 1e-12))),
+        "psnr": psnr(recon, originals),
         "pass_rate": float(np.mean(rec.correct)),
         "original_pass_rate": float(np.mean(orig.correct)),
         "tasks": rec.tasks,

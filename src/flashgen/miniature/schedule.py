@@ -42,6 +42,12 @@ class Progress:
         self.budget = None if budget_seconds is None else max(1.0, budget_seconds - reserve)
         self.t0 = time.monotonic() if t0 is None else t0
 
+    @classmethod
+    def for_stage(cls, run, time_schedule: bool, reserve: float, t0: float) -> Progress:
+        """A stage's progress: by steps, and by run.max_minutes too when `time_schedule`."""
+        budget = run.max_minutes * 60 if (time_schedule and run.max_minutes) else None
+        return cls(run.max_steps, budget, reserve=reserve, t0=t0)
+
     def __call__(self, step: int) -> float:
         p = step / max(1, self.max_steps)
         if self.budget is not None:

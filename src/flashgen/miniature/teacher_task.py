@@ -136,8 +136,7 @@ class TeacherTask(TrainTask):
         # noisy ones: measured, a 1,000-step CPU continuation with the ramp lost 0.09 validation
         self.ema = EMA(ctx.unwrap(self.model), decay=cfg.ema_decay, warmup=not cfg.init_transformer)
         self.batch_size = cfg.batch_size
-        budget = ctx.run.max_minutes * 60 if (cfg.time_schedule and ctx.run.max_minutes) else None
-        self.progress = Progress(ctx.run.max_steps, budget, reserve=15.0, t0=t_setup)
+        self.progress = Progress.for_stage(ctx.run, cfg.time_schedule, 15.0, t_setup)
 
     @torch.no_grad()
     def _encode_images(self) -> torch.Tensor:

@@ -36,12 +36,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_model_space, to_uint8
-from flashgen.miniature.evaluate import prompt_batch, render_prompts
+from flashgen.miniature.data import (
+    ShapesSet,
+    background,
+    batch_indices,
+    render_set,
+    to_model_space,
+    to_uint8,
+)
+from flashgen.miniature.evaluate import prompt_batch, psnr, render_prompts
 from flashgen.miniature.losses import foreground_weights, reconstruction_loss
 from flashgen.miniature.schedule import Progress, apply_lr
 from flashgen.shapes.scorer import score_alignment
-from flashgen.shapes.world import BACKGROUND
 from flashgen.train import EMA, TrainContext, TrainTask
 
 
@@ -144,10 +150,8 @@ class TinyVaeTask(TrainTask):
         self.model, self.opt = ctx.prepare(TinyVaeModule(tiny), opt)
         self.ema = EMA(ctx.unwrap(self.model), decay=cfg.ema_decay, warmup=True)
         self.batch_size = cfg.batch_size
-        budget = ctx.run.max_minutes * 60 if (cfg.time_schedule and ctx.run.max_minutes) else None
-        self.progress = Progress(ctx.run.max_steps, budget, reserve=10.0, t0=t_setup)
-        bg = torch.tensor(BACKGROUND, dtype=torch.float32) / 127.5 - 1.0
-        self.background = bg.to(ctx.device)
+        self.progress = Progress.for_stage(ctx.run, cfg.time_schedule, 10.0, t_setup)
+        self.background = background(ctx.device)
 
     def state(self) -> dict:
         return {"model": self.model, "opt": self.opt, "ema": self.ema}
@@ -238,11 +242,6 @@ def training_record(cfg: TinyVaeTaskConfig, steps: int | None, report: dict) -> 
     }
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
-
-
 @torch.no_grad()
 def tiny_decoder_report(tiny, vae, device, limit: int = 0, split: str = "eval") -> dict:
     """Evaluation renders -> full VAE encoder -> tiny and full decoders: scorer pass rates and
@@ -264,8 +263,8 @@ def tiny_decoder_report(tiny, vae, device, limit: int = 0, split: str = "eval") 
         "n": len(batch.prompts),
         "tiny_pass_rate": float(np.mean(rec.correct)),
         "full_pass_rate": float(np.mean(ref.correct)),
-        "psnr_tiny_vs_original": _psnr(tiny_u8, originals),
-        "psnr_tiny_vs_full": _psnr(tiny_u8, full_u8),
-        "psnr_full_vs_original": _psnr(full_u8, originals),
+        "psnr_tiny_vs_original": psnr(tiny_u8, originals),
+        "psnr_tiny_vs_full": psnr(tiny_u8, full_u8),
+        "psnr_full_vs_original": psnr(full_u8, originals),
         "tasks": rec.tasks,
     }

@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from flashgen.miniature.components import VaeConfig, build_vae
-from flashgen.miniature.data import ShapesSet, batch_indices, render_set, to_model_space
+from flashgen.miniature.data import ShapesSet, background, batch_indices, render_set, to_model_space
 from flashgen.miniature.evaluate import reconstruction_report
 from flashgen.miniature.losses import foreground_weights, vae_loss
 from flashgen.miniature.schedule import Progress, apply_lr
-from flashgen.shapes.world import BACKGROUND
 from flashgen.train import EMA, TrainContext, TrainTask
 
 
@@ -89,10 +88,8 @@ class VaeTask(TrainTask):
         self.model, self.opt = ctx.prepare(VaeModule(vae), opt)
         self.ema = EMA(ctx.unwrap(self.model), decay=cfg.ema_decay, warmup=True)
         self.batch_size = cfg.batch_size
-        budget = ctx.run.max_minutes * 60 if (cfg.time_schedule and ctx.run.max_minutes) else None
-        self.progress = Progress(ctx.run.max_steps, budget, reserve=10.0, t0=t_setup)
-        bg = torch.tensor(BACKGROUND, dtype=torch.float32) / 127.5 - 1.0
-        self.background = bg.to(ctx.device)
+        self.progress = Progress.for_stage(ctx.run, cfg.time_schedule, 10.0, t_setup)
+        self.background = background(ctx.device)
 
     def state(self) -> dict:
         return {"model": self.model, "opt": self.opt, "ema": self.ema}

@@ -225,3 +225,18 @@ def ensure_tiny_random(cache_dir: str | Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def build_taesd3_layout(out_dir: str | Path, *, latent_channels: int = 16, seed: int = 0) -> Path:
+    """Write a random-weight AutoencoderTiny with madebyollin/taesd3's layout and diffusers config
+    (64 channels, scaling_factor 1, shift_factor 0) to out_dir: a stand-in for TAESD3 in tests
+    and benchmarks (its weights cannot be downloaded here)."""
+    from diffusers import AutoencoderTiny
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoencoderTiny(
+            latent_channels=latent_channels, scaling_factor=1.0, shift_factor=0.0
+        )
+    model.save_pretrained(out_dir, safe_serialization=True)
+    return Path(out_dir)
