@@ -1,8 +1,10 @@
-"""Measure the activation-memory constants of flashgen.profiles (C_TF, C_VAE) on this machine.
+"""Measure the activation-memory constants of flashgen.profiles (C_TF, C_VAE, C_TINY) here.
 
 Peak-RSS delta of one SD3-style transformer forward (fp32, 4 layers, width 512, dual attention
-in the first two) at 256 and 512 px, and of one decode of SD3.5's real VAE (random weights) at
-256 and 512 px, normalised by B*N*D*4 and C0*H*W*4. Writes results/memory_calibration.json.
+in the first two) at 256 and 512 px, of one decode of SD3.5's real VAE (random weights) at 256
+and 512 px, and of one decode of a TAESD3-layout tiny decoder (random weights) at 256, 512 and
+1024 px, normalised by B*N*D*4, C0*H*W*4 and C_last*H*W*4 (C_last: the tiny decoder's last
+block width). Writes results/memory_calibration.json.
 
     .venv/bin/python benchmarks/memory_calibration.py   (1 thread, ~2-4 min)
 """
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import gc
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 
 from flashgen.bench import env
 from flashgen.bench.make_model import CONFIGS
+from flashgen.models.tiny import build_taesd3_layout
 
 
 def _peak_delta(fn) -> int:
@@ -29,7 +33,7 @@ def _peak_delta(fn) -> int:
 
 
 def main() -> None:
-    from diffusers import AutoencoderKL, SD3Transformer2DModel
+    from diffusers import AutoencoderKL, AutoencoderTiny, SD3Transformer2DModel
 
     torch.set_num_threads(1)
     out = {
@@ -68,8 +72,16 @@ def main() -> None:
     vae = AutoencoderKL.from_config(cfg).eval()
     for px in (256, 512):
         z = torch.randn(1, 16, px // 8, px // 8)
-        delta = _peak_delta(lambda z=z: vae.decode(z, return_dict=False))
+        delta = _peak_delta(lambda z=z, m=vae: m.decode(z, return_dict=False))
         out[f"vae_{px}px"] = {"delta_bytes": delta, "c_vae": delta / (128 * px * px * 4)}
+    del vae
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = AutoencoderTiny.from_pretrained(build_taesd3_layout(tmp)).eval()
+    last = tiny.config.decoder_block_out_channels[-1]
+    for px in (256, 512, 1024):
+        z = torch.randn(1, 16, px // 8, px // 8)
+        delta = _peak_delta(lambda z=z, m=tiny: m.decode(z, return_dict=False))
+        out[f"tiny_{px}px"] = {"delta_bytes": delta, "c_tiny": delta / (last * px * px * 4)}
     path = Path(__file__).parent / "results" / "memory_calibration.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")

@@ -101,6 +101,43 @@ def test_vae_tiling_and_int4_cut_the_estimate_at_1024px(tiny):
     assert guided["denoise"] == 2 * tiled["denoise"] and guided["decode"] == tiled["decode"]
 
 
+def test_a_tiny_decoder_is_counted_in_place_of_the_vae(tiny, tmp_path):
+    """--decoder tiny|DIR never loads the VAE: the estimate counts the tiny decoder's weights,
+    and its decode, at the same image token count."""
+    from flashgen.models.tiny import build_taesd3_layout
+
+    taesd = build_taesd3_layout(tmp_path / "taesd3")
+    pipe = flashgen.load(str(tiny), device="cpu", profile="laptop", decoder=str(taesd))
+    est = estimate(tiny, get_profile("laptop"), width=64, height=64, decoder_dir=taesd)
+    full = estimate(tiny, get_profile("laptop"), width=64, height=64)
+    assert est.weights["vae"] == pytest.approx(_bytes(pipe.components.vae), rel=0.02)
+    assert est.weights["vae"] != full.weights["vae"]
+    req = GenerationRequest("a red circle", steps=1, width=64, height=64, guidance=1.0)
+    assert pipe.memory_guard.estimate(req, cfg=False).weights == est.weights
+    assert est.activations["denoise"] == full.activations["denoise"]
+    pipe.generate(req)
+
+
+def test_a_tiny_decoders_decode_estimate_is_a_fraction_of_the_sd35_vaes():
+    import json
+
+    from flashgen.bench.make_model import CONFIGS
+
+    t = json.loads((CONFIGS / "sd3.5-medium" / "transformer" / "config.json").read_text())
+    vae = json.loads((CONFIGS / "sd3.5-medium" / "vae" / "config.json").read_text())
+    taesd3 = {  # madebyollin/taesd3's config.json, the fields the estimate reads
+        "_class_name": "AutoencoderTiny",
+        "decoder_block_out_channels": [64, 64, 64, 64],
+        "upsampling_scaling_factor": 2,
+    }
+    kw = {"width": 1024, "height": 1024, "images": 1, "t5_len": 256, "itemsize": 4}
+    for tile in (None, 512):
+        big = estimate_activations(t, vae, vae_tile=tile, **kw)
+        small = estimate_activations(t, taesd3, vae_tile=tile, **kw)
+        assert small["denoise"] == big["denoise"]  # same 8x latent, same tokens
+        assert small["decode"] < big["decode"] / 2
+
+
 def test_center_crop_keeps_the_positions_diffusers_uses():
     from diffusers.models.embeddings import PatchEmbed
 

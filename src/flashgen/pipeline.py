@@ -22,7 +22,7 @@ from flashgen.errors import NonFiniteOutput, UsageError
 from flashgen.models.loading import Components, load_components
 from flashgen.models.prompt_encoding import PromptEmbeds, PromptEncoder
 from flashgen.models.registry import ModelSource, resolve
-from flashgen.models.tiny_decoder import decoder_label
+from flashgen.models.tiny_decoder import check_decoder, decoder_label
 from flashgen.request import GenerationRequest, GenerationResult, ResolvedSettings
 from flashgen.sampling import make_sigmas, sample_euler, sigmas_from_list
 from flashgen.sampling.guidance import batched_cfg_model_fn
@@ -316,16 +316,17 @@ def load(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     plan = folder = None
+    tiny_dir = check_decoder(decoder, source)  # the estimates count it in place of the VAE
     if profile is not None or max_memory is not None:
         from flashgen.profiles import plan_load
 
         folder = source.path if source.kind != "single_file" else None
-        plan = plan_load(folder, profile, max_memory, dev, dt)
+        plan = plan_load(folder, profile, max_memory, dev, dt, decoder_dir=tiny_dir)
     elif source.kind != "single_file":  # a plain load that would not fit degrades, logged
         from flashgen.profiles import auto_plan
 
         folder = source.path
-        plan = auto_plan(folder, dev, dt, drop_t5)
+        plan = auto_plan(folder, dev, dt, drop_t5, decoder_dir=tiny_dir)
     if plan is not None:
         drop_t5 = drop_t5 or plan.drop_t5
     options = plan.component_options if plan is not None else None

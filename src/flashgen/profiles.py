@@ -14,9 +14,11 @@ Estimate of peak memory (bytes) = runtime + weights + max over stages of activat
     denoise      C_TF * B * N * D * itemsize,  N = (H/16)(W/16) + 77 + t5_len image+text tokens,
                  B = images (x2 with CFG)
     decode       C_VAE * C0 * h * w * 4 for one tile (h, w: the tile), or x images for whole
-                 images, + the decoded images
-C_TF and C_VAE were measured on this repo's CPU (peak RSS delta of one transformer forward and
-one VAE decode, benchmarks/results/memory_calibration.json) with headroom.
+                 images, + the decoded images; with a tiny decoder (--decoder tiny|DIR) its own
+                 weights replace the VAE's and C_TINY * C_last * h * w * 4 its activations
+C_TF, C_VAE and C_TINY were measured on this repo's CPU (peak RSS delta of one transformer
+forward, one VAE decode and one TAESD3-layout decode: benchmarks/memory_calibration.py,
+results/memory_calibration.json) with headroom.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ GIB = 1024**3
 RUNTIME_BYTES = int(0.55 * GIB)  # measured 0.42 GiB after imports + tokenizers and slack
 C_TF = 20  # measured 15.5-24.8 x B*N*D*4 for one SD3 transformer forward in fp32
 C_VAE = 9  # measured 7.7 (512 px) - 11.6 (256 px) x C0*H*W*4 for one SD3 VAE decode
+C_TINY = 5  # measured 3.0 (512 px) - 4.0 (1024 px) x C_last*H*W*4 for one TAESD3-layout decode
+TINY_CLASS = "AutoencoderTiny"  # a tiny decoder's config (models.tiny_decoder)
 CLIP_TOKENS = 77
 _ST_ITEMSIZE = {"F32": 4, "BF16": 2, "F16": 2}
 
@@ -166,17 +170,40 @@ def _slot_dir(folder: Path, slot: str) -> Path:
     return component_location(folder, slot)[0]
 
 
-def _configs(folder: Path) -> tuple[dict, dict]:
-    """The transformer's and the VAE's config.json."""
-    return tuple(
-        json.loads((_slot_dir(folder, s) / "config.json").read_text())
-        for s in ("transformer", "vae")
+def _stored_bytes(folder: Path, itemsize: int) -> int:
+    """A folder's safetensors weights once loaded: floats at `itemsize`, others as stored
+    (headers only)."""
+    from flashgen.quant.io import read_header
+
+    total = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        for name, info in read_header(path).items():
+            if name != "__metadata__":
+                b, e = info["data_offsets"]
+                stored = _ST_ITEMSIZE.get(info["dtype"])
+                total += (e - b) // stored * itemsize if stored else e - b
+    return total
+
+
+def _configs(folder: Path, decoder_dir: Path | None = None) -> tuple[dict, dict]:
+    """The transformer's config.json and the decoder's: the VAE's, or the tiny decoder's."""
+    decoder = decoder_dir if decoder_dir is not None else _slot_dir(folder, "vae")
+    return (
+        json.loads((_slot_dir(folder, "transformer") / "config.json").read_text()),
+        json.loads((decoder / "config.json").read_text()),
     )
 
 
 def estimate_weights(
-    folder: Path, profile: Profile | None, dtype: torch.dtype, *, has_t5: bool
+    folder: Path,
+    profile: Profile | None,
+    dtype: torch.dtype,
+    *,
+    has_t5: bool,
+    decoder_dir: Path | None = None,
 ) -> dict[str, int]:
+    """Bytes per loaded component; with a tiny decoder (decoder_dir) the VAE is never loaded and
+    the "vae" entry is the tiny decoder's."""
     itemsize = torch.empty(0, dtype=dtype).element_size()
     p = profile or Profile("none", False, None, None, None, None, None, False)
     slots = {
@@ -187,13 +214,18 @@ def estimate_weights(
     }
     if has_t5 and not p.drop_t5:
         slots["text_encoder_3"] = p.t5
-    return {
+    if decoder_dir is not None:
+        del slots["vae"]
+    out = {
         slot: _component_bytes(
             folder, slot, scheme, itemsize, p.pos_embed_patches if slot == "transformer" else None
         )
         for slot, scheme in slots.items()
         if (_slot_dir(folder, slot) / "config.json").is_file()
     }
+    if decoder_dir is not None:
+        out["vae"] = _stored_bytes(Path(decoder_dir), itemsize)
+    return out
 
 
 # -- activations -----------------------------------------------------------------------------
@@ -201,7 +233,7 @@ def estimate_weights(
 
 def estimate_activations(
     transformer_config: dict,
-    vae_config: dict,
+    decoder_config: dict,
     *,
     width: int,
     height: int,
@@ -211,15 +243,22 @@ def estimate_activations(
     itemsize: int,
     vae_tile: int | None,
 ) -> dict[str, int]:
+    """Peak activation bytes per stage; decoder_config is the VAE's config.json, or a tiny
+    decoder's (AutoencoderTiny: its last block's width at full resolution, C_TINY)."""
     d = transformer_config["num_attention_heads"] * transformer_config["attention_head_dim"]
     patch = transformer_config.get("patch_size", 2)
-    factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
+    if decoder_config.get("_class_name") == TINY_CLASS:
+        widths = decoder_config["decoder_block_out_channels"]
+        factor = decoder_config.get("upsampling_scaling_factor", 2) ** (len(widths) - 1)
+        c0, const = widths[-1], C_TINY
+    else:
+        factor = 2 ** (len(decoder_config["block_out_channels"]) - 1)
+        c0, const = decoder_config["block_out_channels"][0], C_VAE
     n = (height // (factor * patch)) * (width // (factor * patch)) + CLIP_TOKENS + t5_len
     batch = images * (2 if cfg else 1)  # CFG runs the transformer on cond + uncond rows
     denoise = C_TF * batch * n * d * itemsize
-    c0 = vae_config["block_out_channels"][0]
     th, tw = (min(vae_tile, height), min(vae_tile, width)) if vae_tile else (height, width)
-    per_image = C_VAE * c0 * th * tw * 4
+    per_image = const * c0 * th * tw * 4
     decode = (per_image if vae_tile else per_image * images) + images * 3 * height * width * 4 * 2
     encode = batch * t5_len * 4096 * 4 * 8
     return {"encode": encode, "denoise": denoise, "decode": decode}
@@ -236,13 +275,15 @@ def estimate(
     cfg: bool = False,
     has_t5: bool | None = None,
     t5_len: int = 256,
+    decoder_dir: Path | None = None,
 ) -> MemoryEstimate:
-    """Peak process memory of one request on `folder` loaded with `profile` (nothing allocated)."""
+    """Peak process memory of one request on `folder` loaded with `profile` (nothing allocated);
+    decoder_dir: the tiny decoder used in place of the VAE (models.tiny_decoder), if any."""
     folder = Path(folder)
     if has_t5 is None:
         has_t5 = (_slot_dir(folder, "text_encoder_3") / "config.json").is_file()
-    weights = estimate_weights(folder, profile, dtype, has_t5=has_t5)
-    tcfg, vcfg = _configs(folder)
+    weights = estimate_weights(folder, profile, dtype, has_t5=has_t5, decoder_dir=decoder_dir)
+    tcfg, vcfg = _configs(folder, decoder_dir)
     acts = estimate_activations(
         tcfg,
         vcfg,
@@ -283,12 +324,13 @@ def choose_profile(
     *,
     width: int,
     height: int,
+    decoder_dir: Path | None = None,
 ) -> Profile:
     """The most faithful profile whose estimate for a width x height image fits the budget."""
     tried = []
     for name in ORDER:
         p = get_profile(name, device)
-        est = estimate(folder, p, dtype=dtype, width=width, height=height)
+        est = estimate(folder, p, dtype=dtype, width=width, height=height, decoder_dir=decoder_dir)
         if est.total <= max_memory_gib * GIB:
             return p
         tried.append(f"{name} {est.total / GIB:.2f} GiB")
@@ -330,6 +372,7 @@ class LoadPlan:
     budget_gib: float | None
     drop_t5: bool
     component_options: dict[str, dict]  # slot -> load_component keyword arguments
+    decoder_dir: Path | None = None  # the tiny decoder in place of the VAE, if any
 
 
 def plan_load(
@@ -340,9 +383,11 @@ def plan_load(
     dtype: torch.dtype,
     *,
     resolution: int | None = None,
+    decoder_dir: Path | None = None,
 ) -> LoadPlan:
     """Choose the profile (explicit, or the most faithful that fits `max_memory_gib` at the
-    model's resolution) and refuse, before loading, weights that alone exceed the budget."""
+    model's resolution) and refuse, before loading, weights that alone exceed the budget.
+    decoder_dir: the tiny decoder that replaces the VAE (its weights and decode are counted)."""
     from flashgen.quant.io import is_quantized
 
     if max_memory_gib is not None and max_memory_gib <= 0:
@@ -352,12 +397,18 @@ def plan_load(
     elif max_memory_gib is not None and folder is not None:
         resolution = resolution or native_resolution(folder)
         prof = choose_profile(
-            folder, max_memory_gib, device, dtype, width=resolution, height=resolution
+            folder,
+            max_memory_gib,
+            device,
+            dtype,
+            width=resolution,
+            height=resolution,
+            decoder_dir=decoder_dir,
         )
     else:
         prof = None
     if folder is not None and max_memory_gib is not None:
-        est = estimate(folder, prof, dtype=dtype, width=16, height=16)
+        est = estimate(folder, prof, dtype=dtype, width=16, height=16, decoder_dir=decoder_dir)
         check_budget(est, max_memory_gib, "loading this model")
     options: dict[str, dict] = {}
     if prof is not None and folder is not None:
@@ -375,7 +426,7 @@ def plan_load(
             options.setdefault("transformer", {})["tensor_hook"] = _pos_embed_hook(
                 prof.pos_embed_patches
             )
-    return LoadPlan(prof, max_memory_gib, bool(prof and prof.drop_t5), options)
+    return LoadPlan(prof, max_memory_gib, bool(prof and prof.drop_t5), options, decoder_dir)
 
 
 def apply_plan(pipe, plan: LoadPlan, folder: str | Path | None) -> None:
@@ -406,18 +457,35 @@ def apply_plan(pipe, plan: LoadPlan, folder: str | Path | None) -> None:
     budget = plan.budget_gib if plan.budget_gib is not None else available_gib()
     if folder is not None and (prof is not None or plan.budget_gib is not None):
         pipe.memory_guard = MemoryGuard(
-            Path(folder), prof, pipe.dtype, budget, pipe.has_t5, pipe.card.t5_max_length
+            Path(folder),
+            prof,
+            pipe.dtype,
+            budget,
+            pipe.has_t5,
+            pipe.card.t5_max_length,
+            plan.decoder_dir,
         )
 
 
 class MemoryGuard:
     """Called by Pipeline.generate before any allocation: raises OutOfMemoryBudget."""
 
-    def __init__(self, folder: Path, profile, dtype, budget_gib: float, has_t5: bool, t5_len: int):
+    def __init__(
+        self,
+        folder: Path,
+        profile,
+        dtype,
+        budget_gib: float,
+        has_t5: bool,
+        t5_len: int,
+        decoder_dir: Path | None = None,
+    ):
         self.folder, self.profile, self.dtype = folder, profile, dtype
         self.budget_gib, self.has_t5, self.t5_len = budget_gib, has_t5, t5_len
-        self._weights = estimate_weights(folder, profile, dtype, has_t5=has_t5)
-        self._configs = list(_configs(folder))
+        self._weights = estimate_weights(
+            folder, profile, dtype, has_t5=has_t5, decoder_dir=decoder_dir
+        )
+        self._configs = list(_configs(folder, decoder_dir))
 
     def estimate(self, request, cfg: bool) -> MemoryEstimate:
         acts = estimate_activations(
@@ -482,7 +550,11 @@ def enable_model_offload(pipe) -> None:
 
 
 def auto_plan(
-    folder: str | Path, device: torch.device, dtype: torch.dtype, drop_t5: bool
+    folder: str | Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    drop_t5: bool,
+    decoder_dir: Path | None = None,
 ) -> LoadPlan | None:
     """No profile asked for: None when the plain load fits the memory this process can get;
     otherwise the plan of the most faithful profile that does (logged), so loading SD3.5 Medium
@@ -490,29 +562,20 @@ def auto_plan(
     The check reads only safetensors headers and configs."""
     import logging
 
-    from flashgen.quant.io import read_header
-
     if device.type != "cpu":
         return None  # GPU memory is not process RSS; the caller's dtype choice stands
     folder = Path(folder)
     itemsize = torch.empty(0, dtype=dtype).element_size()
-    slots = ["transformer", "vae", "text_encoder", "text_encoder_2"]
-    if not drop_t5:
-        slots.append("text_encoder_3")
-    weights = 0
+    slots = ["transformer", "text_encoder", "text_encoder_2"]
+    slots += [] if decoder_dir is not None else ["vae"]
+    slots += [] if drop_t5 else ["text_encoder_3"]
     try:
-        for slot in slots:
-            for path in sorted(_slot_dir(folder, slot).glob("*.safetensors")):
-                for name, info in read_header(path).items():
-                    if name != "__metadata__":
-                        b, e = info["data_offsets"]
-                        stored = _ST_ITEMSIZE.get(info["dtype"])
-                        weights += (e - b) // stored * itemsize if stored else e - b
+        dirs = [_slot_dir(folder, s) for s in slots]
+        if decoder_dir is not None:
+            dirs.append(decoder_dir)
+        weights = sum(_stored_bytes(Path(d), itemsize) for d in dirs)
         side = native_resolution(folder)
-        tcfg, vcfg = [
-            json.loads((_slot_dir(folder, s) / "config.json").read_text())
-            for s in ("transformer", "vae")
-        ]
+        tcfg, vcfg = _configs(folder, decoder_dir)
     except (ModelLoadError, OSError, ValueError, KeyError, TypeError):
         return None  # a broken folder: the loader reports it, with its own message
     acts = estimate_activations(
@@ -522,7 +585,7 @@ def auto_plan(
     have = available_gib()
     if need <= have * GIB:
         return None
-    plan = plan_load(folder, None, have, device, dtype, resolution=side)
+    plan = plan_load(folder, None, have, device, dtype, resolution=side, decoder_dir=decoder_dir)
     logging.getLogger("flashgen").warning(
         "flashgen: this model needs ~%.1f GiB as stored, %.1f GiB is available: loading it with "
         "the '%s' profile (choose with --profile / --max-memory)",

@@ -68,11 +68,12 @@ def decoder_location(decoder: str | Path, model_folder: Path | None, card) -> Pa
     return folder
 
 
-def check_decoder(decoder: str | Path | None, source) -> None:
-    """Fail now (ModelLoadError/UsageError) if `decoder` cannot serve the resolved model
-    `source`; loads nothing (for commands that would otherwise fail after long work)."""
+def check_decoder(decoder: str | Path | None, source) -> Path | None:
+    """The tiny decoder folder `decoder` names for the resolved model `source` (None: the model's
+    own VAE); fails now (ModelLoadError/UsageError) if it cannot serve the model. Loads nothing
+    (for commands that would otherwise fail after long work, and for memory estimates)."""
     if not wants_tiny(decoder):
-        return
+        return None
     if source.kind == "single_file" and str(decoder) == "tiny":
         raise UsageError(f"{source.model_id}: a single file ships no tiny decoder; pass a folder")
     card = None
@@ -83,7 +84,7 @@ def check_decoder(decoder: str | Path | None, source) -> None:
             card = read_card(source.path).with_name(source.model_id)
         except ValueError as e:
             raise ModelLoadError(str(e)) from None
-    decoder_location(decoder, source.path, card)
+    return decoder_location(decoder, source.path, card)
 
 
 def check_tiny_folder(folder: Path) -> None:
