@@ -380,9 +380,8 @@ _GPU = {  # measured on the first H100 run: warm-up ~55 ms/step at batch 256, DM
     "merge": {"prompts": 147, "images_per_prompt": 2, "batch_size": 294},
     "export": {"pick": "best-validation"},
 }
-# The defaults are the CPU run: step-budgeted (exactly resumable), about 40 min for the 4-step
-# and 25 min for the 2-step student on 2 idle cores (estimated from the teacher's measured
-# training speed). Every stage and the merge on this CPU in about a minute, on whatever teacher is given
+# The defaults are the CPU run: step-budgeted (exactly resumable), 26.5 min for the 4-step and
+# 16.2 min for the 2-step student on 2 idle cores (measured: benchmarks/results/distill-cpu). Every stage and the merge on this CPU in about a minute, on whatever teacher is given
 # (the tiny random model in tests). Proves the plumbing, not the quality.
 _CPU_SMOKE = {
     "run": {"device": "cpu", "precision": "no", "log_every": 1, "ckpt_every": 2},
