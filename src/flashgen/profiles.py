@@ -33,8 +33,8 @@ from flashgen.errors import ModelLoadError, OutOfMemoryBudget, UsageError
 
 GIB = 1024**3
 RUNTIME_BYTES = int(0.55 * GIB)  # measured 0.42 GiB after imports + tokenizers and slack
-C_TF = 20  # measured 15.5-24.8 x B*N*D*4 for one SD3 transformer forward in fp32
-C_VAE = 9  # measured 7.7 (512 px) - 11.6 (256 px) x C0*H*W*4 for one SD3 VAE decode
+C_TF = 20  # measured 14.3-24.4 x B*N*D*4 for one SD3 transformer forward in fp32
+C_VAE = 9  # measured 7.6 (512 px) - 11.1 (256 px) x C0*H*W*4 for one SD3 VAE decode
 C_TINY = 5  # measured 3.0 (512 px) - 4.0 (1024 px) x C_last*H*W*4 for one TAESD3-layout decode
 TINY_CLASS = "AutoencoderTiny"  # a tiny decoder's config (models.tiny_decoder)
 CLIP_TOKENS = 77
