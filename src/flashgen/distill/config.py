@@ -385,8 +385,9 @@ _GPU = {  # measured on the first H100 run: warm-up ~55 ms/step at batch 256, DM
 }
 # The defaults are the CPU run: step-budgeted (exactly resumable), 26.5 min for the 4-step student
 # on 2 idle cores (measured: benchmarks/results/distill-cpu); the 2-step one took 16.2 min with
-# the 4-step's warm-up and 31.1 min with its own longer one (partly on a shared CPU). Every stage and the merge on this CPU in about a minute, on whatever teacher is given
-# (the tiny random model in tests). Proves the plumbing, not the quality.
+# the 4-step's warm-up and 31.1 min with its own longer one (partly on a shared CPU).
+# cpu-smoke: every stage and the merge on this CPU in about a minute, on whatever teacher is
+# given (the tiny random model in tests). Proves the plumbing, not the quality.
 _CPU_SMOKE = {
     "run": {"device": "cpu", "precision": "no", "log_every": 1, "ckpt_every": 2},
     "data": {"examples": 64},
