@@ -123,27 +123,13 @@ def _component_bytes(
 ) -> int:
     from flashgen.bench.make_model import state_entries
     from flashgen.quant.folder import component_class
-    from flashgen.quant.io import _empty_model, quant_metadata, read_header, weight_files
+    from flashgen.quant.io import _empty_model, quant_metadata, weight_files
     from flashgen.quant.quantize import linear_layers, should_quantize
     from flashgen.quant.schemes import get_scheme
 
     comp = _slot_dir(folder, slot)
     if quant_metadata(comp) is not None:  # pre-quantized: the stored sizes, floats re-typed
-        total = 0
-        for path in weight_files(comp):
-            for name, info in read_header(path).items():
-                if name == "__metadata__":
-                    continue
-                b, e = info["data_offsets"]
-                stored = _ST_ITEMSIZE.get(info["dtype"])
-                if stored is None or ".weight_" in name:
-                    total += e - b
-                else:
-                    numel = (e - b) // stored
-                    if crop and name.endswith("pos_embed.pos_embed"):
-                        numel = _cropped_rows(info["shape"][1], crop) * info["shape"][-1]
-                    total += numel * itemsize
-        return total
+        return _header_bytes(weight_files(comp), itemsize, crop=crop, packed_as_stored=True)
     model = _empty_model(comp, component_class(folder, slot))
     quantized: dict[str, int] = {}
     if scheme is not None:
@@ -170,19 +156,35 @@ def _slot_dir(folder: Path, slot: str) -> Path:
     return component_location(folder, slot)[0]
 
 
-def _stored_bytes(folder: Path, itemsize: int) -> int:
-    """A folder's safetensors weights once loaded: floats at `itemsize`, others as stored
-    (headers only)."""
+def _header_bytes(
+    paths, itemsize: int, *, crop: int | None = None, packed_as_stored: bool = False
+) -> int:
+    """Weights of safetensors files once loaded, from their headers only: floats at `itemsize`
+    (the position table cropped to `crop` patches a side), everything else as stored. With
+    `packed_as_stored` a quantized layer's companions (`*.weight_*`: scales, minimums) are
+    counted as stored too."""
     from flashgen.quant.io import read_header
 
     total = 0
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in paths:
         for name, info in read_header(path).items():
-            if name != "__metadata__":
-                b, e = info["data_offsets"]
-                stored = _ST_ITEMSIZE.get(info["dtype"])
-                total += (e - b) // stored * itemsize if stored else e - b
+            if name == "__metadata__":
+                continue
+            b, e = info["data_offsets"]
+            stored = _ST_ITEMSIZE.get(info["dtype"])
+            if stored is None or (packed_as_stored and ".weight_" in name):
+                total += e - b
+                continue
+            numel = (e - b) // stored
+            if crop and name.endswith("pos_embed.pos_embed"):
+                numel = _cropped_rows(info["shape"][1], crop) * info["shape"][-1]
+            total += numel * itemsize
     return total
+
+
+def _stored_bytes(folder: Path, itemsize: int) -> int:
+    """A folder's safetensors weights once loaded (none: 0)."""
+    return _header_bytes(sorted(Path(folder).glob("*.safetensors")), itemsize)
 
 
 def _configs(folder: Path, decoder_dir: Path | None = None) -> tuple[dict, dict]:
@@ -224,7 +226,7 @@ def estimate_weights(
         if (_slot_dir(folder, slot) / "config.json").is_file()
     }
     if decoder_dir is not None:
-        out["vae"] = _stored_bytes(Path(decoder_dir), itemsize)
+        out["vae"] = _stored_bytes(decoder_dir, itemsize)
     return out
 
 
@@ -573,7 +575,7 @@ def auto_plan(
         dirs = [_slot_dir(folder, s) for s in slots]
         if decoder_dir is not None:
             dirs.append(decoder_dir)
-        weights = sum(_stored_bytes(Path(d), itemsize) for d in dirs)
+        weights = sum(_stored_bytes(d, itemsize) for d in dirs)
         side = native_resolution(folder)
         tcfg, vcfg = _configs(folder, decoder_dir)
     except (ModelLoadError, OSError, ValueError, KeyError, TypeError):
