@@ -12,6 +12,9 @@ hits), the sampling loop and the VAE decode. Prints one JSON line last.
         both transformers and VAE decoders; the warm-up image absorbs compilation, ~2-5 min)
     ... --with-tiny --out benchmarks/results/eval-speed/speed-tiny.json   (also both models with
         the Shapes tiny decoder, in the same alternation: four pipelines, one process)
+    ... --variant tiny --variant no-t5+tiny --variant laptop+tiny   (any load options, each a
+        teacher/student pair in the same alternation: `tiny` = --decoder tiny, `no-t5` = T5-free
+        prompts, `phone`/`laptop`/`desktop` = that memory profile)
 """
 
 from __future__ import annotations
@@ -21,6 +24,23 @@ import json
 import statistics
 import time
 from pathlib import Path
+
+PROFILES = ("phone", "laptop", "desktop")
+
+
+def variant_options(spec: str) -> dict:
+    """`"laptop+tiny"` -> the `flashgen.load` keywords of that variant."""
+    opts: dict = {}
+    for token in spec.split("+"):
+        if token == "tiny":
+            opts["decoder"] = "tiny"
+        elif token == "no-t5":
+            opts["drop_t5"] = True
+        elif token in PROFILES and "profile" not in opts:
+            opts["profile"] = token
+        else:
+            raise SystemExit(f"--variant {spec!r}: {token!r} is not tiny, no-t5 or one profile")
+    return opts
 
 
 def main() -> int:
@@ -38,9 +58,18 @@ def main() -> int:
         action="store_true",
         help="also time both models with their tiny decoder (--decoder tiny), same alternation",
     )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="also time both models loaded this way: tokens tiny, no-t5, phone, laptop, desktop "
+        "joined by '+' (repeatable; --with-tiny is --variant tiny)",
+    )
     args = p.parse_args()
     if args.repeats < 1:
         raise SystemExit("--repeats must be >= 1")
+    variants = (["tiny"] if args.with_tiny else []) + args.variant
+    options = {v: variant_options(v) for v in variants}
 
     import torch
 
@@ -51,9 +80,9 @@ def main() -> int:
     from flashgen.shapes.prompt_sets import load_prompt_set
 
     pipes = {"teacher": flashgen.load(args.teacher), "student": flashgen.load(args.student)}
-    if args.with_tiny:
-        pipes["teacher+tiny"] = flashgen.load(args.teacher, decoder="tiny")
-        pipes["student+tiny"] = flashgen.load(args.student, decoder="tiny")
+    for v, opts in options.items():
+        pipes[f"teacher+{v}"] = flashgen.load(args.teacher, **opts)
+        pipes[f"student+{v}"] = flashgen.load(args.student, **opts)
     if args.compile:
         for pipe in pipes.values():
             pipe.components.transformer = torch.compile(pipe.components.transformer)
@@ -107,10 +136,12 @@ def main() -> int:
         "torch": torch.__version__,
         "commit": git_commit(),
     }
-    if args.with_tiny:  # both with the tiny decoder, and the student's alone against the teacher
-        record["speedup_tiny"] = med["teacher+tiny"] / med["student+tiny"]
-        record["cpu_speedup_tiny"] = cpu_med["teacher+tiny"] / cpu_med["student+tiny"]
-        record["speedup_student_tiny_vs_teacher"] = med["teacher"] / med["student+tiny"]
+    for v in options:  # both loaded the same way, and that student against the plain teacher
+        key = v.replace("-", "_").replace("+", "_")
+        record[f"speedup_{key}"] = med[f"teacher+{v}"] / med[f"student+{v}"]
+        record[f"cpu_speedup_{key}"] = cpu_med[f"teacher+{v}"] / cpu_med[f"student+{v}"]
+        record[f"speedup_student_{key}_vs_teacher"] = med["teacher"] / med[f"student+{v}"]
+    record["variants"] = {v: options[v] for v in options}
     line = json.dumps(record)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

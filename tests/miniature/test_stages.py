@@ -1,6 +1,8 @@
 """Each stage of the recipe on the generic trainer, at toy sizes, chained as the recipe does."""
 
 import json
+import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -159,3 +161,33 @@ def test_teacher_trains_compiled(stages, tmp_path):
         warnings.simplefilter("error", UserWarning)  # no silent fallback to eager
         result = _run(task, tmp_path / "teacher", 3)
     assert result.step == 3 and task.forward is not task.model
+
+
+def test_teacher_resume_reads_its_latents_from_the_run_cache(stages, monkeypatch, tmp_path):
+    """The VAE encode (~55 images/s on a 2-core CPU) runs once per run folder, not per resume."""
+    from diffusers import AutoencoderKL
+
+    from flashgen.miniature.teacher_task import LATENT_CACHE
+
+    _, r_vae, r_clip, _ = stages
+    data = render_set(16, seed=1, workers=1)
+    first = TeacherTask(_teacher_cfg(r_vae, r_clip), data)
+    _run(first, tmp_path / "teacher", 2)
+    assert (tmp_path / "teacher" / LATENT_CACHE).is_file()
+
+    def no_encode(*a, **k):
+        raise AssertionError("the VAE encoded again")
+
+    monkeypatch.setattr(AutoencoderKL, "encode", no_encode)
+    again = TeacherTask(_teacher_cfg(r_vae, r_clip), data)
+    cfg = TrainRunConfig(max_steps=3, out_dir=str(tmp_path / "teacher"), device="cpu")
+    result = run(again, replace(cfg, mixed_precision="no", ckpt_every=3), resume=True)
+    assert result.step == 3
+    assert torch.equal(again.latents, first.latents)
+
+    # other images (or another VAE) are a different key: encoded afresh, never the stale file
+    (tmp_path / "other").mkdir()
+    shutil.copy(tmp_path / "teacher" / LATENT_CACHE, tmp_path / "other" / LATENT_CACHE)
+    other = TeacherTask(_teacher_cfg(r_vae, r_clip), render_set(16, seed=2, workers=1))
+    with pytest.raises(AssertionError, match="encoded again"):
+        _run(other, tmp_path / "other", 1)

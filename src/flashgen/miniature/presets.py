@@ -195,6 +195,7 @@ PRESETS: dict[str, MiniatureConfig] = {
             select_guidances=(2.0, 3.0, 4.5, 6.0, 8.0),
             text_batch=4096,
             compile=True,
+            cache_latents=False,  # the GPU encodes in seconds; a cache would cost time in the box
         ),
     ),
 }

@@ -5,7 +5,9 @@
 Each stage is a run of the generic trainer in OUT/<stage>/ (checkpoints, metrics.jsonl, export/).
 A stage that ends (steps done or its clock ran out) writes OUT/<stage>/stage.json and is skipped
 when the command is run again with --resume; a killed stage resumes from its last checkpoint.
-The training set is re-rendered on resume (deterministic from the seed, seconds on many cores).
+The training set is re-rendered on resume (deterministic from the seed, seconds on many cores);
+the teacher reads its VAE latents back from OUT/teacher/latents.pt (encode_cache.py): on a 2-core
+CPU the encode, not the rendering, is what a resume would otherwise repeat (~30 min per 100k).
 
 With `continue_from` (a model folder or built-in name) the VAE and CLIP stages are skipped: the
 teacher trains on from that model's transformer and the export reuses its VAE, CLIP encoders and

@@ -1,0 +1,25 @@
+"""benchmarks/speed_student_vs_teacher.py: `--variant` specs map to flashgen.load keywords."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    "speed", ROOT / "benchmarks" / "speed_student_vs_teacher.py"
+)
+speed = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(speed)
+
+
+def test_tokens_combine_into_load_options():
+    assert speed.variant_options("tiny") == {"decoder": "tiny"}
+    assert speed.variant_options("no-t5+tiny") == {"drop_t5": True, "decoder": "tiny"}
+    assert speed.variant_options("laptop+tiny") == {"profile": "laptop", "decoder": "tiny"}
+
+
+@pytest.mark.parametrize("spec", ["huge", "laptop+phone", "tiny+", ""])
+def test_unknown_or_conflicting_tokens_are_refused(spec):
+    with pytest.raises(SystemExit, match="--variant"):
+        speed.variant_options(spec)
