@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from dataclasses import replace
 
 import pytest
 import torch
@@ -180,8 +179,14 @@ def test_teacher_resume_reads_its_latents_from_the_run_cache(stages, monkeypatch
 
     monkeypatch.setattr(AutoencoderKL, "encode", no_encode)
     again = TeacherTask(_teacher_cfg(r_vae, r_clip), data)
-    cfg = TrainRunConfig(max_steps=3, out_dir=str(tmp_path / "teacher"), device="cpu")
-    result = run(again, replace(cfg, mixed_precision="no", ckpt_every=3), resume=True)
+    cfg = TrainRunConfig(
+        max_steps=3,
+        out_dir=str(tmp_path / "teacher"),
+        device="cpu",
+        mixed_precision="no",
+        ckpt_every=3,
+    )
+    result = run(again, cfg, resume=True)
     assert result.step == 3
     assert torch.equal(again.latents, first.latents)
 
