@@ -12,7 +12,7 @@ os.environ["DIFFUSERS_OFFLINE"] = "1"
 
 __version__ = "0.1.0"
 
-from flashgen.request import GenerationRequest, GenerationResult  # noqa: E402
+from flashgen.request import GenerationRequest, GenerationResult
 
 __all__ = ["GenerationRequest", "GenerationResult", "__version__", "load"]
 

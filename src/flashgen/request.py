@@ -30,7 +30,11 @@ def _check_unicode(name: str, text: str) -> None:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One generation. `steps`/`guidance` None means: the model's own defaults."""
+    """One generation. `steps`/`guidance` None means: the model's own defaults.
+
+    Every invalid field, wrong types included, raises ValueError: the CLI (exit 2) and the
+    server (HTTP 4xx, JSON) turn exactly that into a one-line error, hence the TRY004 noqa.
+    """
 
     prompt: str
     negative_prompt: str = ""
@@ -44,15 +48,15 @@ class GenerationRequest:
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
-            raise ValueError("prompt must be a string")
+            raise ValueError("prompt must be a string")  # noqa: TRY004
         if not isinstance(self.negative_prompt, str):
-            raise ValueError("negative_prompt must be a string")
+            raise ValueError("negative_prompt must be a string")  # noqa: TRY004
         for name in ("prompt", "negative_prompt"):
             _check_unicode(name, getattr(self, name))
         for name in ("width", "height"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
+                raise ValueError(f"{name} must be an integer, got {v!r}")  # noqa: TRY004
             if v < 16 or v > MAX_SIDE:
                 raise ValueError(f"{name} must be between 16 and {MAX_SIDE}, got {v}")
             if v % 16:
