@@ -1,4 +1,5 @@
-"""Exceptions whose message is meant for the user (the CLI prints it as one line, exit 2)."""
+"""Exceptions whose message is meant for the user (the CLI prints it as one line: exit 2 for bad
+input, 130 for an interrupted run)."""
 
 
 class UsageError(ValueError):
@@ -15,3 +16,8 @@ class OutOfMemoryBudget(UsageError):
 
 class NonFiniteOutput(RuntimeError):
     """The model produced NaN or infinite values."""
+
+
+class Interrupted(RuntimeError):
+    """A training run (or a recipe's stage) stopped on SIGTERM/SIGINT after saving a checkpoint:
+    the same command with --resume continues it."""

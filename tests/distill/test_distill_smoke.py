@@ -73,6 +73,50 @@ def test_cpu_smoke_distillation_writes_a_loadable_student(teacher, tmp_path, cap
     assert err.count("already finished") == 3
 
 
+def test_sigterm_mid_stage_exits_130_in_one_line_and_resume_finishes(
+    teacher, tmp_path, capsys, monkeypatch
+):
+    """SIGTERM during the warm-up: the stage saves its checkpoint, the CLI says how to resume in
+    one line (no traceback) and exits 130; the same command with --resume finishes the student."""
+    import os
+    import signal
+
+    from flashgen.distill.warmup import WarmupTask
+
+    torch.set_num_threads(1)
+    real_step = WarmupTask.train_step
+
+    def step_then_signal(self, batch, step):
+        out = real_step(self, batch, step)
+        if step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler turns it into a stop
+        return out
+
+    monkeypatch.setattr(WarmupTask, "train_step", step_then_signal)
+    sets = [f"--set=teacher={json.dumps(str(teacher))}", *(f"--set={s}" for s in SMALL)]
+    argv = [
+        "distill",
+        "--preset",
+        "cpu-smoke",
+        "--config",
+        CONFIG,
+        "--out-dir",
+        str(tmp_path / "runs"),
+        "--export-dir",
+        str(tmp_path / "students"),
+        *sets,
+    ]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("flashgen: stage warmup stopped by a signal at step 1;")
+    assert err[-1].endswith("rerun with --resume to continue")
+    assert not (tmp_path / "students" / "shapes-flash-2step").exists()
+
+    monkeypatch.setattr(WarmupTask, "train_step", real_step)
+    assert main([*argv, "--resume"]) == 0
+    assert (tmp_path / "students" / "shapes-flash-2step" / "flashgen.json").is_file()
+
+
 def test_out_dir_that_holds_a_run_needs_resume(teacher, tmp_path):
     (tmp_path / "runs" / "shapes-flash-2step").mkdir(parents=True)
     (tmp_path / "runs" / "shapes-flash-2step" / "junk").write_text("x")

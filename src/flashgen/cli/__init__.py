@@ -3,7 +3,8 @@ subcommands parse arguments, build a config or request, and call the library. No
 
 User errors (bad values, missing files) exit with status 2 and one line on stderr, never a
 traceback: library code raises `UsageError`/`ValueError`/`FileNotFoundError` and main() turns
-them into that line.
+them into that line. A training run stopped by SIGTERM/SIGINT after its checkpoint exits 130
+with one line saying how to resume.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import sys
 
-from flashgen.errors import UsageError
+from flashgen.errors import Interrupted, UsageError
 
 # module name -> registers one or more subcommands
 SUBCOMMAND_MODULES = [
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"flashgen: error: {msg}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # a training run stopped on a signal, its checkpoint saved
+        print(f"flashgen: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("flashgen: interrupted", file=sys.stderr)
         return 130

@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         return importlib.import_module(RECIPES[args.task]).main(args)
     from accelerate import PartialState
 
-    from flashgen.train import load_config, parse_overrides, resolve_task, run
+    from flashgen.train import Interrupted, load_config, parse_overrides, resolve_task, run
 
     task_cls = resolve_task(args.task)
     overrides = parse_overrides(args.set)
@@ -62,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
     result = run(task_cls(cfg.task), cfg.run, resume=args.resume)
     if PartialState().is_main_process:
         print(_summary(result))
+    if result.stopped == "signal":  # a script must not take an interrupted run for a finished one
+        raise Interrupted(f"stopped by a signal at step {result.step}; rerun with --resume")
     return 0
 
 

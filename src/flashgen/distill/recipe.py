@@ -39,14 +39,10 @@ from flashgen.distill.split import (
 from flashgen.distill.task import STUDENT_DIR, device_key, load_student, teacher_pipeline
 from flashgen.distill.validate import validation_lines, validation_score
 from flashgen.distill.warmup import WarmupTask, WarmupTaskConfig
-from flashgen.train import TrainRunConfig, run
+from flashgen.train import Interrupted, TrainRunConfig, run
 from flashgen.train.provenance import provenance
 
 STAGE_FILE = "stage.json"
-
-
-class Interrupted(RuntimeError):
-    """A stage stopped on a signal; its checkpoint is on disk (rerun with --resume)."""
 
 
 @dataclass(frozen=True)

@@ -41,16 +41,12 @@ from flashgen.miniature.export import export_model, folder_megabytes
 from flashgen.miniature.presets import MiniatureConfig, to_toml
 from flashgen.miniature.teacher_task import TeacherTask
 from flashgen.miniature.vae_task import VaeTask
-from flashgen.train import TrainRunConfig, run
+from flashgen.train import Interrupted, TrainRunConfig, run
 from flashgen.train.provenance import provenance
 
 STAGE_FILE = "stage.json"
 CONFIG_FILE = "config.toml"
 SUMMARY_FILE = "summary.json"
-
-
-class Interrupted(RuntimeError):
-    """A stage stopped on a signal; its checkpoint is on disk (rerun with --resume)."""
 
 
 @dataclass(frozen=True)

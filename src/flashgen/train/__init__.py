@@ -5,6 +5,7 @@ drives it with a progress bar, a JSONL metrics log, atomic checkpoints, exact re
 wall-clock budget. See `flashgen.train.task` for a complete example and docs/training.md.
 """
 
+from flashgen.errors import Interrupted
 from flashgen.train.config import TrainConfig, TrainRunConfig, load_config, parse_overrides
 from flashgen.train.ema import EMA
 from flashgen.train.loop import RunResult, run
@@ -14,6 +15,7 @@ from flashgen.train.task import TrainContext, TrainTask, generator_for
 __all__ = [
     "EMA",
     "TASKS",
+    "Interrupted",
     "RunResult",
     "TrainConfig",
     "TrainContext",
