@@ -30,21 +30,16 @@ SMALL = [
 ]
 
 
+def _smoke_argv(teacher, tmp_path) -> list[str]:
+    """`flashgen distill` at cpu-smoke scale on the tiny teacher, runs and students in tmp_path."""
+    sets = [f"--set=teacher={json.dumps(str(teacher))}", *(f"--set={s}" for s in SMALL)]
+    out = ["--out-dir", str(tmp_path / "runs"), "--export-dir", str(tmp_path / "students")]
+    return ["distill", "--preset", "cpu-smoke", "--config", CONFIG, *out, *sets]
+
+
 def test_cpu_smoke_distillation_writes_a_loadable_student(teacher, tmp_path, capsys):
     torch.set_num_threads(1)
-    sets = [f"--set=teacher={json.dumps(str(teacher))}", *(f"--set={s}" for s in SMALL)]
-    argv = [
-        "distill",
-        "--preset",
-        "cpu-smoke",
-        "--config",
-        CONFIG,
-        "--out-dir",
-        str(tmp_path / "runs"),
-        "--export-dir",
-        str(tmp_path / "students"),
-        *sets,
-    ]
+    argv = _smoke_argv(teacher, tmp_path)
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     (student,) = summary["students"]
@@ -93,19 +88,7 @@ def test_sigterm_mid_stage_exits_130_in_one_line_and_resume_finishes(
         return out
 
     monkeypatch.setattr(WarmupTask, "train_step", step_then_signal)
-    sets = [f"--set=teacher={json.dumps(str(teacher))}", *(f"--set={s}" for s in SMALL)]
-    argv = [
-        "distill",
-        "--preset",
-        "cpu-smoke",
-        "--config",
-        CONFIG,
-        "--out-dir",
-        str(tmp_path / "runs"),
-        "--export-dir",
-        str(tmp_path / "students"),
-        *sets,
-    ]
+    argv = _smoke_argv(teacher, tmp_path)
     assert main(argv) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("flashgen: stage warmup stopped by a signal at step 1;")
