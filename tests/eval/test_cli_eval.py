@@ -36,8 +36,9 @@ def test_render_then_alignment_scores_one(tmp_path, capsys):
     assert all((out / r.image).is_file() for r in records)
     assert main(["eval", "alignment", str(out / "manifest.jsonl")]) == 0
     result = _last_json(capsys)
-    assert set(result) == {"overall", "tasks", "color_attr_split", "n"}
+    assert set(result) == {"overall", "tasks", "color_attr_split", "n", "failures"}
     assert result["overall"] == 1.0 and result["n"] == len(lines) and len(result["tasks"]) == 6
+    assert result["failures"] == {}
 
 
 def test_alignment_reads_task_from_prompt_when_absent(tmp_path, capsys):
@@ -105,8 +106,15 @@ def test_eval_run_on_renders(tmp_path, capsys):
     assert run["overall"] == 1.0 and run["nfe"] == 0
     results = json.loads((out / "results.json").read_text())
     assert results["runs"][0]["alignment"]["color_attr_split"]["n_held_out"] > 0
+    assert results["runs"][0]["alignment"]["failures"] == {}  # renders pass every verdict
     assert results["environment"]["commit"]
-    for name in ("index.html", "tasks.png", "grid_counting.png", "grid_color_attr.png"):
+    for name in (
+        "index.html",
+        "tasks.png",
+        "failures.png",
+        "grid_counting.png",
+        "grid_color_attr.png",
+    ):
         assert (out / "report" / name).stat().st_size > 500
     # quality of renders against independent renders of the same prompts: both sets alike
     assert run["precision"] > 0.5 and run["recall"] > 0.5
@@ -150,6 +158,11 @@ def test_eval_run_on_tiny_untrained_model(tmp_path, capsys):
     renders = [r for r in runs if r["model"] == "renders"]
     assert len(tiny) == 2 and {r["nfe"] for r in tiny} <= {1, 2, 4}
     assert all(r["overall"] <= 0.35 for r in tiny)
+    results = json.loads((out / "results.json").read_text())
+    for run in results["runs"]:  # every failed image has exactly one reason
+        a = run["alignment"]
+        failed = sum(round((1 - a["tasks"][t]) * a["counts"][t]) for t in a["tasks"])
+        assert sum(sum(row.values()) for row in a["failures"].values()) == failed
     assert all(r["overall"] == 1.0 for r in renders)
     assert min(r["fid"] for r in tiny) > 5 * max(r["fid"] for r in renders)
     assert (out / "report" / "quality_vs_steps.png").is_file()

@@ -1,6 +1,6 @@
 """`flashgen eval`: score images the way the benchmark does.
 
-eval alignment MANIFEST          GenEval-style scores of a manifest.jsonl (JSON last line)
+eval alignment MANIFEST          GenEval-style scores of a manifest.jsonl and why images fail (JSON)
 eval quality MANIFEST REFERENCE  Shapes-FID and precision/recall between two manifests
 eval run --model M [--steps N ...] generate the evaluation set, score everything, report
 """
@@ -81,10 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _alignment(args: argparse.Namespace) -> int:
-    from flashgen.eval.alignment import score_manifest
+    from flashgen.eval.alignment import alignment_report
 
-    score = score_manifest(args.manifest).to_dict()
-    print(json.dumps({k: score[k] for k in ("overall", "tasks", "color_attr_split", "n")}))
+    print(json.dumps(alignment_report(args.manifest)))
     return 0
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from flashgen.manifest import image_path, read_manifest
-from flashgen.shapes.scorer import AlignmentScore, score_alignment
+from flashgen.shapes.scorer import score_alignment
 
 
 def load_manifest_images(manifest: str | Path) -> tuple[list, list[np.ndarray]]:
@@ -29,10 +29,15 @@ def load_manifest_images(manifest: str | Path) -> tuple[list, list[np.ndarray]]:
     return records, images
 
 
-def score_manifest(manifest: str | Path) -> AlignmentScore:
-    """Score every record (task from the record, else read from the prompt)."""
+def alignment_report(manifest: str | Path) -> dict:
+    """Overall, per-task and colour-split scores of a manifest, with per-task failure reasons."""
+    from flashgen.shapes.failures import failure_counts
+
     records, images = load_manifest_images(manifest)
-    return score_alignment((r.prompt, img, r.task) for r, img in zip(records, images))
+    score = score_alignment((r.prompt, img, r.task) for r, img in zip(records, images))
+    failures = failure_counts((r.prompt, img) for r, img in zip(records, images))
+    keep = ("overall", "tasks", "color_attr_split", "n")
+    return {**{k: v for k, v in score.to_dict().items() if k in keep}, "failures": failures}
 
 
 def manifest_quality(manifest: str | Path, reference: str | Path, k: int = 3):

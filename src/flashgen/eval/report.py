@@ -104,6 +104,38 @@ def task_bars(out: Path, runs: list) -> Path:
     return path
 
 
+def failure_bars(out: Path, runs: list) -> Path | None:
+    """One panel per run: per task, the share of its images failing for each reason (stacked)."""
+    from flashgen.shapes.failures import REASONS
+
+    judged = [r for r in runs if "failures" in r.alignment]
+    if not judged:
+        return None
+    fig, axes = plt.subplots(
+        1, len(judged), figsize=(3.6 * len(judged) + 1.6, 3.6), sharey=True, squeeze=False
+    )
+    colors = plt.get_cmap("tab10").colors
+    for ax, run in zip(axes[0], judged):
+        a = run.alignment
+        tasks = [t for t in TASKS if t in a["counts"]]
+        bottom = [0.0] * len(tasks)
+        for k, reason in enumerate(REASONS):
+            share = [a["failures"].get(t, {}).get(reason, 0) / a["counts"][t] for t in tasks]
+            ax.bar(tasks, share, bottom=bottom, color=colors[k], label=reason.replace("_", " "))
+            bottom = [b + s for b, s in zip(bottom, share)]
+        ax.set_title("\n".join(textwrap.wrap(run_label(run), 34)), fontsize=8)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        ax.set_ylim(0, 1.0)
+    axes[0][0].set_ylabel("share of the task's images that fail")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
+    path = out / "report" / "failures.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _num(v) -> float:
     return float("nan") if v is None else float(v)
 
@@ -153,6 +185,8 @@ def tradeoff_plots(out: Path, runs: list) -> list[Path]:
 def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dict]) -> Path:
     (out / "report").mkdir(parents=True, exist_ok=True)
     pictures = [task_bars(out, runs)]
+    if (failures := failure_bars(out, runs)) is not None:
+        pictures.append(failures)
     if len(runs) > 1:
         pictures += tradeoff_plots(out, runs)
     pictures += [p for t in TASKS if (p := task_grid(out, t, lines, runs, ref_records))]

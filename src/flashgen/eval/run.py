@@ -167,11 +167,14 @@ def evaluate_images(
 ) -> tuple[dict, dict, list[bool]]:
     """(alignment dict, quality dict, per-image verdicts) of one generated set."""
     align = score_alignment((r["prompt"], img, r["task"]) for r, img in zip(records, images))
+    from flashgen.shapes.failures import failure_counts
     from flashgen.shapes.scorer import as_canvas
+
+    failures = failure_counts((r["prompt"], img) for r, img in zip(records, images))
 
     fake = np.stack([as_canvas(img) for img in images])
     quality = shapes_quality(reference, fake).to_dict()
-    return align.to_dict(), quality, align.correct
+    return {**align.to_dict(), "failures": failures}, quality, align.correct
 
 
 def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
