@@ -4,7 +4,9 @@ Every run of an eval folder scores the same prompt lines with the same seeds, so
 of two models can be measured image by image (paired), which is far tighter than comparing two
 overall scores each with its own binomial noise. For each run: overall and per-task score minus
 the baseline's, with the standard error of the paired difference (overall = the mean of the task
-scores, as GenEval; its SE from the per-task variances) and a 95% interval (+-1.96 SE).
+scores, as GenEval; its SE from the per-task variances) and a 95% interval (+-1.96 SE); and
+`keeps`, the share of the baseline's right images that the run gets right too: with a teacher as
+the baseline, how faithfully a student follows it image for image.
 
     .venv/bin/python benchmarks/paired.py benchmarks/results/eval-quant --baseline shapes-flash-4step
     .venv/bin/python benchmarks/paired.py OUT --baseline MODEL --baseline-out OTHER_OUT
@@ -44,9 +46,12 @@ def paired(base: dict, other: dict) -> dict:
     if len(keys) != len(base):
         raise ValueError("the runs do not cover the same (prompt, seed) pairs")
     by_task: dict[str, list[int]] = {}
+    base_right = both_right = 0
     for k in keys:
         task = base[k][0]
         by_task.setdefault(task, []).append(int(other[k][1]) - int(base[k][1]))
+        base_right += base[k][1]
+        both_right += base[k][1] and other[k][1]
     tasks = {}
     for task, d in sorted(by_task.items()):
         a = np.asarray(d, dtype=float)
@@ -55,7 +60,16 @@ def paired(base: dict, other: dict) -> dict:
     t = len(tasks)
     diff = sum(v["diff"] for v in tasks.values()) / t
     se = math.sqrt(sum(v["se"] ** 2 for v in tasks.values())) / t
-    return {"diff": diff, "se": se, "ci95": [diff - 1.96 * se, diff + 1.96 * se], "tasks": tasks}
+    # fidelity: of the images the baseline gets right, the share the other run also gets right
+    # (a student that follows its teacher image for image keeps ~1; one right elsewhere, ~0)
+    keeps = both_right / base_right if base_right else float("nan")
+    return {
+        "diff": diff,
+        "se": se,
+        "ci95": [diff - 1.96 * se, diff + 1.96 * se],
+        "keeps": keeps,
+        "tasks": tasks,
+    }
 
 
 def main() -> int:
@@ -93,16 +107,21 @@ def main() -> int:
             f"{len(scores[base_key])} images per run, same prompts and seeds."
         ),
         "",
-        "| run | overall | diff ± SE | 95% interval | " + " | ".join(tasks) + " |",
-        "|---|---|---|---|" + "---|" * len(tasks),
+        "| run | overall | diff ± SE | 95% interval | keeps | " + " | ".join(tasks) + " |",
+        "|---|---|---|---|---|" + "---|" * len(tasks),
     ]
     for key, r in rows.items():
         cells = " | ".join(f"{r['tasks'][t]['diff']:+.3f}" for t in tasks)
         lo, hi = r["ci95"]
         lines.append(
             f"| {key} | {r['overall']:.3f} | {r['diff']:+.3f} ± {r['se']:.3f} | "
-            f"[{lo:+.3f}, {hi:+.3f}] | {cells} |"
+            f"[{lo:+.3f}, {hi:+.3f}] | {r['keeps']:.2f} | {cells} |"
         )
+    lines += [
+        "",
+        "keeps: of the images the baseline gets right, the share the run gets right too "
+        + "(same prompt and seed).",
+    ]
     (args.out / "paired.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(json.dumps({"bench": "paired", "baseline": base_key, "runs": rows}))

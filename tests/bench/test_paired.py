@@ -35,6 +35,13 @@ def test_overall_is_the_mean_of_task_differences():
     assert lo < r["diff"] < hi
 
 
+def test_keeps_is_the_share_of_the_baselines_right_images_kept():
+    base = {("p", i): ("a", i < 8) for i in range(10)}  # right on 0-7
+    other = {("p", i): ("a", i in (0, 1, 9)) for i in range(10)}  # keeps 0 and 1 of those 8
+    assert paired_mod.paired(base, other)["keeps"] == pytest.approx(2 / 8)
+    assert paired_mod.paired(base, dict(base))["keeps"] == 1.0
+
+
 def test_runs_over_different_pairs_are_refused():
     base = {("p", 0): ("a", True), ("p", 1): ("a", False)}
     with pytest.raises(ValueError, match="same"):
