@@ -167,3 +167,28 @@ def test_eval_run_on_tiny_untrained_model(tmp_path, capsys):
     assert min(r["fid"] for r in tiny) > 5 * max(r["fid"] for r in renders)
     assert (out / "report" / "quality_vs_steps.png").is_file()
     assert (out / "report" / "quality_vs_latency.png").is_file()
+
+
+def test_folder_names_are_distinct_for_models_sharing_a_basename():
+    from flashgen.eval.run import folder_names
+
+    models = ["shapes-flash-2step", "/runs/a/shapes-flash-2step", "x/y", "y", "shapes-flash-2step"]
+    assert folder_names(models) == [
+        "shapes-flash-2step",
+        "shapes-flash-2step-2",
+        "y",
+        "y-2",
+        "shapes-flash-2step-3",
+    ]
+
+
+def test_eval_run_keeps_each_models_images_apart(tmp_path, capsys):
+    """Two runs whose models share a folder name must not write into one folder (they did: the
+    second model's images replaced the first's, and paired comparisons read one set twice)."""
+    out = tmp_path / "ev"
+    argv = ["eval", "run", "--model", "renders", "--model", "renders", "--limit", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    capsys.readouterr()
+    folders = [r["folder"] for r in json.loads((out / "results.json").read_text())["runs"]]
+    assert folders == ["renders/steps-default", "renders-2/steps-default"]
+    assert all(len(read_manifest(out / f / "manifest.jsonl")) == 6 for f in folders)

@@ -26,7 +26,12 @@ OK, BAD = (40, 160, 60), (200, 40, 40)
 
 def run_label(run) -> str:
     steps = "render" if run.nfe == 0 else f"{run.steps} steps, cfg {run.guidance:g}"
-    return f"{Path(run.model).name} ({steps})"
+    return f"{model_label(run.model)} ({steps})"
+
+
+def model_label(model: str) -> str:
+    """A built-in's name; a model folder with its parent (runs/a/student vs built-in student)."""
+    return str(Path(*Path(model).parts[-2:]))
 
 
 def _open(path: Path) -> Image.Image:
@@ -152,8 +157,8 @@ def tradeoff_plots(out: Path, runs: list) -> list[Path]:
         for model in models:
             rs = sorted((r for r in runs if r.model == model), key=lambda r: getattr(r, xkey))
             xs = [getattr(r, xkey) for r in rs]
-            a1.plot(xs, [r.alignment["overall"] for r in rs], "o-", label=Path(model).name)
-            a2.plot(xs, [r.quality["fid"] for r in rs], "o-", label=Path(model).name)
+            a1.plot(xs, [r.alignment["overall"] for r in rs], "o-", label=model_label(model))
+            a2.plot(xs, [r.quality["fid"] for r in rs], "o-", label=model_label(model))
             for r, x in zip(rs, xs):
                 tag = "render" if r.nfe == 0 else f"{r.steps} st"
                 a1.annotate(tag, (x, r.alignment["overall"]), fontsize=7)

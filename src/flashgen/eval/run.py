@@ -112,6 +112,21 @@ def _slug(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).name or model).strip("_") or "model"
 
 
+def folder_names(models: list[str]) -> list[str]:
+    """One image folder name per model, distinct within the run: a built-in `shapes-flash-2step`
+    and a folder `runs/shapes-flash-2step` would otherwise write into the same folder, and the
+    later model's images would replace the earlier's (`-2`, `-3`, ... in order of appearance)."""
+    names: list[str] = []
+    for model in models:
+        base = name = _slug(model)
+        k = 1
+        while name in names:
+            k += 1
+            name = f"{base}-{k}"
+        names.append(name)
+    return names
+
+
 # image maker: (prompt, seed, num_images) -> (images, seconds per image, steps, guidance)
 Generator = Callable[[str, int, int], tuple[list[Image.Image], float, int, float]]
 
@@ -201,7 +216,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     )
     reference = np.stack(ref_images)
     runs: list[RunResult] = []
-    for model in config.models:
+    for model, folder_name in zip(config.models, folder_names(config.models)):
         pipe = None if model == RENDERS else _load(model, config)
         for steps in config.steps if pipe is not None else (None,):  # renders: no steps
             if pipe is None:
@@ -210,7 +225,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
                 make = _model_generator(pipe, steps, config.guidance, config.drop_t5)
                 name = pipe.model_id
             label = "default" if steps is None else str(steps)
-            folder = out / _slug(model) / f"steps-{label}"
+            folder = out / folder_name / f"steps-{label}"
             log(f"{model} steps={label}: generating {len(lines) * k} images")
             records, images = write_image_set(lines, folder, make, name, k)
             align, quality, correct = evaluate_images(records, images, reference)
