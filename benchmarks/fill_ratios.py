@@ -1,0 +1,75 @@
+"""Shape fidelity of an eval folder: the fill ratio (area / bounding-box area) of every detected
+object, renders against each model, with the verdict rule's class boundaries.
+
+The scorer calls an object a triangle, circle or square by the ideal fill ratio nearest to its
+own (0.5, 0.785, 1.0; boundaries 0.6425 and 0.8925). A render's objects sit at their ideals; a
+model whose squares come out with rounded corners puts them near 0.8925, where the rule reads
+some as circles (the `shape_blurred` failure reason). Writes OUT/report/fill_ratios.png and
+prints one JSON line last: per run, the object count and the share within 0.05 of a boundary.
+
+    .venv/bin/python benchmarks/fill_ratios.py benchmarks/results/eval-s7/validation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+
+from flashgen.eval.report import model_label
+from flashgen.manifest import image_path, read_manifest
+from flashgen.shapes.failures import near_boundary
+from flashgen.shapes.scorer import detect_objects
+
+
+def fills(manifest: Path) -> list[float]:
+    out = []
+    for r in read_manifest(manifest):
+        with Image.open(image_path(manifest, r)) as im:
+            out += [o.fill for o in detect_objects(np.asarray(im.convert("RGB")))]
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path, help="a `flashgen eval run --out` folder")
+    args = p.parse_args()
+    results = json.loads((args.out / "results.json").read_text())
+    sets = {"renders (reference)": fills(args.out / results["reference"] / "manifest.jsonl")}
+    for run in results["runs"]:
+        sets[f"{model_label(run['model'])} ({run['steps']} steps)"] = fills(
+            args.out / run["folder"] / "manifest.jsonl"
+        )
+    fig, axes = plt.subplots(len(sets), 1, figsize=(7, 1.6 * len(sets)), sharex=True)
+    bins = np.linspace(0.3, 1.02, 73)
+    summary = {}
+    for ax, (name, f) in zip(np.atleast_1d(axes), sets.items()):
+        share = float(np.mean([near_boundary(x) for x in f])) if f else float("nan")
+        summary[name] = {"objects": len(f), "near_boundary": share}
+        ax.hist(f, bins=bins, weights=np.full(len(f), 1 / max(len(f), 1)), color="tab:blue")
+        for b in (0.6425, 0.8925):
+            ax.axvspan(b - 0.05, b + 0.05, color="tab:red", alpha=0.15)
+            ax.axvline(b, color="tab:red", lw=0.8)
+        ax.set_title(f"{name}: {share:.0%} of {len(f)} objects near a boundary", fontsize=8)
+        ax.tick_params(labelsize=7)
+    np.atleast_1d(axes)[-1].set_xlabel(
+        "fill ratio (triangle 0.5 | circle 0.785 | square 1.0; red: class boundaries +- 0.05)"
+    )
+    fig.tight_layout()
+    (args.out / "report").mkdir(exist_ok=True)
+    path = args.out / "report" / "fill_ratios.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(json.dumps({"bench": "fill_ratios", "out": str(args.out), "png": str(path), **summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
