@@ -12,7 +12,7 @@ and x is what it should decode to. Half of each batch decodes z, half z', both a
 tiny decoder's own reconstruction loss); the encoder is not trained.
 
     .venv/bin/python benchmarks/sharp_decoder.py --out benchmarks/results/sharp-decoder \
-        --pairs 4096 --steps 1200        # ~11 min of teacher refinement + ~10 min of training
+        --pairs 4096 --steps 1200 --threads 2   # ~11 min of teacher refinement, ~6 min training
 
 Writes OUT/tiny_vae (a TAESD-layout folder for `--decoder OUT/tiny_vae`, with report.json, the
 reconstructions of the evaluation renders as `flashgen train tiny-vae` reports them, and
