@@ -90,7 +90,7 @@ def test_failure_counts_add_up_to_the_failures():
         ("a photo of a triangle", blank_canvas()),  # no_object
         ("a photo of a red square and a blue circle", two),  # swapped
     ]
-    assert failure_counts(items) == {
+    assert failure_counts((p, detect_objects(image)) for p, image in items) == {
         "single_object": {"no_object": 1, "shape_missing": 1},
         "colors": {"wrong_color": 1},
         "color_attr": {"swapped": 1},

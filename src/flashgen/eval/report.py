@@ -109,18 +109,15 @@ def task_bars(out: Path, runs: list) -> Path:
     return path
 
 
-def failure_bars(out: Path, runs: list) -> Path | None:
+def failure_bars(out: Path, runs: list) -> Path:
     """One panel per run: per task, the share of its images failing for each reason (stacked)."""
     from flashgen.shapes.failures import REASONS
 
-    judged = [r for r in runs if "failures" in r.alignment]
-    if not judged:
-        return None
     fig, axes = plt.subplots(
-        1, len(judged), figsize=(3.6 * len(judged) + 1.6, 3.6), sharey=True, squeeze=False
+        1, len(runs), figsize=(3.6 * len(runs) + 1.6, 3.6), sharey=True, squeeze=False
     )
     colors = plt.get_cmap("tab10").colors
-    for ax, run in zip(axes[0], judged):
+    for ax, run in zip(axes[0], runs):
         a = run.alignment
         tasks = [t for t in TASKS if t in a["counts"]]
         bottom = [0.0] * len(tasks)
@@ -189,9 +186,7 @@ def tradeoff_plots(out: Path, runs: list) -> list[Path]:
 
 def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dict]) -> Path:
     (out / "report").mkdir(parents=True, exist_ok=True)
-    pictures = [task_bars(out, runs)]
-    if (failures := failure_bars(out, runs)) is not None:
-        pictures.append(failures)
+    pictures = [task_bars(out, runs), failure_bars(out, runs)]
     if len(runs) > 1:
         pictures += tradeoff_plots(out, runs)
     pictures += [p for t in TASKS if (p := task_grid(out, t, lines, runs, ref_records))]

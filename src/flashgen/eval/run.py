@@ -181,12 +181,11 @@ def evaluate_images(
     records: list[dict], images: list[np.ndarray], reference: np.ndarray
 ) -> tuple[dict, dict, list[bool]]:
     """(alignment dict, quality dict, per-image verdicts) of one generated set."""
-    align = score_alignment((r["prompt"], img, r["task"]) for r, img in zip(records, images))
     from flashgen.shapes.failures import failure_counts
     from flashgen.shapes.scorer import as_canvas
 
-    failures = failure_counts((r["prompt"], img) for r, img in zip(records, images))
-
+    align = score_alignment((r["prompt"], img, r["task"]) for r, img in zip(records, images))
+    failures = failure_counts(zip((r["prompt"] for r in records), align.detections))
     fake = np.stack([as_canvas(img) for img in images])
     quality = shapes_quality(reference, fake).to_dict()
     return {**align.to_dict(), "failures": failures}, quality, align.correct

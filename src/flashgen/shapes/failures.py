@@ -25,10 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import pairwise
 
-import numpy as np
-
 from flashgen.shapes.prompts import TASKS, PromptSpec, parse_prompt
-from flashgen.shapes.scorer import Detection, detect_objects, verdict
+from flashgen.shapes.scorer import Detection, verdict
 from flashgen.shapes.world import FILL_RATIOS
 
 REASONS: tuple[str, ...] = (
@@ -76,12 +74,13 @@ def failure_reason(spec: PromptSpec, objects: list[Detection]) -> str | None:
     raise AssertionError(f"{task} passes whenever its shapes are present, yet it failed")
 
 
-def failure_counts(items: Iterable[tuple[str, np.ndarray]]) -> dict[str, dict[str, int]]:
-    """Per task, how many (prompt, image) items fail for each reason (reasons with 0 left out)."""
+def failure_counts(items: Iterable[tuple[str, list[Detection]]]) -> dict[str, dict[str, int]]:
+    """Per task, how many (prompt, detections) items fail for each reason (reasons with 0 left
+    out). The detections are the scorer's (`AlignmentScore.detections`), not computed again."""
     table: dict[str, dict[str, int]] = {}
-    for prompt, image in items:
+    for prompt, objects in items:
         task, spec = parse_prompt(prompt)
-        reason = failure_reason(spec, detect_objects(image))
+        reason = failure_reason(spec, objects)
         if reason is not None:
             row = table.setdefault(task, {})
             row[reason] = row.get(reason, 0) + 1

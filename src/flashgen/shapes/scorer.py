@@ -126,6 +126,7 @@ class AlignmentScore:
     n: int
     counts: dict[str, int] = field(default_factory=dict)
     correct: list[bool] = field(default_factory=list, repr=False)  # per item, in input order
+    detections: list[list[Detection]] = field(default_factory=list, repr=False)  # per item
 
     def to_dict(self) -> dict:
         return {
@@ -143,14 +144,16 @@ def score_alignment(
     """Score (prompt, image[, task]) items: per-task means, their mean, and the color_attr split."""
     per_task: dict[str, list[bool]] = {}
     split: dict[bool, list[bool]] = {True: [], False: []}
-    correct = []
+    correct, detections = [], []
     for item in items:
         prompt, image, task = (*item, None) if len(item) == 2 else item
         parsed, spec = parse_prompt(prompt)
         if task is not None and task != parsed:
             raise ValueError(f"{prompt!r} is a {parsed} prompt, but its task says {task!r}")
-        ok = verdict(spec, detect_objects(image))
+        objects = detect_objects(image)
+        ok = verdict(spec, objects)
         correct.append(ok)
+        detections.append(objects)
         per_task.setdefault(parsed, []).append(ok)
         if parsed == "color_attr":
             split[spec.held_out].append(ok)
@@ -169,4 +172,5 @@ def score_alignment(
         n=len(correct),
         counts={t: len(per_task[t]) for t in tasks},
         correct=correct,
+        detections=detections,
     )
