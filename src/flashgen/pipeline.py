@@ -22,7 +22,7 @@ from flashgen.errors import NonFiniteOutput, UsageError
 from flashgen.models.loading import Components, load_components
 from flashgen.models.prompt_encoding import PromptEmbeds, PromptEncoder
 from flashgen.models.registry import ModelSource, resolve
-from flashgen.models.tiny_decoder import check_decoder, decoder_label
+from flashgen.models.tiny_decoder import check_decoder, decoder_label, default_decoder
 from flashgen.request import GenerationRequest, GenerationResult, ResolvedSettings
 from flashgen.sampling import make_sigmas, sample_euler, sigmas_from_list
 from flashgen.sampling.guidance import batched_cfg_model_fn
@@ -308,11 +308,14 @@ def load(
     (saves its memory; prompts are encoded T5-free). profile: "phone", "laptop" or "desktop"
     (flashgen.profiles: T5 slot, quantization, VAE tiling, offload); max_memory: a budget in
     GiB that picks the profile when none is given and refuses, before allocating, a load or a
-    request whose estimate exceeds it (OutOfMemoryBudget). decoder: None/"full" (the model's
-    VAE), "tiny" (the model's own tiny decoder) or a TAESD-layout AutoencoderTiny folder such as
-    madebyollin/taesd3 (flashgen.models.tiny_decoder): a much cheaper decode on CPUs.
+    request whose estimate exceeds it (OutOfMemoryBudget). decoder: "full" (the model's VAE),
+    "tiny" (the model's own tiny decoder) or a TAESD-layout AutoencoderTiny folder such as
+    madebyollin/taesd3 (flashgen.models.tiny_decoder): a much cheaper decode on CPUs; None: the
+    model's own default (flashgen.json "default_decoder"; "full" unless it says otherwise).
     """
     source = resolve(model)
+    if decoder is None:
+        decoder = default_decoder(source)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     plan = folder = None

@@ -33,7 +33,7 @@ def test_lists_builtins_and_given_folder(cache, tmp_path, capsys):
     assert "not built" in tiny  # a fresh cache: built on first use only
     assert lines[-1].split()[0] == "my-model" and lines[-1].endswith(str(folder.resolve()))
     assert "directory" in lines[-1] and re.search(r" \d+\.\d [KMG]B ", lines[-1])
-    assert default.split()[6] == "full,tiny"  # the shipped student can use the tiny decoder
+    assert default.split()[6] == "tiny,full"  # the shipped student decodes with its tiny decoder
     assert lines[-1].split()[4] == "full"
 
 

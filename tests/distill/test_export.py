@@ -49,8 +49,10 @@ def test_students_of_a_builtin_teacher_reference_its_components(tmp_path):
     assert ext["text_encoder_3"] == "minilm"
     card = json.loads((dest / "flashgen.json").read_text())
     assert card["tiny_decoder"] == "builtin:shapes-teacher" and "tiny_vae" not in ext
+    assert card["default_decoder"] == "tiny"  # the teacher's default decoder, inherited
     pipe = flashgen.load(str(dest))
     result = pipe.generate(flashgen.GenerationRequest("a photo of a red circle"))
     assert result.settings.steps == 2 and result.images[0].size == (64, 64)
-    tiny = flashgen.load(str(dest), decoder="tiny")
-    assert type(tiny.vae).__name__ == "AutoencoderTiny"
+    assert type(pipe.vae).__name__ == "AutoencoderTiny" and result.settings.decoder == "tiny"
+    full = flashgen.load(str(dest), decoder="full")
+    assert type(full.vae).__name__ == "AutoencoderKL"

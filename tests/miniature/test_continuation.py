@@ -96,6 +96,7 @@ def test_reused_parts_are_the_source_files(continued):
         assert ours[slot] == theirs[slot]
     # the VAE is the same, so its tiny decoder is carried over (byte for byte)
     assert read_card(model).tiny_decoder == read_card(src).tiny_decoder == "tiny_vae"
+    assert read_card(model).default_decoder == read_card(src).default_decoder == "tiny"
     names = sorted(p.name for p in (src / "tiny_vae").iterdir())
     same, _, _ = filecmp.cmpfiles(src / "tiny_vae", model / "tiny_vae", names, shallow=False)
     assert same == names

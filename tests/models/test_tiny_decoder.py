@@ -129,6 +129,37 @@ def test_errors_are_clear(dirs, tmp_path):
 def test_full_is_the_default_spelled_out(dirs):
     pipe = flashgen.load(str(dirs["model"]), decoder="full")
     assert type(pipe.vae).__name__ == "AutoencoderKL" and pipe.decoder == "full"
+    default = flashgen.load(str(dirs["model"]))  # no flashgen.json: the full VAE
+    assert type(default.vae).__name__ == "AutoencoderKL" and default.decoder == "full"
+
+
+def test_a_model_card_can_make_its_tiny_decoder_the_default(dirs, tmp_path):
+    card = ModelCard(name="tiny-default", tiny_decoder="tiny_vae", default_decoder="tiny")
+    folder = build_tiny_sd35(tmp_path / "m", with_t5=False, seed=3, card=card)
+    shutil.copytree(dirs["taesd3"], folder / "tiny_vae")
+    pipe = flashgen.load(str(folder))
+    res = pipe.generate(pipe.request(PROMPT, steps=2, seed=1))
+    assert type(pipe.vae).__name__ == "AutoencoderTiny" and res.settings.decoder == "tiny"
+    named = flashgen.load(str(folder), decoder="tiny")
+    same = named.generate(named.request(PROMPT, steps=2, seed=1))
+    assert np.array_equal(_pixels(res.images), _pixels(same.images))
+    full = flashgen.load(str(folder), decoder="full")  # the user can still ask for the VAE
+    assert type(full.vae).__name__ == "AutoencoderKL" and full.decoder == "full"
+    for f in (folder / "vae").glob("*.safetensors"):
+        f.write_bytes(b"not weights")  # the default never reads the full VAE
+    assert flashgen.load(str(folder)).decoder == "tiny"
+
+
+def test_a_default_decoder_must_be_one_the_model_has():
+    with pytest.raises(ValueError, match="'default_decoder' is 'tiny' but no 'tiny_decoder'"):
+        ModelCard(name="x", default_decoder="tiny")
+    with pytest.raises(ValueError, match="'default_decoder' must be one of"):
+        ModelCard(name="x", tiny_decoder="tiny_vae", default_decoder="taesd3")
+    card = ModelCard.from_dict(
+        {"tiny_decoder": "tiny_vae", "default_decoder": "tiny"}, fallback_name="x"
+    )
+    assert ModelCard.from_dict(card.to_dict(), fallback_name="x") == card
+    assert ModelCard.from_dict({}, fallback_name="x").default_decoder == "full"
 
 
 def test_the_shipped_models_share_the_teachers_tiny_decoder():
@@ -136,14 +167,17 @@ def test_the_shipped_models_share_the_teachers_tiny_decoder():
         name: json.loads((BUILTIN_DIR / name / "flashgen.json").read_text())
         for name in ("shapes-teacher", "shapes-flash-4step", "shapes-flash-2step")
     }
+    assert all(c["default_decoder"] == "tiny" for c in cards.values())  # measured better
     assert cards.pop("shapes-teacher")["tiny_decoder"] == "tiny_vae"
     assert all(c["tiny_decoder"] == "builtin:shapes-teacher" for c in cards.values())
     shipped = sum(f.stat().st_size for f in BUILTIN_DIR.rglob("*.safetensors"))
     assert shipped <= 60e6  # the budget for all shipped weights, tiny decoder included
-    pipe = flashgen.load("shapes-flash-4step", decoder="tiny")
+    pipe = flashgen.load("shapes-flash-4step")
     res = pipe.generate(pipe.request("a red circle", seed=3))
-    assert type(pipe.vae).__name__ == "AutoencoderTiny"
+    assert type(pipe.vae).__name__ == "AutoencoderTiny" and res.settings.decoder == "tiny"
     assert res.images[0].size == (64, 64)
+    full = flashgen.load("shapes-flash-4step", decoder="full")
+    assert type(full.vae).__name__ == "AutoencoderKL"
 
 
 def test_combines_with_memory_profiles(dirs):

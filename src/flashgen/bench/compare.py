@@ -134,7 +134,7 @@ def _load(variant: Variant, model: str, device: str, decoder: str = "tiny"):
             "dtype": variant.dtype,
             "profile": variant.profile,
             "drop_t5": variant.drop_t5,
-            "decoder": decoder if variant.tiny else None,
+            "decoder": decoder if variant.tiny else "full",
         }
         pipe = flashgen.load(model, **{k: v for k, v in kw.items() if v not in (None, False)})
         return pipe, pipe.transformer

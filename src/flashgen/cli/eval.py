@@ -75,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--decoder",
         metavar="full|tiny|DIR",
-        help="decode every model's latents with this decoder (default: its full VAE)",
+        help="decode every model's latents with this decoder (default: each model's own "
+        "default decoder, its flashgen.json 'default_decoder'; the Shapes models: tiny)",
     )
     r.set_defaults(func=_run)
 

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="list built-in models (and describe given model folders/files)",
         description="List the built-in models, then each given diffusers folder or .safetensors "
         "file: kind (teacher or distilled student), default steps and guidance, the decoders "
-        "it can use (--decoder), size on disk, path. The default model (used when --model is "
+        "it can use (--decoder; its default first), size on disk, path. The default model (used when --model is "
         "not given) is marked with *.",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="model folders or .safetensors files")
@@ -50,11 +50,18 @@ def _row(info) -> tuple[str, ...]:
         info.kind,
         "-" if info.default_steps is None else str(info.default_steps),
         guidance,
-        "full,tiny" if info.tiny_decoder else "full",
+        _decoders(info),
         human_size(info.size_bytes),
         info.source,
         info.path,
     )
+
+
+def _decoders(info) -> str:
+    """The decoders a model can use, its default first ("tiny,full", "full,tiny", "full")."""
+    names = ["full", "tiny"] if info.tiny_decoder else ["full"]
+    names.sort(key=lambda n: n != info.default_decoder)
+    return ",".join(names)
 
 
 def human_size(n: int | None) -> str:

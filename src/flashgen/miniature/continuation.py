@@ -37,6 +37,7 @@ class Source:
     transformer_dir: Path
     training: dict  # its training.json ({} when it has none)
     tiny_vae_dir: Path | None = None  # its tiny decoder: still valid, the VAE is reused
+    default_decoder: str = "full"  # the source's (flashgen.json): kept with its tiny decoder
 
     def parameters(self) -> dict[str, int]:
         """Parameters per component (the same as the source's: none of them changes shape)."""
@@ -87,6 +88,7 @@ def resolve_source(spec: str, transformer: TransformerConfig) -> Source:
         transformer_dir=transformer_dir,
         training=json.loads(training.read_text()) if training.is_file() else {},
         tiny_vae_dir=decoder_location("tiny", folder, card) if card.tiny_decoder else None,
+        default_decoder=card.default_decoder,
     )
 
 

@@ -83,9 +83,11 @@ def export_model(
     record: dict | None = None,
     embed_tokenizers: bool = False,
     tiny_vae_dir: Path | None = None,
+    default_decoder: str = "full",
 ) -> Path:
     """Write the teacher folder at `dest` (replacing it atomically if it exists).
-    tiny_vae_dir: a tiny decoder for `vae_dir`'s latents, copied in as `tiny_vae/`."""
+    tiny_vae_dir: a tiny decoder for `vae_dir`'s latents, copied in as `tiny_vae/`;
+    default_decoder: "full" or "tiny" (that decoder), what decodes when the user names none."""
     from diffusers import AutoencoderKL, SD3Transformer2DModel
     from transformers import CLIPTextModelWithProjection
 
@@ -117,6 +119,7 @@ def export_model(
         resolution=resolution,
         external_components=external,
         tiny_decoder=TINY_SUBFOLDER if tiny_vae_dir is not None else None,
+        default_decoder=default_decoder,
     ).write(tmp)
     (tmp / "training.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
     old = dest.with_name(dest.name + ".old")

@@ -151,6 +151,7 @@ def train_miniature(
         resolution=cfg.teacher.transformer.resolution,
         record=record,
         tiny_vae_dir=source.tiny_vae_dir if source is not None else None,
+        default_decoder=source.default_decoder if source is not None else "full",
     )
     summary = _summary(cfg, out, dest, counts, stages, source, time.monotonic() - t0)
     summary["teacher_totals"] = record["teacher_totals"]

@@ -1,7 +1,9 @@
 """flashgen's own model card: `flashgen.json` beside a diffusers folder's model_index.json.
 
     {"name", "kind": "teacher"|"student", "default_steps", "default_guidance",
-     "sigmas": [..] or null, "t5_max_length", "resolution", "external_components": {..}}
+     "sigmas": [..] or null, "t5_max_length", "resolution", "external_components": {..},
+     "quantization": {..}, "tiny_decoder": "builtin:<model>" or a subfolder,
+     "default_decoder": "full" or "tiny"}
 
 Every field is optional on disk; `ModelCard.resolve` fills what is missing from the model's own
 configs (a student defaults to its own schedule's steps and no guidance, a teacher to SD3's 28
@@ -20,6 +22,7 @@ KINDS = ("teacher", "student")
 TEACHER_STEPS, TEACHER_GUIDANCE = 28, 7.0
 TURBO_STEPS, TURBO_GUIDANCE = 4, 1.0
 DEFAULT_T5_MAX_LENGTH = 256  # diffusers' StableDiffusion3Pipeline default
+DECODERS = ("full", "tiny")  # what 'default_decoder' may name (models.tiny_decoder)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class ModelCard:
     external_components: dict[str, str] = field(default_factory=dict)
     quantization: dict = field(default_factory=dict)  # written by `flashgen quantize`
     tiny_decoder: str | None = None  # "builtin:<model>" or a subfolder: models.tiny_decoder
+    default_decoder: str = "full"  # what decodes when the user names no decoder: "full" or "tiny"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -51,6 +55,13 @@ class ModelCard:
             raise ValueError(
                 f"flashgen.json 't5_max_length' must be >= 1, got {self.t5_max_length}"
             )
+        if self.default_decoder not in DECODERS:
+            raise ValueError(
+                f"flashgen.json 'default_decoder' must be one of {DECODERS}, "
+                f"got {self.default_decoder!r}"
+            )
+        if self.default_decoder == "tiny" and not self.tiny_decoder:
+            raise ValueError("flashgen.json 'default_decoder' is 'tiny' but no 'tiny_decoder' is set")
         r = self.resolution
         if r is not None and not (isinstance(r, int) and r >= 16 and r % 16 == 0):
             raise ValueError(f"flashgen.json 'resolution' must be a multiple of 16, got {r!r}")
@@ -100,6 +111,7 @@ class ModelCard:
             external_components=dict(data.get("external_components") or {}),
             quantization=dict(data.get("quantization") or {}),
             tiny_decoder=data.get("tiny_decoder") or None,
+            default_decoder=data.get("default_decoder") or "full",
         )
 
     def with_name(self, name: str) -> ModelCard:

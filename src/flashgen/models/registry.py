@@ -111,6 +111,7 @@ class ModelInfo:
     size_bytes: int | None  # None: not built yet (tiny-random is built on first use)
     default: bool = False
     tiny_decoder: bool = False  # ships its own tiny decoder (`--decoder tiny`)
+    default_decoder: str = "full"  # what decodes when no --decoder is given
 
 
 def _size(path: Path) -> int:
@@ -153,6 +154,7 @@ def model_info(spec: str | Path) -> ModelInfo:
         size_bytes=_size(source.path),
         default=source.kind == "builtin" and source.model_id == default,
         tiny_decoder=bool(card.tiny_decoder),
+        default_decoder=card.default_decoder,
     )
 
 

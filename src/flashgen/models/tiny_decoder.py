@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # the CLI imports this module for its help text: keep torch o
     import torch
 
 HELP = (
-    "image decoder: 'full' (the model's VAE, default), 'tiny' (the model's own tiny decoder, "
-    "much faster on CPUs) or a TAESD-layout AutoencoderTiny folder such as madebyollin/taesd3"
+    "image decoder: 'full' (the model's VAE), 'tiny' (the model's own tiny decoder, much faster "
+    "on CPUs) or a TAESD-layout AutoencoderTiny folder such as madebyollin/taesd3 (default: the "
+    "model's own choice, its flashgen.json 'default_decoder'; 'full' for any other model)"
 )
 CLASS_NAME = "AutoencoderTiny"
 SUBFOLDER = "tiny_vae"  # where a model folder keeps its own (flashgen.json: "tiny_decoder")
@@ -66,6 +67,19 @@ def decoder_location(decoder: str | Path, model_folder: Path | None, card) -> Pa
         folder = Path(decoder).expanduser()
     check_tiny_folder(folder)
     return folder
+
+
+def default_decoder(source) -> str:
+    """The decoder a resolved model uses when none is named: its card's "default_decoder"
+    ("full" for single files and folders without a flashgen.json)."""
+    if source.kind == "single_file":
+        return "full"
+    from flashgen.models.modelcard import read_card
+
+    try:
+        return read_card(source.path).default_decoder
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def check_decoder(decoder: str | Path | None, source) -> Path | None:
