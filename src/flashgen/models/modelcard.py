@@ -61,7 +61,9 @@ class ModelCard:
                 f"got {self.default_decoder!r}"
             )
         if self.default_decoder == "tiny" and not self.tiny_decoder:
-            raise ValueError("flashgen.json 'default_decoder' is 'tiny' but no 'tiny_decoder' is set")
+            raise ValueError(
+                "flashgen.json 'default_decoder' is 'tiny' but no 'tiny_decoder' is set"
+            )
         r = self.resolution
         if r is not None and not (isinstance(r, int) and r >= 16 and r % 16 == 0):
             raise ValueError(f"flashgen.json 'resolution' must be a multiple of 16, got {r!r}")
