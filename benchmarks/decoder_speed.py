@@ -87,7 +87,7 @@ def main() -> int:
         latent = torch.randn(1, 16, size // 8, size // 8)
         record[f"sd35_{size}px"] = _pair(full, tiny, latent, args.repeats)
     del full, tiny
-    shapes_full = flashgen.load("shapes-flash-4step").vae
+    shapes_full = flashgen.load("shapes-flash-4step", decoder="full").vae
     shapes_tiny = flashgen.load("shapes-flash-4step", decoder="tiny").vae
     record["shapes_64px"] = _pair(
         shapes_full, shapes_tiny, torch.randn(1, 16, 8, 8), max(args.repeats, 50)

@@ -94,7 +94,7 @@ def main() -> int:
     torch.manual_seed(0)
     t0 = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
-    pipe = flashgen.load(args.model, device="cpu")
+    pipe = flashgen.load(args.model, device="cpu", decoder="full")  # its VAE encodes the renders
     data = render_set(args.pairs, seed=123)
     x_all = to_model_space(data.images)
     cache = args.out / "pairs.pt"

@@ -13,8 +13,9 @@ hits), the sampling loop and the VAE decode. Prints one JSON line last.
     ... --with-tiny --out benchmarks/results/eval-speed/speed-tiny.json   (also both models with
         the Shapes tiny decoder, in the same alternation: four pipelines, one process)
     ... --variant tiny --variant no-t5+tiny --variant laptop+tiny   (any load options, each a
-        teacher/student pair in the same alternation: `tiny` = --decoder tiny, `no-t5` = T5-free
-        prompts, `phone`/`laptop`/`desktop` = that memory profile)
+        teacher/student pair in the same alternation: `tiny` = --decoder tiny, `full` = --decoder
+        full (the Shapes models' defaults are their tiny decoder since session 8), `no-t5` =
+        T5-free prompts, `phone`/`laptop`/`desktop` = that memory profile)
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ def variant_options(spec: str) -> dict:
     """`"laptop+tiny"` -> the `flashgen.load` keywords of that variant."""
     opts: dict = {}
     for token in spec.split("+"):
-        if token == "tiny":
-            opts["decoder"] = "tiny"
+        if token in ("tiny", "full") and "decoder" not in opts:
+            opts["decoder"] = token
         elif token == "no-t5":
             opts["drop_t5"] = True
         elif token in PROFILES and "profile" not in opts:
             opts["profile"] = token
         else:
-            raise SystemExit(f"--variant {spec!r}: {token!r} is not tiny, no-t5 or one profile")
+            raise SystemExit(
+                f"--variant {spec!r}: {token!r} is not tiny, full, no-t5 or one profile"
+            )
     return opts
 
 
@@ -62,7 +65,7 @@ def main() -> int:
         "--variant",
         action="append",
         default=[],
-        help="also time both models loaded this way: tokens tiny, no-t5, phone, laptop, desktop "
+        help="also time both models loaded this way: tokens tiny, full, no-t5, phone, laptop, desktop "
         "joined by '+' (repeatable; --with-tiny is --variant tiny)",
     )
     args = p.parse_args()
@@ -102,7 +105,12 @@ def main() -> int:
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if i == 0:
                 s = result.settings
-                settings[role] = {"model": pipe.model_id, "steps": s.steps, "guidance": s.guidance}
+                settings[role] = {
+                    "model": pipe.model_id,
+                    "steps": s.steps,
+                    "guidance": s.guidance,
+                    "decoder": s.decoder,
+                }
                 settings[role]["nfe"] = s.steps * (2 if s.guidance > 1 else 1)
             else:
                 times[role].append(dt)
@@ -115,7 +123,7 @@ def main() -> int:
     record = {
         "method": "one process, all pipelines loaded and warmed up, timed generations "
         "alternating teacher/student over distinct eval prompts, median wall seconds per image "
-        "(prompt encoding + sampling + VAE decode), batch 1",
+        "(prompt encoding + sampling + decode), batch 1",
         **{
             role: {
                 **settings[role],

@@ -17,9 +17,10 @@ def test_tokens_combine_into_load_options():
     assert speed.variant_options("tiny") == {"decoder": "tiny"}
     assert speed.variant_options("no-t5+tiny") == {"drop_t5": True, "decoder": "tiny"}
     assert speed.variant_options("laptop+tiny") == {"profile": "laptop", "decoder": "tiny"}
+    assert speed.variant_options("full") == {"decoder": "full"}  # the VAE, not the default
 
 
-@pytest.mark.parametrize("spec", ["huge", "laptop+phone", "tiny+", ""])
+@pytest.mark.parametrize("spec", ["huge", "laptop+phone", "tiny+", "", "tiny+full"])
 def test_unknown_or_conflicting_tokens_are_refused(spec):
     with pytest.raises(SystemExit, match="--variant"):
         speed.variant_options(spec)

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import torch
 
 from flashgen.distill.export import export_student
@@ -56,3 +57,21 @@ def test_students_of_a_builtin_teacher_reference_its_components(tmp_path):
     assert type(pipe.vae).__name__ == "AutoencoderTiny" and result.settings.decoder == "tiny"
     full = flashgen.load(str(dest), decoder="full")
     assert type(full.vae).__name__ == "AutoencoderKL"
+
+
+def test_the_teacher_is_loaded_with_its_full_vae_whatever_its_default_decoder():
+    """The data bank's latents come from the VAE's encoder: a teacher whose default decoder is
+    its tiny one (the Shapes teacher) must still be loaded with the full AutoencoderKL."""
+    from flashgen.distill.data import encode_images
+    from flashgen.distill.task import teacher_pipeline
+    from flashgen.models.loading import component_location, load_diffusers_model
+    from flashgen.models.registry import resolve
+
+    torch.set_num_threads(1)
+    pipe = teacher_pipeline("shapes-teacher", "cpu", "fp32")
+    assert type(pipe.vae).__name__ == "AutoencoderKL" and pipe.decoder == "full"
+    folder, _ = component_location(resolve("shapes-teacher").path, "vae")
+    vae = load_diffusers_model(folder, "AutoencoderKL", torch.float32)
+    images = np.full((2, 64, 64, 3), 200, dtype=np.uint8)
+    images[:, 20:40, 20:40] = (255, 0, 0)
+    assert torch.allclose(encode_images(pipe.vae, images), encode_images(vae, images), atol=1e-4)

@@ -32,10 +32,12 @@ SETUP_STEP = 2**31 - 1  # ctx.generator step for draws made once in setup (never
 
 @functools.lru_cache(maxsize=2)
 def teacher_pipeline(spec: str, device: str, dtype: str):
-    """The teacher loaded once per process (text encoders, VAE, transformer), all frozen."""
+    """The teacher loaded once per process (text encoders, VAE, transformer), all frozen. Always
+    its full VAE, whatever its default decoder: the VAE's encoder makes the data bank's latents
+    (a tiny decoder's encoder would make different ones), and validation decodes as before."""
     from flashgen.pipeline import load
 
-    pipe = load(spec, device=device, dtype=dtype, cache_size=32)
+    pipe = load(spec, device=device, dtype=dtype, cache_size=32, decoder="full")
     for module in pipe.components.modules().values():
         module.requires_grad_(False).eval()
     return pipe
