@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "miniature-clip": "flashgen.miniature.clip_task:ClipTask",
     "miniature-teacher": "flashgen.miniature.teacher_task:TeacherTask",
     "tiny-vae": "flashgen.miniature.tiny_vae_task:TinyVaeTask",
+    "sharp-decoder": "flashgen.miniature.sharp_decoder_task:SharpDecoderTask",
     # "shapes-vae": "flashgen.shapes.train_vae:VaeTask",
 }
 
