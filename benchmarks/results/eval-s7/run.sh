@@ -3,6 +3,7 @@
 # first on the validation prompts (where the candidate is chosen or not), then on the evaluation
 # set (confirmation). Each run records every image's failure reason; paired.py gives the paired
 # differences and `keeps` (image-for-image agreement with the baseline).
+# (--decoder full: what the full VAE made, the default decoder until session 8.)
 set -euo pipefail
 cd /work/main
 R=benchmarks/results/eval-s7
@@ -10,7 +11,7 @@ CAND=${CAND:-/work/runs/s6-students/shapes-flash-2step}
 FG=".venv/bin/flashgen"
 PY=".venv/bin/python"
 for SET in validation eval; do
-  OMP_NUM_THREADS=2 $FG eval run --model shapes-teacher --model shapes-flash-4step \
+  OMP_NUM_THREADS=2 $FG eval run --decoder full --model shapes-teacher --model shapes-flash-4step \
     --model shapes-flash-2step --model "$CAND" --prompt-set $SET --images-per-prompt 2 \
     --out $R/$SET --threads 2
   $PY benchmarks/paired.py $R/$SET --baseline shapes-flash-2step

@@ -18,7 +18,9 @@ OMP_NUM_THREADS=2 $FG eval run --model shapes-teacher --model shapes-flash-4step
   --out $R/eval --threads 2
 for BASE in sharp-decoder/eval-sharp eval-s7/eval; do
   OUT=$R/eval/paired-vs-$(echo $BASE | tr / -).md
-  : > "$OUT"
+  printf '%s\n\n%s\n%s\n' "Paired differences vs the decodes in benchmarks/results/$BASE of the same latents; 666 images per run." \
+    '| run | overall | diff ± SE | 95% interval | keeps | color_attr | colors | counting | position | single_object | two_object |' \
+    '|---|---|---|---|---|---|---|---|---|---|---|' > "$OUT"
   for M in shapes-teacher shapes-flash-4step shapes-flash-2step; do
     .venv/bin/python benchmarks/paired.py $R/eval --baseline $M \
       --baseline-out benchmarks/results/$BASE | grep "^| eval/$M@" >> "$OUT"

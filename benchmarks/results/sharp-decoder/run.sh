@@ -3,6 +3,9 @@
 # since as the built-in Shapes tiny decoder) and the session-3 tiny decoder (then `tiny`),
 # each decoding the shipped models' images on the evaluation set (333 x 2), paired image by image
 # with the full VAE's decodes of the same latents (benchmarks/results/eval-s7/eval).
+# Since then `tiny` names the sharp decoder itself: to redo the session-3 row, give --decoder the
+# session-3 folder (docs/results.md, Reproduce); the script that made $R/tiny_vae is
+# `git show ebcb8c8:benchmarks/sharp_decoder.py` (`flashgen train sharp-decoder` replaces it).
 set -euo pipefail
 cd /work/main
 R=benchmarks/results/sharp-decoder
