@@ -65,8 +65,8 @@ def main() -> int:
         "--variant",
         action="append",
         default=[],
-        help="also time both models loaded this way: tokens tiny, full, no-t5, phone, laptop, desktop "
-        "joined by '+' (repeatable; --with-tiny is --variant tiny)",
+        help="also time both models loaded this way: tokens tiny, full, no-t5, phone, laptop, "
+        "desktop joined by '+' (repeatable; --with-tiny is --variant tiny)",
     )
     args = p.parse_args()
     if args.repeats < 1:

@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="list built-in models (and describe given model folders/files)",
         description="List the built-in models, then each given diffusers folder or .safetensors "
         "file: kind (teacher or distilled student), default steps and guidance, the decoders "
-        "it can use (--decoder; its default first), size on disk, path. The default model (used when --model is "
-        "not given) is marked with *.",
+        "it can use (--decoder; its default first), size on disk, path. The default model "
+        "(used when --model is not given) is marked with *.",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="model folders or .safetensors files")
     p.add_argument("--json", action="store_true", help="one JSON object per model, per line")

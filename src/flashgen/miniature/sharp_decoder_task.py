@@ -23,8 +23,9 @@ resumed run reuses them.
 `task.init` is the tiny decoder to start from (default: the model's own). A decoder this task
 made is refused as a start, so a rerun does not fine-tune twice: start from the one
 `flashgen train tiny-vae` made. Export: OUT/export/tiny_vae (a TAESD-layout folder for
-`--decoder DIR`; fp16, the EMA weights if task.ema_decay > 0) with training.json (this run and the starting decoder's own
-record) and report.json (reconstructions of the evaluation renders, as `tiny-vae` reports them).
+`--decoder DIR`; fp16, the EMA weights if task.ema_decay > 0) with training.json (this run and
+the starting decoder's own record) and report.json (reconstructions of the evaluation renders,
+as `tiny-vae` reports them).
 
 Shapes World only: the renders and their captions are the data. A real model's version would
 take its own image/caption pairs; nothing else here is Shapes-specific.
@@ -160,7 +161,7 @@ class SharpDecoderTask(TrainTask):
         self.batch_size = cfg.batch_size
         self.progress = Progress.for_stage(ctx.run, cfg.time_schedule, 10.0, t_setup)
         self.background = background(dev)
-        self.seconds_pairs = getattr(self, "seconds_pairs", 0.0)
+        self.seconds_pairs = getattr(self, "seconds_pairs", 0.0)  # 0: read from the cache
 
     def _pairs(self, data) -> tuple[torch.Tensor, torch.Tensor]:
         """The refined pairs: from OUT/pairs.safetensors when a run made them already (a
