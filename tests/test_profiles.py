@@ -7,6 +7,7 @@ import torch
 import flashgen
 from flashgen.errors import OutOfMemoryBudget
 from flashgen.models.tiny import TinySizes, build_tiny_sd35
+from flashgen.models.tiny_decoder import check_decoder
 from flashgen.profiles import (
     GIB,
     PROFILES,
@@ -185,8 +186,11 @@ def test_profiles_load_a_student_whose_vae_and_encoders_live_elsewhere(name):
     if prof.t5 is not None:  # desktop: the external MiniLM (its file still has position_ids)
         t5 = pipe.components.text_encoder_3
         assert any(isinstance(m, QuantLinear) for m in t5.modules())
-    folder = flashgen.models.registry.resolve(model).path
-    est = estimate(folder, get_profile(name), width=64, height=64)
+    source = flashgen.models.registry.resolve(model)
+    # its default decoder is the teacher's tiny one: the estimate counts that, not the VAE
+    assert pipe.decoder == "tiny"
+    tiny = check_decoder("tiny", source)
+    est = estimate(source.path, get_profile(name), width=64, height=64, decoder_dir=tiny)
     assert {"vae", "text_encoder", "text_encoder_2"} <= set(est.weights)
     for slot, module in pipe.components.modules().items():
         assert est.weights[slot] == pytest.approx(_bytes(module), rel=0.02), slot
