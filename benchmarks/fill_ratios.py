@@ -21,20 +21,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image
 
+from flashgen.eval.alignment import load_manifest_images
 from flashgen.eval.report import model_label
-from flashgen.manifest import image_path, read_manifest
-from flashgen.shapes.failures import near_boundary
+from flashgen.shapes.failures import AMBIGUOUS_FILL, BOUNDARIES, near_boundary
 from flashgen.shapes.scorer import detect_objects
 
 
 def fills(manifest: Path) -> list[float]:
-    out = []
-    for r in read_manifest(manifest):
-        with Image.open(image_path(manifest, r)) as im:
-            out += [o.fill for o in detect_objects(np.asarray(im.convert("RGB")))]
-    return out
+    _, images = load_manifest_images(manifest)
+    return [o.fill for image in images for o in detect_objects(image)]
 
 
 def main() -> int:
@@ -54,8 +50,8 @@ def main() -> int:
         share = float(np.mean([near_boundary(x) for x in f])) if f else float("nan")
         summary[name] = {"objects": len(f), "near_boundary": share}
         ax.hist(f, bins=bins, weights=np.full(len(f), 1 / max(len(f), 1)), color="tab:blue")
-        for b in (0.6425, 0.8925):
-            ax.axvspan(b - 0.05, b + 0.05, color="tab:red", alpha=0.15)
+        for b in BOUNDARIES:
+            ax.axvspan(b - AMBIGUOUS_FILL, b + AMBIGUOUS_FILL, color="tab:red", alpha=0.15)
             ax.axvline(b, color="tab:red", lw=0.8)
         ax.set_title(f"{name}: {share:.0%} of {len(f)} objects near a boundary", fontsize=8)
         ax.tick_params(labelsize=7)

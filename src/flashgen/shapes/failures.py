@@ -42,12 +42,12 @@ REASONS: tuple[str, ...] = (
 AMBIGUOUS_FILL = 0.05  # fill-ratio distance to a class boundary that counts as "blurred"
 
 _IDEAL = sorted(FILL_RATIOS.values())
-_BOUNDARIES = tuple((a + b) / 2 for a, b in pairwise(_IDEAL))  # 0.6425, 0.8925
+BOUNDARIES = tuple((a + b) / 2 for a, b in pairwise(_IDEAL))  # 0.6425, 0.8925
 
 
 def near_boundary(fill: float) -> bool:
     """Whether a fill ratio is within AMBIGUOUS_FILL of a circle/square/triangle boundary."""
-    return any(abs(fill - b) < AMBIGUOUS_FILL for b in _BOUNDARIES)
+    return any(abs(fill - b) < AMBIGUOUS_FILL for b in BOUNDARIES)
 
 
 def failure_reason(spec: PromptSpec, objects: list[Detection]) -> str | None:
