@@ -15,7 +15,8 @@ hits), the sampling loop and the VAE decode. Prints one JSON line last.
     ... --variant tiny --variant no-t5+tiny --variant laptop+tiny   (any load options, each a
         teacher/student pair in the same alternation: `tiny` = --decoder tiny, `full` = --decoder
         full (the Shapes models' defaults are their tiny decoder since session 8), `no-t5` =
-        T5-free prompts, `phone`/`laptop`/`desktop` = that memory profile)
+        T5-free prompts, `phone`/`laptop`/`desktop` = that memory profile, `fp32`/`bf16` = that
+        compute dtype: the default is bf16 on a CPU with AMX, fp32 elsewhere, flashgen.devices)
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ def variant_options(spec: str) -> dict:
             opts["decoder"] = token
         elif token == "no-t5":
             opts["drop_t5"] = True
+        elif token in ("fp32", "bf16") and "dtype" not in opts:
+            opts["dtype"] = token
         elif token in PROFILES and "profile" not in opts:
             opts["profile"] = token
         else:
             raise SystemExit(
-                f"--variant {spec!r}: {token!r} is not tiny, full, no-t5 or one profile"
+                f"--variant {spec!r}: {token!r} is not tiny, full, no-t5, fp32, bf16 or one profile"
             )
     return opts
 
@@ -78,7 +81,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     import flashgen
-    from flashgen.bench.env import cpu_name, git_commit
+    from flashgen.bench.env import cpu_name, device_info, git_commit
     from flashgen.request import GenerationRequest
     from flashgen.shapes.prompt_sets import load_prompt_set
 
@@ -110,6 +113,7 @@ def main() -> int:
                     "steps": s.steps,
                     "guidance": s.guidance,
                     "decoder": s.decoder,
+                    "dtype": s.dtype,
                 }
                 settings[role]["nfe"] = s.steps * (2 if s.guidance > 1 else 1)
             else:
@@ -141,6 +145,7 @@ def main() -> int:
         "threads": args.threads,
         "samples": times,
         "cpu": cpu_name(),
+        "device_info": device_info("cpu"),
         "torch": torch.__version__,
         "commit": git_commit(),
     }

@@ -63,13 +63,19 @@ PROFILES = {
 ORDER = ("desktop", "laptop", "phone")  # most faithful first: --max-memory picks the first fit
 
 
-def get_profile(name: str, device: torch.device | str = "cpu") -> Profile:
+def get_profile(
+    name: str, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> Profile:
+    """The named profile as it applies on `device` at compute `dtype`: "bf16-weight" (bf16
+    storage, upcast per call) becomes plain weights of the compute dtype on a GPU, and wherever
+    the compute dtype is bf16 already (a CPU with AMX: flashgen.devices), so bf16 matmuls run
+    natively there."""
     try:
         profile = PROFILES[name]
     except KeyError:
         raise UsageError(f"unknown profile {name!r}; use one of {list(PROFILES)}") from None
-    if torch.device(device).type != "cpu":
-        # bf16 storage with fp32 compute only pays where bf16 matmuls are slow (CPUs)
+    if torch.device(device).type != "cpu" or dtype == torch.bfloat16:
+        # bf16 storage with fp32 compute only pays where fp32 is the compute dtype on a CPU
         keep = {
             k: (None if v == "bf16-weight" else v)
             for k, v in (("transformer", profile.transformer), ("clip", profile.clip))
@@ -331,7 +337,7 @@ def choose_profile(
     """The most faithful profile whose estimate for a width x height image fits the budget."""
     tried = []
     for name in ORDER:
-        p = get_profile(name, device)
+        p = get_profile(name, device, dtype)
         est = estimate(folder, p, dtype=dtype, width=width, height=height, decoder_dir=decoder_dir)
         if est.total <= max_memory_gib * GIB:
             return p
@@ -395,7 +401,7 @@ def plan_load(
     if max_memory_gib is not None and max_memory_gib <= 0:
         raise UsageError(f"--max-memory must be a positive number of GiB, got {max_memory_gib}")
     if profile is not None:
-        prof = get_profile(profile, device)
+        prof = get_profile(profile, device, dtype)
     elif max_memory_gib is not None and folder is not None:
         resolution = resolution or native_resolution(folder)
         prof = choose_profile(

@@ -21,6 +21,9 @@ def test_bench_prints_one_json_record_last(tiny_model, capsys, tmp_path):
     rec = json.loads(last)
     assert rec == json.loads(out.read_text())
     assert rec["bench"] == "latency" and rec["device"] == "cpu" and rec["dtype"] == "fp32"
+    hw = rec["device_info"]  # what decides the CPU's default dtype is on record
+    assert isinstance(hw["cpu_amx"], bool) and hw["cpu_fast_bf16"] is False  # pinned in conftest
+    assert hw["cpu_auto_dtype"] == "fp32"
     assert rec["versions"]["torch"] and rec["versions"]["diffusers"]
     assert rec["settings"]["steps"] == 2 and rec["settings"]["width"] == 64
     assert len(rec["runs"]) == 2

@@ -79,6 +79,11 @@ def device_info(device: str = "cpu") -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+    from flashgen.devices import cpu_fast_bf16, cpu_has_amx, dtype_name, resolve_dtype
+
+    info["cpu_amx"] = cpu_has_amx()  # bf16 matmuls on tiles: bf16 is then the faster dtype
+    info["cpu_fast_bf16"] = cpu_fast_bf16()
+    info["cpu_auto_dtype"] = dtype_name(resolve_dtype(None, torch.device("cpu")))
     if device.startswith("cuda") and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.device(device))
         info["gpu"] = props.name

@@ -59,7 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--chunk", type=int, default=256, help="prompts per shard file")
     s.add_argument("--device", default="auto")
-    s.add_argument("--dtype", default="auto", help="fp32, bf16 or fp16 (auto: bf16 on CUDA)")
+    s.add_argument(
+        "--dtype",
+        default="auto",
+        help="fp32, bf16 or fp16 (auto: bf16 on CUDA and on CPUs with AMX)",
+    )
     s.set_defaults(func=synth_main)
 
 

@@ -44,7 +44,7 @@ class MiniatureConfig:
     name: str = "shapes-teacher"
     seed: int = 0
     n_images: int = 20_000  # rendered once, shared by every stage
-    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU (bf16 convs are slow there)
+    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU ("bf16" pays with AMX)
     log_every: int = 50
     ckpt_every: int = 500
     total_minutes: float | None = None  # the whole command's clock (teacher gets the rest)
@@ -145,7 +145,6 @@ PRESETS: dict[str, MiniatureConfig] = {
             select_guidances=(3.0, 5.0, 7.0),
         ),
     ),
-    # one H100, one command of ~8.5 minutes: clock-boxed stages, big batches, bf16
     # one H100, one command of ~8.5 minutes: clock-boxed stages, big batches, bf16. Sized from
     # the first H100 run (docs/miniature.md): every stage was bound by per-op launch overhead
     # (~2,400 ops per teacher step, 84 ms at batch 512), so batches grew 2-4x (the GPU had room)
