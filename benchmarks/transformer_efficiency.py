@@ -7,10 +7,15 @@ block of the real model. FLOPs counted by torch.utils.flop_counter. Writes
 results/transformer_efficiency.json.
 
     .venv/bin/python benchmarks/transformer_efficiency.py      (1 thread, ~1 min)
+    ... --out benchmarks/results/transformer_efficiency_amx_s9.json   (session 9's AMX CPU)
+
+"int8-dynamic (bf16 act)" is the laptop profile where bf16 is the compute dtype (a CPU with
+AMX, flashgen.devices): int8 Linears between bf16 activations.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import time
@@ -38,6 +43,11 @@ def _cpu_seconds(model, inputs, repeats: int = 3) -> float:
 
 def main() -> None:
     from diffusers import SD3Transformer2DModel
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = Path(__file__).parent / "results" / "transformer_efficiency.json"
+    ap.add_argument("--out", type=Path, default=default)
+    args = ap.parse_args()
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -69,8 +79,12 @@ def main() -> None:
         quantize_model(m, get_scheme(scheme))
         variants[scheme] = (m, vs)
     variants["bf16 (stock diffusers)"] = (copy.deepcopy(tf).to(torch.bfloat16), "bf16")
+    m = copy.deepcopy(tf).to(torch.bfloat16)
+    quantize_model(m, get_scheme("int8-dynamic"))
+    variants["int8-dynamic (bf16 act)"] = (m, "int8")
     for name, (model, vs) in variants.items():
-        x = inputs if name != "bf16 (stock diffusers)" else tuple(t.bfloat16() for t in inputs)
+        bf16 = name in ("bf16 (stock diffusers)", "int8-dynamic (bf16 act)")
+        x = tuple(t.bfloat16() for t in inputs) if bf16 else inputs
         cpu = _cpu_seconds(model, x)
         rate = flops / cpu / 1e12
         rows[name] = {
@@ -88,8 +102,7 @@ def main() -> None:
         "matmul_peak": peaks,
         "variants": rows,
     }
-    path = Path(__file__).parent / "results" / "transformer_efficiency.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out))
 
 

@@ -11,3 +11,8 @@ OMP_NUM_THREADS=1 .venv/bin/flashgen bench compare --model "$MODEL" \
   --variants flashgen+desktop+fp32,flashgen+desktop,flashgen+laptop+fp32,flashgen+laptop,diffusers+bf16 \
   --width 512 --height 512 --steps 4 --repeats 1 --warmup 1 --threads 1 \
   --name sd35m_512_4step_amx_s9 --results-dir benchmarks/results
+# its diffusers baseline, after the fix that lets diffusers load a T5-less folder (same settings)
+OMP_NUM_THREADS=1 .venv/bin/flashgen bench compare --model "$MODEL" \
+  --variants diffusers+bf16,flashgen+desktop \
+  --width 512 --height 512 --steps 4 --repeats 1 --warmup 1 --threads 1 \
+  --name sd35m_512_4step_amx_s9_diffusers --results-dir benchmarks/results

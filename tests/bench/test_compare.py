@@ -52,6 +52,16 @@ def test_compare_writes_json_and_plot(tiny, tmp_path, capsys):
     assert rec["fraction_of_peak"]["flashgen+laptop"]["vs"] == "int8"
 
 
+def test_diffusers_loads_a_folder_without_t5(tmp_path):
+    """A T5-less folder (model_index says [null, null]) loads in diffusers too: the session-9
+    SD3.5-Medium comparison lost its diffusers baseline to this."""
+    from flashgen.bench.compare import _load
+
+    folder = build_tiny_sd35(tmp_path / "no_t5", with_t5=False)
+    pipe, transformer = _load(Variant.parse("diffusers+fp32"), str(folder), "cpu")
+    assert pipe.text_encoder_3 is None and transformer is pipe.transformer
+
+
 def test_variant_specs_parse_and_refuse_unknown_options():
     v = Variant.parse("flashgen+bf16+laptop+no-t5")
     assert (v.impl, v.dtype, v.profile, v.drop_t5) == ("flashgen", "bf16", "laptop", True)
