@@ -2,9 +2,9 @@
 
 The CPU's default dtype follows its matrix units. With Intel AMX (Sapphire Rapids and later
 Xeons) oneDNN runs bf16 matmuls on tiles: measured on such a 2-core VM, 0.9-1.2 TFLOP/s per core
-against 0.17 in fp32, and an SD3.5 Medium transformer block at 512 px 3.2x faster in bf16. Without
-AMX (AVX-512 bf16 dot products only, or AVX2) a bf16 matmul was 1.8x *slower* than fp32 on this
-repo's earlier machine. So "auto" is bf16 on an AMX CPU and fp32 elsewhere; FLASHGEN_CPU_BF16=0
+against 0.17-0.19 in fp32, and SD3.5 Medium transformer blocks at 512 px 3.4x faster in bf16.
+Without AMX (AVX-512 bf16 dot products only, or AVX2) a bf16 matmul was 1.8x *slower* than fp32
+on this repo's earlier machine. So "auto" is bf16 on an AMX CPU and fp32 elsewhere; FLASHGEN_CPU_BF16=0
 (or 1) overrides the detection, and an explicit --dtype always wins.
 """
 

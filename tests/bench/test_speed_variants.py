@@ -22,7 +22,9 @@ def test_tokens_combine_into_load_options():
     assert speed.variant_options("bf16+no-t5") == {"dtype": "bf16", "drop_t5": True}
 
 
-@pytest.mark.parametrize("spec", ["huge", "laptop+phone", "tiny+", "", "tiny+full", "fp32+bf16", "fp16"])
+@pytest.mark.parametrize(
+    "spec", ["huge", "laptop+phone", "tiny+", "", "tiny+full", "fp32+bf16", "fp16"]
+)
 def test_unknown_or_conflicting_tokens_are_refused(spec):
     with pytest.raises(SystemExit, match="--variant"):
         speed.variant_options(spec)
