@@ -123,14 +123,6 @@ class _TransformerClock:
         module.register_forward_hook(post)
 
 
-def _has_t5(model: str) -> bool:
-    """Whether a diffusers folder has a T5 slot. One written without it (`bench make-model
-    --no-t5`) says `[null, null]`, which diffusers 0.42's from_pretrained refuses unless the
-    slot is passed as None explicitly."""
-    index = json.loads((Path(model) / "model_index.json").read_text())
-    return bool((index.get("text_encoder_3") or [None])[0])
-
-
 def _load(variant: Variant, model: str, device: str, decoder: str = "tiny"):
     import torch
 
@@ -151,7 +143,11 @@ def _load(variant: Variant, model: str, device: str, decoder: str = "tiny"):
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
         variant.dtype or "bf16"
     ]
-    no_t5 = variant.drop_t5 or not _has_t5(model)
+    from flashgen.models.loading import component_location
+
+    # a folder written without T5 says [null, null] for the slot, which diffusers 0.42 refuses
+    # unless the slot is passed as None explicitly
+    no_t5 = variant.drop_t5 or component_location(model, "text_encoder_3")[1] is None
     kw = {"text_encoder_3": None, "tokenizer_3": None} if no_t5 else {}
     pipe = StableDiffusion3Pipeline.from_pretrained(
         model, torch_dtype=dtype, local_files_only=True, use_safetensors=True, **kw
