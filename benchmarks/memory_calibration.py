@@ -1,4 +1,4 @@
-"""Measure the activation-memory constants of flashgen.profiles (C_TF, C_VAE, C_TINY) here.
+"""Measure the activation-memory constants of flashgen.memory_estimate (C_TF, C_VAE, C_TINY) here.
 
 Peak-RSS delta of one SD3-style transformer forward (fp32, 4 layers, width 512, dual attention
 in the first two) at 256 and 512 px, of one decode of SD3.5's real VAE (random weights) at 256

@@ -6,16 +6,11 @@ import torch
 
 import flashgen
 from flashgen.errors import OutOfMemoryBudget
+from flashgen.memory_apply import center_crop_pos_embed
+from flashgen.memory_estimate import GIB, estimate, estimate_activations
 from flashgen.models.tiny import TinySizes, build_tiny_sd35
 from flashgen.models.tiny_decoder import check_decoder
-from flashgen.profiles import (
-    GIB,
-    PROFILES,
-    center_crop_pos_embed,
-    estimate,
-    estimate_activations,
-    get_profile,
-)
+from flashgen.profiles import PROFILES, get_profile
 from flashgen.quant import QuantLinear
 from flashgen.request import GenerationRequest
 

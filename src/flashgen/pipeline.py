@@ -63,7 +63,7 @@ class Pipeline:
         self.dtype = dtype
         self.drop_t5 = drop_t5
         self.card = components.card
-        self.memory_guard = None  # profiles.MemoryGuard: refuses requests over the budget
+        self.memory_guard = None  # memory_estimate.MemoryGuard: refuses requests over the budget
         self.prompt_encoder = PromptEncoder(components, device, cache_size=cache_size)
         vae_cfg = components.vae.config
         self.vae_scale_factor = 2 ** (len(vae_cfg.block_out_channels) - 1)
@@ -352,7 +352,7 @@ def load(
         decoder=decoder_label(decoder),
     )
     if plan is not None:
-        from flashgen.profiles import apply_plan
+        from flashgen.memory_apply import apply_plan
 
         apply_plan(pipe, plan, folder)
     return pipe

@@ -1,57 +1,38 @@
-"""Memory profiles (`--profile phone|laptop|desktop`, `--max-memory GiB`) and the memory estimate
-that refuses, before anything is allocated, a load or a request that cannot fit.
+"""Memory profiles (`--profile phone|laptop|desktop`, `--max-memory GiB`): the named profiles,
+the choice of the most faithful one that fits a budget, and the load plan flashgen.load follows.
 
 A profile decides: whether the T5 slot is loaded (and at what precision), the weight format of
 the transformer and CLIP encoders (quant.schemes), VAE tiling, GPU model offload, and how much of
 SD3's 384x384 position table to keep (`pos_embed_patches`: 0.9 GB in fp32 for SD3.5 Medium, of
 which a 1024 px image uses 64x64).
 
-Estimate of peak memory (bytes) = runtime + weights + max over stages of activations:
-    runtime      torch + diffusers + transformers + tokenizers: RUNTIME_BYTES (measured)
-    weights      per component from its config on the meta device (no allocation): quantized
-                 Linears at their scheme's bytes/weight, everything else at the compute dtype;
-                 a pre-quantized folder counts its safetensors header sizes
-    denoise      C_TF * B * N * D * itemsize,  N = (H/16)(W/16) + 77 + t5_len image+text tokens,
-                 B = images (x2 with CFG)
-    decode       C_VAE * C0 * h * w * 4 for one tile (h, w: the tile), or x images for whole
-                 images, + the decoded images; with a tiny decoder (--decoder tiny|DIR) its own
-                 weights replace the VAE's and C_TINY * C_last * h * w * 4 its activations
-C_TF, C_VAE and C_TINY were measured on this repo's CPU (peak RSS delta of one transformer
-forward, one VAE decode and one TAESD3-layout decode: benchmarks/memory_calibration.py,
-results/memory_calibration.json) with headroom.
+The `Profile` record and the estimate of peak memory that refuses, before anything is allocated,
+a load or a request that cannot fit: flashgen.memory_estimate. Applying a plan to the loaded
+pipeline: flashgen.memory_apply.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from flashgen.errors import ModelLoadError, OutOfMemoryBudget, UsageError
-
-GIB = 1024**3
-RUNTIME_BYTES = int(0.55 * GIB)  # measured 0.42 GiB after imports + tokenizers and slack
-C_TF = 20  # measured 14.3-24.4 x B*N*D*4 for one SD3 transformer forward in fp32
-C_VAE = 9  # measured 7.6 (512 px) - 11.1 (256 px) x C0*H*W*4 for one SD3 VAE decode
-C_TINY = 5  # measured 3.0 (512 px) - 4.0 (1024 px) x C_last*H*W*4 for one TAESD3-layout decode
-TINY_CLASS = "AutoencoderTiny"  # a tiny decoder's config (models.tiny_decoder)
-CLIP_TOKENS = 77
-_ST_ITEMSIZE = {"F32": 4, "BF16": 2, "F16": 2}
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    drop_t5: bool
-    transformer: str | None  # quant scheme (None: the compute dtype)
-    clip: str | None
-    t5: str | None  # when the T5 slot is kept
-    vae_tile: int | None  # decode in tiles of this many pixels (None: whole image)
-    pos_embed_patches: int | None  # keep the central NxN of the position table (None: all)
-    offload: bool  # on a GPU, components visit it one at a time (no effect on a CPU)
-
+from flashgen.memory_apply import pos_embed_hook
+from flashgen.memory_estimate import (
+    GIB,
+    RUNTIME_BYTES,
+    Profile,
+    available_gib,
+    check_budget,
+    estimate,
+    estimate_activations,
+    native_resolution,
+    read_configs,
+    slot_dir,
+    stored_bytes,
+)
 
 PROFILES = {
     "phone": Profile("phone", True, "int4-group", "int4-group", None, 256, 96, True),
@@ -84,246 +65,6 @@ def get_profile(
     return profile
 
 
-@dataclass(frozen=True)
-class MemoryEstimate:
-    runtime: int
-    weights: dict[str, int]
-    activations: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return self.runtime + sum(self.weights.values()) + max(self.activations.values(), default=0)
-
-    def describe(self) -> str:
-        w = sum(self.weights.values()) / GIB
-        stage, act = max(self.activations.items(), key=lambda kv: kv[1], default=("none", 0))
-        return (
-            f"~{self.total / GIB:.2f} GiB (weights {w:.2f}, {stage} activations {act / GIB:.2f}, "
-            f"runtime {self.runtime / GIB:.2f})"
-        )
-
-    def to_dict(self) -> dict:
-        gib = lambda b: round(b / GIB, 3)
-        return {
-            "total_gib": gib(self.total),
-            "runtime_gib": gib(self.runtime),
-            "weights_gib": {k: gib(v) for k, v in self.weights.items()},
-            "activations_gib": {k: gib(v) for k, v in self.activations.items()},
-        }
-
-
-# -- weights ---------------------------------------------------------------------------------
-
-
-def _cropped_rows(rows: int, keep: int) -> int:
-    """Rows of a side x side position table after center_crop_pos_embed(keep)."""
-    side = round(rows**0.5)
-    if keep >= side:
-        return rows
-    keep += (side - keep) % 2
-    return keep * keep
-
-
-def _component_bytes(
-    folder: Path, slot: str, scheme: str | None, itemsize: int, crop: int | None
-) -> int:
-    from flashgen.bench.make_model import state_entries
-    from flashgen.quant.folder import component_class
-    from flashgen.quant.io import _empty_model, quant_metadata, weight_files
-    from flashgen.quant.quantize import linear_layers, should_quantize
-    from flashgen.quant.schemes import get_scheme
-
-    comp = _slot_dir(folder, slot)
-    if quant_metadata(comp) is not None:  # pre-quantized: the stored sizes, floats re-typed
-        return _header_bytes(weight_files(comp), itemsize, crop=crop, packed_as_stored=True)
-    model = _empty_model(comp, component_class(folder, slot))
-    quantized: dict[str, int] = {}
-    if scheme is not None:
-        s = get_scheme(scheme)
-        for name, lin in linear_layers(model):
-            if should_quantize(name, lin, s, ()) is None:
-                quantized[f"{name}.weight"] = s.layer_bytes(lin.in_features, lin.out_features)
-    total = 0
-    for name, _, _, t in state_entries(model):
-        n = t.numel()
-        if crop and name.endswith("pos_embed.pos_embed"):
-            n = _cropped_rows(t.shape[1], crop) * t.shape[-1]
-        if name in quantized:
-            total += quantized[name]
-        else:
-            total += n * (itemsize if t.is_floating_point() else t.element_size())
-    return total
-
-
-def _slot_dir(folder: Path, slot: str) -> Path:
-    """A slot's files: the folder's own subfolder or the external component it names."""
-    from flashgen.models.loading import component_location
-
-    return component_location(folder, slot)[0]
-
-
-def _header_bytes(
-    paths, itemsize: int, *, crop: int | None = None, packed_as_stored: bool = False
-) -> int:
-    """Weights of safetensors files once loaded, from their headers only: floats at `itemsize`
-    (the position table cropped to `crop` patches a side), everything else as stored. With
-    `packed_as_stored` a quantized layer's companions (`*.weight_*`: scales, minimums) are
-    counted as stored too."""
-    from flashgen.quant.io import read_header
-
-    total = 0
-    for path in paths:
-        for name, info in read_header(path).items():
-            if name == "__metadata__":
-                continue
-            b, e = info["data_offsets"]
-            stored = _ST_ITEMSIZE.get(info["dtype"])
-            if stored is None or (packed_as_stored and ".weight_" in name):
-                total += e - b
-                continue
-            numel = (e - b) // stored
-            if crop and name.endswith("pos_embed.pos_embed"):
-                numel = _cropped_rows(info["shape"][1], crop) * info["shape"][-1]
-            total += numel * itemsize
-    return total
-
-
-def _stored_bytes(folder: Path, itemsize: int) -> int:
-    """A folder's safetensors weights once loaded (none: 0)."""
-    return _header_bytes(sorted(Path(folder).glob("*.safetensors")), itemsize)
-
-
-def _configs(folder: Path, decoder_dir: Path | None = None) -> tuple[dict, dict]:
-    """The transformer's config.json and the decoder's: the VAE's, or the tiny decoder's."""
-    decoder = decoder_dir if decoder_dir is not None else _slot_dir(folder, "vae")
-    return (
-        json.loads((_slot_dir(folder, "transformer") / "config.json").read_text()),
-        json.loads((decoder / "config.json").read_text()),
-    )
-
-
-def estimate_weights(
-    folder: Path,
-    profile: Profile | None,
-    dtype: torch.dtype,
-    *,
-    has_t5: bool,
-    decoder_dir: Path | None = None,
-) -> dict[str, int]:
-    """Bytes per loaded component; with a tiny decoder (decoder_dir) the VAE is never loaded and
-    the "vae" entry is the tiny decoder's."""
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    p = profile or Profile("none", False, None, None, None, None, None, False)
-    slots = {
-        "transformer": p.transformer,
-        "vae": None,
-        "text_encoder": p.clip,
-        "text_encoder_2": p.clip,
-    }
-    if has_t5 and not p.drop_t5:
-        slots["text_encoder_3"] = p.t5
-    if decoder_dir is not None:
-        del slots["vae"]
-    out = {
-        slot: _component_bytes(
-            folder, slot, scheme, itemsize, p.pos_embed_patches if slot == "transformer" else None
-        )
-        for slot, scheme in slots.items()
-        if (_slot_dir(folder, slot) / "config.json").is_file()
-    }
-    if decoder_dir is not None:
-        out["vae"] = _stored_bytes(decoder_dir, itemsize)
-    return out
-
-
-# -- activations -----------------------------------------------------------------------------
-
-
-def estimate_activations(
-    transformer_config: dict,
-    decoder_config: dict,
-    *,
-    width: int,
-    height: int,
-    images: int,
-    cfg: bool = False,
-    t5_len: int,
-    itemsize: int,
-    vae_tile: int | None,
-) -> dict[str, int]:
-    """Peak activation bytes per stage; decoder_config is the VAE's config.json, or a tiny
-    decoder's (AutoencoderTiny: its last block's width at full resolution, C_TINY)."""
-    d = transformer_config["num_attention_heads"] * transformer_config["attention_head_dim"]
-    patch = transformer_config.get("patch_size", 2)
-    if decoder_config.get("_class_name") == TINY_CLASS:
-        widths = decoder_config["decoder_block_out_channels"]
-        factor = decoder_config.get("upsampling_scaling_factor", 2) ** (len(widths) - 1)
-        c0, const = widths[-1], C_TINY
-    else:
-        factor = 2 ** (len(decoder_config["block_out_channels"]) - 1)
-        c0, const = decoder_config["block_out_channels"][0], C_VAE
-    n = (height // (factor * patch)) * (width // (factor * patch)) + CLIP_TOKENS + t5_len
-    batch = images * (2 if cfg else 1)  # CFG runs the transformer on cond + uncond rows
-    denoise = C_TF * batch * n * d * itemsize
-    th, tw = (min(vae_tile, height), min(vae_tile, width)) if vae_tile else (height, width)
-    per_image = const * c0 * th * tw * 4
-    decode = (per_image if vae_tile else per_image * images) + images * 3 * height * width * 4 * 2
-    encode = batch * t5_len * 4096 * 4 * 8
-    return {"encode": encode, "denoise": denoise, "decode": decode}
-
-
-def estimate(
-    folder: str | Path,
-    profile: Profile | None,
-    *,
-    dtype: torch.dtype = torch.float32,
-    width: int = 1024,
-    height: int = 1024,
-    num_images: int = 1,
-    cfg: bool = False,
-    has_t5: bool | None = None,
-    t5_len: int = 256,
-    decoder_dir: Path | None = None,
-) -> MemoryEstimate:
-    """Peak process memory of one request on `folder` loaded with `profile` (nothing allocated);
-    decoder_dir: the tiny decoder used in place of the VAE (models.tiny_decoder), if any."""
-    folder = Path(folder)
-    if has_t5 is None:
-        has_t5 = (_slot_dir(folder, "text_encoder_3") / "config.json").is_file()
-    weights = estimate_weights(folder, profile, dtype, has_t5=has_t5, decoder_dir=decoder_dir)
-    tcfg, vcfg = _configs(folder, decoder_dir)
-    acts = estimate_activations(
-        tcfg,
-        vcfg,
-        width=width,
-        height=height,
-        images=num_images,
-        cfg=cfg,
-        t5_len=t5_len,
-        itemsize=torch.empty(0, dtype=dtype).element_size(),
-        vae_tile=profile.vae_tile if profile else None,
-    )
-    return MemoryEstimate(RUNTIME_BYTES, weights, acts)
-
-
-def native_resolution(folder: str | Path) -> int:
-    """The model's own image side: flashgen.json's resolution, else sample_size x 8."""
-    from flashgen.models.modelcard import read_card
-
-    card = read_card(folder)
-    if card.resolution:
-        return card.resolution
-    return 8 * json.loads((Path(folder) / "transformer" / "config.json").read_text())["sample_size"]
-
-
-def check_budget(est: MemoryEstimate, budget_gib: float, what: str) -> None:
-    if est.total > budget_gib * GIB:
-        raise OutOfMemoryBudget(
-            f"{what} needs {est.describe()}, over the {budget_gib:g} GiB budget; use a smaller "
-            "profile (--profile phone), a smaller image or fewer images, or raise --max-memory"
-        )
-
-
 def choose_profile(
     folder: str | Path,
     max_memory_gib: float,
@@ -346,30 +87,6 @@ def choose_profile(
         f"no profile fits {max_memory_gib:g} GiB for a {width}x{height} image (estimates: "
         f"{', '.join(tried)}); raise --max-memory or use a smaller model"
     )
-
-
-# -- applying a profile ----------------------------------------------------------------------
-
-
-def center_crop_pos_embed(pos_embed: torch.Tensor, keep: int) -> torch.Tensor:
-    """[1, S*S, D] sin-cos table -> its central [1, keep*keep, D]. diffusers crops a h x w
-    window at offset (S - h) // 2; with S - keep even, the same window of the kept table is the
-    same rows, so every image up to keep*patch*8 px is unchanged."""
-    side = round(pos_embed.shape[1] ** 0.5)
-    assert side * side == pos_embed.shape[1], pos_embed.shape
-    if keep >= side:
-        return pos_embed
-    keep += (side - keep) % 2
-    top = (side - keep) // 2
-    grid = pos_embed.reshape(1, side, side, -1)[:, top : top + keep, top : top + keep]
-    return grid.reshape(1, keep * keep, -1).contiguous()
-
-
-def _pos_embed_hook(keep: int):
-    def hook(name: str, t: torch.Tensor) -> torch.Tensor:
-        return center_crop_pos_embed(t, keep) if name == "pos_embed.pos_embed" else t
-
-    return hook
 
 
 @dataclass(frozen=True)
@@ -428,133 +145,13 @@ def plan_load(
             "text_encoder_3": prof.t5,
         }
         for slot, scheme in slots.items():
-            if scheme is not None and not is_quantized(_slot_dir(folder, slot)):
+            if scheme is not None and not is_quantized(slot_dir(folder, slot)):
                 options[slot] = {"scheme": scheme}
         if prof.pos_embed_patches:
-            options.setdefault("transformer", {})["tensor_hook"] = _pos_embed_hook(
+            options.setdefault("transformer", {})["tensor_hook"] = pos_embed_hook(
                 prof.pos_embed_patches
             )
     return LoadPlan(prof, max_memory_gib, bool(prof and prof.drop_t5), options, decoder_dir)
-
-
-def apply_plan(pipe, plan: LoadPlan, folder: str | Path | None) -> None:
-    """After loading: the parts of the profile that act on loaded modules, and the per-request
-    memory guard (refuses a request whose estimate exceeds the budget before it allocates)."""
-    from flashgen.quant.quantize import quantize_model, quantized_layers
-    from flashgen.quant.schemes import get_scheme
-
-    prof, c = plan.profile, pipe.components
-    pipe.load_plan = plan  # what was applied, for reports
-    if prof is not None:
-        wanted = {
-            "transformer": prof.transformer,
-            "text_encoder": prof.clip,
-            "text_encoder_2": prof.clip,
-            "text_encoder_3": prof.t5,
-        }
-        for slot, scheme in wanted.items():
-            module = getattr(c, slot, None)
-            if scheme is not None and module is not None and not quantized_layers(module):
-                quantize_model(module, get_scheme(scheme))  # e.g. a single-file source
-        if prof.pos_embed_patches:
-            crop_transformer_pos_embed(c.transformer, prof.pos_embed_patches)
-        if prof.vae_tile:
-            enable_vae_tiling(c.vae, prof.vae_tile)
-        if prof.offload and pipe.device.type == "cuda":
-            enable_model_offload(pipe)
-    budget = plan.budget_gib if plan.budget_gib is not None else available_gib()
-    if folder is not None and (prof is not None or plan.budget_gib is not None):
-        pipe.memory_guard = MemoryGuard(
-            Path(folder),
-            prof,
-            pipe.dtype,
-            budget,
-            pipe.has_t5,
-            pipe.card.t5_max_length,
-            plan.decoder_dir,
-        )
-
-
-class MemoryGuard:
-    """Called by Pipeline.generate before any allocation: raises OutOfMemoryBudget."""
-
-    def __init__(
-        self,
-        folder: Path,
-        profile,
-        dtype,
-        budget_gib: float,
-        has_t5: bool,
-        t5_len: int,
-        decoder_dir: Path | None = None,
-    ):
-        self.folder, self.profile, self.dtype = folder, profile, dtype
-        self.budget_gib, self.has_t5, self.t5_len = budget_gib, has_t5, t5_len
-        self._weights = estimate_weights(
-            folder, profile, dtype, has_t5=has_t5, decoder_dir=decoder_dir
-        )
-        self._configs = list(_configs(folder, decoder_dir))
-
-    def estimate(self, request, cfg: bool) -> MemoryEstimate:
-        acts = estimate_activations(
-            *self._configs,
-            width=request.width,
-            height=request.height,
-            images=request.num_images,
-            cfg=cfg,
-            t5_len=self.t5_len,
-            itemsize=torch.empty(0, dtype=self.dtype).element_size(),
-            vae_tile=self.profile.vae_tile if self.profile else None,
-        )
-        return MemoryEstimate(RUNTIME_BYTES, self._weights, acts)
-
-    def __call__(self, request, settings) -> None:
-        est = self.estimate(request, cfg=settings.guidance > 1.0)
-        what = f"a {request.width}x{request.height} request of {request.num_images} image(s)"
-        check_budget(est, self.budget_gib, what)
-
-
-def available_gib() -> float:
-    """Memory this process could still use: its own RSS plus the system's MemAvailable."""
-    from flashgen.bench.env import current_rss_bytes
-
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return (int(line.split()[1]) * 1024 + current_rss_bytes()) / GIB
-    except OSError:
-        pass
-    return float("inf")
-
-
-def crop_transformer_pos_embed(transformer, keep: int) -> None:
-    pe = transformer.pos_embed
-    if getattr(pe, "pos_embed_max_size", None) is None or pe.pos_embed is None:
-        return
-    pe.pos_embed = center_crop_pos_embed(pe.pos_embed, keep)
-    pe.pos_embed_max_size = round(pe.pos_embed.shape[1] ** 0.5)
-
-
-def enable_vae_tiling(vae, tile_px: int) -> None:
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    vae.enable_tiling()
-    vae.tile_sample_min_size = tile_px
-    vae.tile_latent_min_size = tile_px // factor
-    vae.tile_overlap_factor = 0.25
-
-
-def enable_model_offload(pipe) -> None:
-    """GPU: keep every component in CPU memory and move each to the GPU for its own stage
-    (accelerate's model hooks, as diffusers' enable_model_cpu_offload)."""
-    from accelerate import cpu_offload_with_hook
-
-    hook = None
-    for slot in ("text_encoder", "text_encoder_2", "text_encoder_3", "transformer", "vae"):
-        module = getattr(pipe.components, slot, None)
-        if module is None:
-            continue
-        module.to("cpu")
-        _, hook = cpu_offload_with_hook(module, execution_device=pipe.device, prev_module_hook=hook)
 
 
 def auto_plan(
@@ -578,12 +175,12 @@ def auto_plan(
     slots += [] if decoder_dir is not None else ["vae"]
     slots += [] if drop_t5 else ["text_encoder_3"]
     try:
-        dirs = [_slot_dir(folder, s) for s in slots]
+        dirs = [slot_dir(folder, s) for s in slots]
         if decoder_dir is not None:
             dirs.append(decoder_dir)
-        weights = sum(_stored_bytes(d, itemsize) for d in dirs)
+        weights = sum(stored_bytes(d, itemsize) for d in dirs)
         side = native_resolution(folder)
-        tcfg, vcfg = _configs(folder, decoder_dir)
+        tcfg, vcfg = read_configs(folder, decoder_dir)
     except (ModelLoadError, OSError, ValueError, KeyError, TypeError):
         return None  # a broken folder: the loader reports it, with its own message
     acts = estimate_activations(
