@@ -8,15 +8,18 @@ hits), the sampling loop and the VAE decode. Prints one JSON line last.
 
     .venv/bin/python benchmarks/speed_student_vs_teacher.py --repeats 9 --threads 1 \
         --out benchmarks/results/eval-speed/speed.json
-    ... --compile --out benchmarks/results/eval-speed/speed-compiled.json   (torch.compile of
-        both transformers and VAE decoders; the warm-up image absorbs compilation, ~2-5 min)
+    ... --compile --out benchmarks/results/eval-speed/speed-compiled.json   (both models loaded
+        with flashgen.load(compile=True): transformer, decoder and text encoders compiled and
+        warmed up at load, ~1-3 min; before session 10 this flag compiled the transformers and
+        VAE decoders only)
     ... --with-tiny --out benchmarks/results/eval-speed/speed-tiny.json   (also both models with
         the Shapes tiny decoder, in the same alternation: four pipelines, one process)
     ... --variant tiny --variant no-t5+tiny --variant laptop+tiny   (any load options, each a
         teacher/student pair in the same alternation: `tiny` = --decoder tiny, `full` = --decoder
         full (the Shapes models' defaults are their tiny decoder since session 8), `no-t5` =
         T5-free prompts, `phone`/`laptop`/`desktop` = that memory profile, `fp32`/`bf16` = that
-        compute dtype: the default is bf16 on a CPU with AMX, fp32 elsewhere, flashgen.devices)
+        compute dtype: the default is bf16 on a CPU with AMX, fp32 elsewhere, flashgen.devices;
+        `compile` = flashgen.load(compile=True), flashgen.compiling)
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ def variant_options(spec: str) -> dict:
             opts["drop_t5"] = True
         elif token in ("fp32", "bf16") and "dtype" not in opts:
             opts["dtype"] = token
+        elif token == "compile" and "compile" not in opts:
+            opts["compile"] = True
         elif token in PROFILES and "profile" not in opts:
             opts["profile"] = token
         else:
             raise SystemExit(
-                f"--variant {spec!r}: {token!r} is not tiny, full, no-t5, fp32, bf16 or one profile"
+                f"--variant {spec!r}: {token!r} is not tiny, full, no-t5, fp32, bf16, compile or "
+                "one profile"
             )
     return opts
 
@@ -57,7 +63,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
     p.add_argument(
-        "--compile", action="store_true", help="torch.compile both transformers and VAE decoders"
+        "--compile",
+        action="store_true",
+        help="load every pipeline with compile=True (flashgen.compiling)",
     )
     p.add_argument(
         "--with-tiny",
@@ -68,8 +76,9 @@ def main() -> int:
         "--variant",
         action="append",
         default=[],
-        help="also time both models loaded this way: tokens tiny, full, no-t5, phone, laptop, "
-        "desktop joined by '+' (repeatable; --with-tiny is --variant tiny)",
+        help="also time both models loaded this way: tokens tiny, full, no-t5, fp32, bf16, "
+        "compile, phone, laptop, desktop joined by '+' (repeatable; --with-tiny is --variant "
+        "tiny)",
     )
     args = p.parse_args()
     if args.repeats < 1:
@@ -85,14 +94,14 @@ def main() -> int:
     from flashgen.request import GenerationRequest
     from flashgen.shapes.prompt_sets import load_prompt_set
 
-    pipes = {"teacher": flashgen.load(args.teacher), "student": flashgen.load(args.student)}
+    base = {"compile": True} if args.compile else {}
+    pipes = {
+        "teacher": flashgen.load(args.teacher, **base),
+        "student": flashgen.load(args.student, **base),
+    }
     for v, opts in options.items():
-        pipes[f"teacher+{v}"] = flashgen.load(args.teacher, **opts)
-        pipes[f"student+{v}"] = flashgen.load(args.student, **opts)
-    if args.compile:
-        for pipe in pipes.values():
-            pipe.components.transformer = torch.compile(pipe.components.transformer)
-            pipe.components.vae.decoder = torch.compile(pipe.components.vae.decoder)
+        pipes[f"teacher+{v}"] = flashgen.load(args.teacher, **{**base, **opts})
+        pipes[f"student+{v}"] = flashgen.load(args.student, **{**base, **opts})
     lines = load_prompt_set("eval")
     stride = max(len(lines) // (args.repeats + 1), 1)
     prompts = [lines[i * stride] for i in range(args.repeats + 1)]  # [0] is the warm-up

@@ -63,6 +63,7 @@ class Pipeline:
         self.dtype = dtype
         self.drop_t5 = drop_t5
         self.card = components.card
+        self.compiled = False  # flashgen.compiling: a load(compile=True) that succeeded
         self.memory_guard = None  # memory_estimate.MemoryGuard: refuses requests over the budget
         self.prompt_encoder = PromptEncoder(components, device, cache_size=cache_size)
         vae_cfg = components.vae.config
@@ -299,12 +300,14 @@ def load(
     profile: str | None = None,
     max_memory: float | None = None,
     decoder: str | None = None,
+    compile: bool = False,
 ) -> Pipeline:
     """Load a model for generation: a built-in name, a diffusers folder or a single .safetensors
     file (None: the default built-in). Offline: nothing is ever downloaded.
 
-    device: None/"auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps". dtype: None/"auto" (fp32
-    on CPU, bf16 on CUDA), "fp32", "bf16", "fp16" (not on CPU). drop_t5: never load the T5 slot
+    device: None/"auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps". dtype: None/"auto" (bf16
+    on a CPU with AMX, else fp32 on CPU: flashgen.devices; bf16 on CUDA), "fp32", "bf16", "fp16"
+    (not on CPU). drop_t5: never load the T5 slot
     (saves its memory; prompts are encoded T5-free). profile: "phone", "laptop" or "desktop"
     (flashgen.profiles: T5 slot, quantization, VAE tiling, offload); max_memory: a budget in
     GiB that picks the profile when none is given and refuses, before allocating, a load or a
@@ -312,6 +315,9 @@ def load(
     "tiny" (the model's own tiny decoder) or a TAESD-layout AutoencoderTiny folder such as
     madebyollin/taesd3 (flashgen.models.tiny_decoder): a much cheaper decode on CPUs; None: the
     model's own default (flashgen.json "default_decoder"; "full" unless it says otherwise).
+    compile: torch.compile the transformer, decoder and text encoders now, warmed up with one
+    generation (flashgen.compiling: faster generations after a slower load; on failure a
+    warning and the eager pipeline; `pipe.compiled` says which).
     """
     source = resolve(model)
     if decoder is None:
@@ -355,4 +361,8 @@ def load(
         from flashgen.memory_apply import apply_plan
 
         apply_plan(pipe, plan, folder)
+    if compile:
+        from flashgen.compiling import compile_pipeline
+
+        pipe.compiled = compile_pipeline(pipe)
     return pipe

@@ -20,10 +20,12 @@ def test_tokens_combine_into_load_options():
     assert speed.variant_options("full") == {"decoder": "full"}  # the VAE, not the default
     assert speed.variant_options("fp32") == {"dtype": "fp32"}  # whatever the CPU's default
     assert speed.variant_options("bf16+no-t5") == {"dtype": "bf16", "drop_t5": True}
+    assert speed.variant_options("compile+tiny") == {"compile": True, "decoder": "tiny"}
 
 
 @pytest.mark.parametrize(
-    "spec", ["huge", "laptop+phone", "tiny+", "", "tiny+full", "fp32+bf16", "fp16"]
+    "spec",
+    ["huge", "laptop+phone", "tiny+", "", "tiny+full", "fp32+bf16", "fp16", "compile+compile"],
 )
 def test_unknown_or_conflicting_tokens_are_refused(spec):
     with pytest.raises(SystemExit, match="--variant"):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flashgen.batch import BatchItem, plan_batch, read_prompts_file
+from flashgen.compiling import HELP as COMPILE_HELP
 from flashgen.errors import NonFiniteOutput, UsageError
 from flashgen.images import (
     check_output_file,
@@ -82,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="do not load or use the T5 text encoder (zero T5 tokens): less memory",
     )
     p.add_argument("--decoder", default=None, metavar="full|tiny|DIR", help=DECODER_HELP)
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument(
         "--dtype",
@@ -138,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile,
         max_memory=args.max_memory,
         decoder=args.decoder,
+        compile=args.compile,
     )
     request = _with_model_size(plan.request, pipe, args)
     try:

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 
+from flashgen.compiling import HELP as COMPILE_HELP
 from flashgen.errors import UsageError
 from flashgen.models.tiny_decoder import HELP as DECODER_HELP
 
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default=None)
     p.add_argument("--no-t5", action="store_true", help="do not load the T5 text encoder")
     p.add_argument("--decoder", default=None, metavar="full|tiny|DIR", help=DECODER_HELP)
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument(
         "--no-metadata", action="store_true", help="put no generation parameters in the PNGs"
     )
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         drop_t5=args.no_t5,
         decoder=args.decoder,
+        compile=args.compile,
     )
     app = create_app(pipe, config)
     port = sock.getsockname()[1]
