@@ -46,13 +46,7 @@ def apply_plan(pipe, plan: LoadPlan, folder: str | Path | None) -> None:
     prof, c = plan.profile, pipe.components
     pipe.load_plan = plan  # what was applied, for reports
     if prof is not None:
-        wanted = {
-            "transformer": prof.transformer,
-            "text_encoder": prof.clip,
-            "text_encoder_2": prof.clip,
-            "text_encoder_3": prof.t5,
-        }
-        for slot, scheme in wanted.items():
+        for slot, scheme in prof.schemes().items():
             module = getattr(c, slot, None)
             if scheme is not None and module is not None and not quantized_layers(module):
                 quantize_model(module, get_scheme(scheme))  # e.g. a single-file source

@@ -48,6 +48,15 @@ class Profile:
     pos_embed_patches: int | None  # keep the central NxN of the position table (None: all)
     offload: bool  # on a GPU, components visit it one at a time (no effect on a CPU)
 
+    def schemes(self) -> dict[str, str | None]:
+        """The weight format of each model slot that a profile sets (None: the compute dtype)."""
+        return {
+            "transformer": self.transformer,
+            "text_encoder": self.clip,
+            "text_encoder_2": self.clip,
+            "text_encoder_3": self.t5,
+        }
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:
@@ -179,16 +188,11 @@ def estimate_weights(
     the "vae" entry is the tiny decoder's."""
     itemsize = torch.empty(0, dtype=dtype).element_size()
     p = profile or Profile("none", False, None, None, None, None, None, False)
-    slots = {
-        "transformer": p.transformer,
-        "vae": None,
-        "text_encoder": p.clip,
-        "text_encoder_2": p.clip,
-    }
-    if has_t5 and not p.drop_t5:
-        slots["text_encoder_3"] = p.t5
-    if decoder_dir is not None:
-        del slots["vae"]
+    slots = p.schemes()
+    if not has_t5 or p.drop_t5:
+        del slots["text_encoder_3"]
+    if decoder_dir is None:
+        slots["vae"] = None
     out = {
         slot: _component_bytes(
             folder, slot, scheme, itemsize, p.pos_embed_patches if slot == "transformer" else None

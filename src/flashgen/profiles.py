@@ -138,13 +138,7 @@ def plan_load(
     options: dict[str, dict] = {}
     if prof is not None and folder is not None:
         folder = Path(folder)
-        slots = {
-            "transformer": prof.transformer,
-            "text_encoder": prof.clip,
-            "text_encoder_2": prof.clip,
-            "text_encoder_3": prof.t5,
-        }
-        for slot, scheme in slots.items():
+        for slot, scheme in prof.schemes().items():
             if scheme is not None and not is_quantized(slot_dir(folder, slot)):
                 options[slot] = {"scheme": scheme}
         if prof.pos_embed_patches:
