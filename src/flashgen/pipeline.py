@@ -307,11 +307,11 @@ def load(
 
     device: None/"auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps". dtype: None/"auto" (bf16
     on a CPU with AMX, else fp32 on CPU: flashgen.devices; bf16 on CUDA), "fp32", "bf16", "fp16"
-    (not on CPU). drop_t5: never load the T5 slot
-    (saves its memory; prompts are encoded T5-free). profile: "phone", "laptop" or "desktop"
-    (flashgen.profiles: T5 slot, quantization, VAE tiling, offload); max_memory: a budget in
-    GiB that picks the profile when none is given and refuses, before allocating, a load or a
-    request whose estimate exceeds it (OutOfMemoryBudget). decoder: "full" (the model's VAE),
+    (not on CPU). drop_t5: never load the T5 slot (saves its memory; prompts are encoded
+    T5-free). profile: "phone", "laptop" or "desktop" (flashgen.profiles: T5 slot,
+    quantization, VAE tiling, offload); max_memory: a budget in GiB that picks the profile when
+    none is given and refuses, before allocating, a load or a request whose estimate exceeds it
+    (OutOfMemoryBudget). decoder: "full" (the model's VAE),
     "tiny" (the model's own tiny decoder) or a TAESD-layout AutoencoderTiny folder such as
     madebyollin/taesd3 (flashgen.models.tiny_decoder): a much cheaper decode on CPUs; None: the
     model's own default (flashgen.json "default_decoder"; "full" unless it says otherwise).

@@ -1,0 +1,22 @@
+#!/bin/bash
+# Score a teacher-continuation model against the shipped teacher, paired image by image (same
+# prompt lines and seeds, both bf16, the default on this AMX CPU, tiny decoder), reusing the
+# shipped teacher's images already generated on this machine:
+#   validation (147 lines): benchmarks/results/teacher-continuation-cpu/s9-validation
+#   evaluation set (333 lines): benchmarks/results/eval-bf16-s9
+# Usage: score.sh MODEL_DIR NAME [validation|eval]   -> teacher-continuation-cpu/NAME-<set>/
+# e.g. a checkpoint's EMA: benchmarks/ema_snapshot.py --checkpoint CK --like shapes-teacher --out DIR
+set -euo pipefail
+MODEL=$(realpath "$1"); NAME=$2; SET=${3:-validation}
+cd "$(dirname "$0")/../../.."
+HERE=benchmarks/results/teacher-continuation-cpu
+case $SET in
+  validation) BASE=$HERE/s9-validation; EXTRA="--prompt-set validation" ;;
+  eval) BASE=benchmarks/results/eval-bf16-s9; EXTRA="" ;;
+  *) echo "set must be validation or eval" >&2; exit 2 ;;
+esac
+OUT=$HERE/$NAME-$SET
+OMP_NUM_THREADS=${THREADS:-1} .venv/bin/flashgen eval run --model "$MODEL" $EXTRA --dtype bf16 \
+  --out "$OUT" --threads "${THREADS:-1}"
+.venv/bin/python benchmarks/paired.py "$OUT" --baseline shapes-teacher --baseline-out "$BASE" | tail -1
+cp benchmarks/results/eval-full-s8/.gitignore "$OUT/.gitignore"
