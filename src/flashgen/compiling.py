@@ -5,10 +5,10 @@ tiny one) and the text encoders, each in place with `nn.Module.compile()` (the m
 class, config and state_dict; only its call goes through TorchInductor). Inductor fuses the
 element-wise work around the matmuls (SD3's tanh-GELU, the RMS qk-norm, the modulations),
 which on a CPU is much of a small model's time. Measured on a 2-core AMX Xeon, one thread, bf16
-(docs/on-device.md): the Shapes teacher 1.4-1.6x, the 4-step student 1.35x, the SD3.5-Medium
+(docs/on-device.md): the Shapes teacher 1.62x, the 4-step student 1.51x, the SD3.5-Medium
 architecture at 512 px 1.16x per image.
 
-Compilation costs tens of seconds (minutes for SD3.5 on a CPU), so it happens here, in a warm-up
+Compilation costs tens of seconds (about 1.5 minutes for SD3.5 Medium on a CPU), so it happens here, in a warm-up
 generation at the model's default settings, not in the first request; a server or a long batch
 pays it once. Another image size or batch size compiles again on first use (torch.compile's
 automatic dynamic shapes). Compiled kernels round differently from eager ones: images match the
