@@ -8,9 +8,9 @@ which on a CPU is much of a small model's time. Measured on a 2-core AMX Xeon, o
 (docs/on-device.md): the Shapes teacher 1.62x, the 4-step student 1.51x, the SD3.5-Medium
 architecture at 512 px 1.16x per image.
 
-Compilation costs tens of seconds (about 1.5 minutes for SD3.5 Medium on a CPU), so it happens here, in a warm-up
-generation at the model's default settings, not in the first request; a server or a long batch
-pays it once. Another image size or batch size compiles again on first use (torch.compile's
+Compilation costs tens of seconds (about 1.5 minutes for SD3.5 Medium on a CPU), so it happens
+here, in a warm-up generation at the model's default settings, not in the first request; a
+server or a long batch pays it once. Another image size or batch size compiles again on first use (torch.compile's
 automatic dynamic shapes). Compiled kernels round differently from eager ones: images match the
 eager path to within a few 8-bit levels, not bit for bit.
 
@@ -56,15 +56,15 @@ def compile_pipeline(pipe) -> bool:
         module.compile()
     steps = min(pipe.defaults.steps, 2)
     warmup = pipe.request(WARMUP_PROMPT, steps=steps, seed=0)
+    compiled = True
     try:
         pipe.generate(warmup)
     except Exception as e:  # noqa: BLE001 - whatever the compiler raised, eager must still work
         for module in targets.values():
             module._compiled_call_impl = None  # what nn.Module.compile() set: back to eager
         pipe.generate(warmup)  # an error here is the model's, not the compiler's: it propagates
-        pipe.prompt_encoder.clear()
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         warnings.warn(f"torch.compile failed ({first}); running eager", stacklevel=3)
-        return False
+        compiled = False
     pipe.prompt_encoder.clear()  # the warm-up prompt is not a user's
-    return True
+    return compiled
