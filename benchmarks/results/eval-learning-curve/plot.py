@@ -1,5 +1,7 @@
-"""The shipped teacher's learning curve (validation Shapes-GenEval vs training step) from the
-H100 run's logs in benchmarks/results/gpu-training/.
+"""The shipped teacher's learning curve (validation Shapes-GenEval vs training samples): the H100
+run's logs (benchmarks/results/gpu-training/), then the CPU continuation at the same batch of 512
+(benchmarks/results/teacher-continuation-cpu/: in-run points on 48 prompts and the harness's
+paired scores of its snapshots on all 147 validation prompts at the teacher's defaults).
 
     .venv/bin/python benchmarks/results/eval-learning-curve/plot.py
 """
@@ -23,19 +25,64 @@ final_step = summary["stages"]["teacher"]["steps"]
 final = summary["teacher"]["validation"]["overall"]
 chosen = summary["teacher"]["chosen"]
 minutes = summary["stages"]["teacher"]["train_seconds"] / 60
+BATCH = 512  # both runs
+CONT = Path("benchmarks/results/teacher-continuation-cpu")
+with open(CONT / "s9-eval.jsonl") as f:
+    cont = [json.loads(line) for line in f]
+# the harness (flashgen eval run, validation 147 x 1, 50 steps, CFG 4.5, tiny decoder, bf16):
+# the H100 teacher, then the continuation's snapshots, by continuation step
+harness = {0: "s9-validation", 1250: "s9-validation", 2000: "s10-step2000-validation"}
+harness[3000] = "final-validation"
+points = []
+for step, folder in harness.items():
+    runs = json.loads((CONT / folder / "results.json").read_text())["runs"]
+    run = runs[0] if step == 0 else runs[-1]  # s9-validation holds the H100 teacher first
+    points.append((final_step + step, run["alignment"]["overall"]))
+
+
+def msamples(step):
+    return step * BATCH / 1e6
+
+
+fig, ax = plt.subplots(figsize=(7, 3.8))
 steps = [r["step"] for r in ev]
-fig, ax = plt.subplots(figsize=(6, 3.6))
-ax.plot(steps, [r["val_overall"] for r in ev], "o-", label="overall", lw=2, color="k")
+ax.plot(
+    [msamples(s) for s in steps],
+    [r["val_overall"] for r in ev],
+    "o-",
+    lw=2,
+    color="k",
+    label="H100 run, in-run (147 prompts, 20 steps, CFG 4, shift 3)",
+)
 for k in TASKS:
-    ax.plot(steps, [r["val_" + k] for r in ev], ".--", lw=1, label=k)
-label = f"final {final:.3f} ({chosen['steps']} steps, CFG {chosen['guidance']:g})"
-ax.plot([final_step], [final], "*", ms=12, color="k", label=label)
+    ax.plot([msamples(s) for s in steps], [r["val_" + k] for r in ev], ".--", lw=0.8, label=k)
+label = f"H100 final {final:.3f} ({chosen['steps']} steps, CFG {chosen['guidance']:g})"
+ax.plot([msamples(final_step)], [final], "*", ms=12, color="k", label=label)
+ax.plot(
+    [msamples(final_step + r["step"]) for r in cont],
+    [r["val_overall"] for r in cont],
+    "x",
+    color="gray",
+    label="CPU continuation, in-run (48 prompts, 20 steps, +-0.07)",
+)
+ax.plot(
+    [msamples(s) for s, _ in points],
+    [v for _, v in points],
+    "s-",
+    color="tab:blue",
+    lw=2,
+    label="harness: 147 prompts, 50 steps, CFG 4.5, tiny decoder",
+)
+ax.axvline(msamples(final_step), color="gray", lw=0.5)
 ax.axhline(0.8, color="r", ls=":", label="target 0.80")
-ax.set_xlabel("teacher training step (H100, miniature gpu preset)")
+ax.set_xlabel("teacher training samples (millions; batch 512): H100 run, then CPU continuation")
 ax.set_ylabel("Shapes-GenEval (validation)")
 ax.set_ylim(0, 1.05)
-ax.legend(fontsize=6, ncol=2, loc="lower right")
-ax.set_title(f"shapes-teacher learning curve ({minutes:.1f} min of H100 training)")
+ax.legend(fontsize=5.5, ncol=2, loc="lower right")
+record = json.loads(Path("src/flashgen/models/builtin/shapes-teacher/training.json").read_text())
+cpu_minutes = record["teacher_runs"][1]["train_seconds"] / 60  # the continuation's, all sessions
+ax.set_title(f"shapes-teacher: {minutes:.1f} H100 minutes, then {cpu_minutes:.0f} CPU minutes")
 fig.tight_layout()
 fig.savefig(Path(__file__).parent / "teacher_learning_curve.png", dpi=90)
 print([(r["step"], round(r["val_overall"], 3)) for r in ev], final_step, round(final, 3))
+print([(s, round(v, 3)) for s, v in points])
