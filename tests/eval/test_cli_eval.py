@@ -36,7 +36,7 @@ def test_render_then_alignment_scores_one(tmp_path, capsys):
     assert all((out / r.image).is_file() for r in records)
     assert main(["eval", "alignment", str(out / "manifest.jsonl")]) == 0
     result = _last_json(capsys)
-    assert set(result) == {"overall", "tasks", "color_attr_split", "n", "failures"}
+    assert set(result) == {"overall", "overall_se", "tasks", "color_attr_split", "n", "failures"}
     assert result["overall"] == 1.0 and result["n"] == len(lines) and len(result["tasks"]) == 6
     assert result["failures"] == {}
 

@@ -36,7 +36,7 @@ def alignment_report(manifest: str | Path) -> dict:
     records, images = load_manifest_images(manifest)
     score = score_alignment((r.prompt, img, r.task) for r, img in zip(records, images))
     failures = failure_counts(zip((r.prompt for r in records), score.detections))
-    keep = ("overall", "tasks", "color_attr_split", "n")
+    keep = ("overall", "overall_se", "tasks", "color_attr_split", "n")
     return {**{k: v for k, v in score.to_dict().items() if k in keep}, "failures": failures}
 
 

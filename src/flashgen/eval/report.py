@@ -184,6 +184,13 @@ def tradeoff_plots(out: Path, runs: list) -> list[Path]:
     return paths
 
 
+def _overall(alignment: dict) -> str:
+    """ "0.631 ± 0.045": the overall score and 1.96 standard errors (results.json files written
+    before `overall_se` existed show the score alone)."""
+    se = alignment.get("overall_se")
+    return f"{alignment['overall']:.3f}" + (f" ± {1.96 * se:.3f}" if se is not None else "")
+
+
 def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dict]) -> Path:
     (out / "report").mkdir(parents=True, exist_ok=True)
     pictures = [task_bars(out, runs), failure_bars(out, runs)]
@@ -192,7 +199,7 @@ def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dic
     pictures += [p for t in TASKS if (p := task_grid(out, t, lines, runs, ref_records))]
     rows = "".join(
         f"<tr><td>{html.escape(run_label(r))}</td><td>{r.nfe}</td>"
-        f"<td>{r.seconds_per_image:.4f}</td><td>{r.alignment['overall']:.3f}</td>"
+        f"<td>{r.seconds_per_image:.4f}</td><td>{_overall(r.alignment)}</td>"
         f"<td>{r.quality['fid']:.3f}</td><td>{r.quality['precision']:.3f}</td>"
         f"<td>{r.quality['recall']:.3f}</td></tr>"
         for r in runs
@@ -201,7 +208,7 @@ def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dic
     page = (
         "<!doctype html><meta charset=utf-8><title>flashgen eval</title>"
         "<h1>Shapes World evaluation</h1><table border=1 cellpadding=4>"
-        "<tr><th>run</th><th>NFE</th><th>s/image</th><th>alignment</th><th>Shapes-FID</th>"
+        "<tr><th>run</th><th>NFE</th><th>s/image</th><th>alignment (95%)</th><th>Shapes-FID</th>"
         f"<th>precision</th><th>recall</th></tr>{rows}</table>{imgs}"
         "<p>Grids: green border = the image passes its prompt's verdict, red = fails.</p>"
     )

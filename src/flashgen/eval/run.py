@@ -230,8 +230,10 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
             align, quality, correct = evaluate_images(records, images, reference)
             runs.append(_run_result(model, records, align, quality, folder, out, correct))
             r = runs[-1]
+            ci = 1.96 * align["overall_se"]
             log(
-                f"  overall={align['overall']:.3f} fid={quality['fid']:.2f} s/img={r.seconds_per_image:.3f}"
+                f"  overall={align['overall']:.3f}±{ci:.3f} (95%) fid={quality['fid']:.2f} "
+                f"s/img={r.seconds_per_image:.3f}"
             )
     result = {
         "config": {**asdict(config), "out": str(config.out)},
@@ -309,6 +311,7 @@ def summary(result: dict) -> dict:
                 "steps": r["steps"],
                 "nfe": r["nfe"],
                 "overall": r["alignment"]["overall"],
+                "overall_se": r["alignment"]["overall_se"],
                 "fid": r["quality"]["fid"],
                 "kid": r["quality"]["kid"],
                 "precision": r["quality"]["precision"],

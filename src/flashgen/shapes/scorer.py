@@ -12,7 +12,8 @@ Task verdicts:
   colors         at least one object of the shape, and all objects of that shape have the colour
   position       some A of shape1 and B of shape2 with the relation, 3 px margin on centroids
   color_attr     an object (color1, shape1) and an object (color2, shape2)
-Task score = mean correctness over its images; overall = mean of the task scores.
+Task score = mean correctness over its images; overall = mean of the task scores. Its standard
+error (`overall_standard_error`) treats each task's verdicts as independent Bernoulli draws.
 """
 
 from __future__ import annotations
@@ -118,6 +119,17 @@ def score_image(prompt: str, image, task: str | None = None) -> bool:
     return verdict(spec, detect_objects(image))
 
 
+def overall_standard_error(tasks: dict[str, float], counts: dict[str, int]) -> float:
+    """Standard error of the overall score (the mean of the T task scores): each task score is
+    a binomial proportion p over its n images, so SE = sqrt(sum p (1 - p) / n) / T. Several images
+    of one prompt are correlated, so at more than one image per prompt this is a lower bound;
+    paired comparisons between runs (benchmarks/paired.py) are tighter than two such SEs."""
+    if not tasks:
+        raise ValueError("no task scores")
+    var = sum(p * (1.0 - p) / counts[t] for t, p in tasks.items())
+    return float(np.sqrt(var) / len(tasks))
+
+
 @dataclass(frozen=True)
 class AlignmentScore:
     overall: float  # mean of the task scores present
@@ -127,10 +139,12 @@ class AlignmentScore:
     counts: dict[str, int] = field(default_factory=dict)
     correct: list[bool] = field(default_factory=list, repr=False)  # per item, in input order
     detections: list[list[Detection]] = field(default_factory=list, repr=False)  # per item
+    overall_se: float = 0.0  # overall_standard_error(tasks, counts)
 
     def to_dict(self) -> dict:
         return {
             "overall": self.overall,
+            "overall_se": self.overall_se,
             "tasks": self.tasks,
             "color_attr_split": self.color_attr_split,
             "n": self.n,
@@ -160,6 +174,7 @@ def score_alignment(
     if not correct:
         raise ValueError("nothing to score: no (prompt, image) items")
     tasks = {t: float(np.mean(per_task[t])) for t in TASKS if t in per_task}
+    counts = {t: len(per_task[t]) for t in tasks}
     return AlignmentScore(
         overall=float(np.mean(list(tasks.values()))),
         tasks=tasks,
@@ -170,7 +185,8 @@ def score_alignment(
             "n_held_out": len(split[True]),
         },
         n=len(correct),
-        counts={t: len(per_task[t]) for t in tasks},
+        counts=counts,
         correct=correct,
         detections=detections,
+        overall_se=overall_standard_error(tasks, counts),
     )
