@@ -104,6 +104,8 @@ def test_eval_run_on_renders(tmp_path, capsys):
     summary = _last_json(capsys)
     (run,) = summary["runs"]
     assert run["overall"] == 1.0 and run["nfe"] == 0
+    assert run["overall_se"] == 0.0  # every verdict certain
+    assert "1.000 ± 0.000" in (out / "report" / "index.html").read_text()
     results = json.loads((out / "results.json").read_text())
     assert results["runs"][0]["alignment"]["color_attr_split"]["n_held_out"] > 0
     assert results["runs"][0]["alignment"]["failures"] == {}  # renders pass every verdict

@@ -185,8 +185,8 @@ def tradeoff_plots(out: Path, runs: list) -> list[Path]:
 
 
 def _overall(alignment: dict) -> str:
-    """ "0.631 ± 0.045": the overall score and 1.96 standard errors (results.json files written
-    before `overall_se` existed show the score alone)."""
+    """The overall score and 1.96 standard errors, as "0.631 ± 0.045" (results.json files
+    written before `overall_se` existed give the score alone)."""
     se = alignment.get("overall_se")
     return f"{alignment['overall']:.3f}" + (f" ± {1.96 * se:.3f}" if se is not None else "")
 
