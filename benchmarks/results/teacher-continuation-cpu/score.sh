@@ -6,17 +6,21 @@
 #   evaluation set (333 lines): benchmarks/results/eval-bf16-s9
 # Usage: score.sh MODEL_DIR NAME [validation|eval]   -> teacher-continuation-cpu/NAME-<set>/
 # e.g. a checkpoint's EMA: benchmarks/ema_snapshot.py --checkpoint CK --like shapes-teacher --out DIR
+# Against another baseline whose images are on this machine: BASE_OUT=EVAL_FOLDER BASE_MODEL=ITS_MODEL,
+# e.g. the teacher shipped since session 11 on validation (the fifth continuation, s11-command.sh):
+#   BASE_OUT=benchmarks/results/teacher-continuation-cpu/final-validation \
+#   BASE_MODEL=/work/runs/teacher-cont-s9/shapes-teacher score.sh SNAPSHOT NAME validation
 set -euo pipefail
 MODEL=$(realpath "$1"); NAME=$2; SET=${3:-validation}
 cd "$(dirname "$0")/../../.."
 HERE=benchmarks/results/teacher-continuation-cpu
 case $SET in
-  validation) BASE=$HERE/s9-validation; EXTRA="--prompt-set validation" ;;
-  eval) BASE=benchmarks/results/eval-bf16-s9; EXTRA="" ;;
+  validation) BASE=${BASE_OUT:-$HERE/s9-validation}; EXTRA="--prompt-set validation" ;;
+  eval) BASE=${BASE_OUT:-benchmarks/results/eval-bf16-s9}; EXTRA="" ;;
   *) echo "set must be validation or eval" >&2; exit 2 ;;
 esac
 OUT=$HERE/$NAME-$SET
 OMP_NUM_THREADS=${THREADS:-1} .venv/bin/flashgen eval run --model "$MODEL" $EXTRA --dtype bf16 \
   --out "$OUT" --threads "${THREADS:-1}"
-.venv/bin/python benchmarks/paired.py "$OUT" --baseline shapes-teacher --baseline-out "$BASE" | tail -1
+.venv/bin/python benchmarks/paired.py "$OUT" --baseline "${BASE_MODEL:-shapes-teacher}" --baseline-out "$BASE" | tail -1
 cp benchmarks/results/eval-full-s8/.gitignore "$OUT/.gitignore"
