@@ -1,7 +1,9 @@
 """The shipped teacher's learning curve (validation Shapes-GenEval vs training samples): the H100
 run's logs (benchmarks/results/gpu-training/), then the CPU continuation at the same batch of 512
 (benchmarks/results/teacher-continuation-cpu/: in-run points on 48 prompts and the harness's
-paired scores of its snapshots on all 147 validation prompts at the teacher's defaults).
+paired scores of its snapshots on all 147 validation prompts at the teacher's defaults), and the
+one-session fifth continuation of session 12 (s12-*), a branch from the shipped teacher that was
+not installed.
 
     .venv/bin/python benchmarks/results/eval-learning-curve/plot.py
 """
@@ -38,6 +40,9 @@ for step, folder in harness.items():
     runs = json.loads((CONT / folder / "results.json").read_text())["runs"]
     run = runs[0] if step == 0 else runs[-1]  # s9-validation holds the H100 teacher first
     points.append((final_step + step, run["alignment"]["overall"]))
+# session 12: 1,000 more steps from the shipped teacher (step 3,000 of the fourth), not installed
+s12_runs = json.loads((CONT / "s12-validation" / "results.json").read_text())["runs"]
+s12 = (final_step + 3000 + 1000, s12_runs[-1]["alignment"]["overall"])
 
 
 def msamples(step):
@@ -73,6 +78,13 @@ ax.plot(
     lw=2,
     label="harness: 147 prompts, 50 steps, CFG 4.5, tiny decoder",
 )
+ax.plot(
+    [msamples(points[-1][0]), msamples(s12[0])],
+    [points[-1][1], s12[1]],
+    "s:",
+    color="tab:orange",
+    label="harness: fifth continuation (session 12, not installed)",
+)
 ax.axvline(msamples(final_step), color="gray", lw=0.5)
 ax.axhline(0.8, color="r", ls=":", label="target 0.80")
 ax.set_xlabel("teacher training samples (millions; batch 512): H100 run, then CPU continuation")
@@ -85,4 +97,4 @@ ax.set_title(f"shapes-teacher: {minutes:.1f} H100 minutes, then {cpu_minutes:.0f
 fig.tight_layout()
 fig.savefig(Path(__file__).parent / "teacher_learning_curve.png", dpi=90)
 print([(r["step"], round(r["val_overall"], 3)) for r in ev], final_step, round(final, 3))
-print([(s, round(v, 3)) for s, v in points])
+print([(s, round(v, 3)) for s, v in points], s12)

@@ -5,6 +5,8 @@
 # except: a new seed (other noise draws and other training images), twice the distinct images
 # (120k: the fourth continuation saw its 60k about 25 times each), and a lower restart peak
 # (1.0e-4 -> 2.5e-5 cosine) since the start is already annealed.
+# Not finished: its run folder (/work/runs, outside the repository) did not survive to session 12,
+# so it was lost at step ~310; s12-command.sh is the one-session replacement.
 cd "$(dirname "$0")/../../.."  # the repository root
 OMP_NUM_THREADS=${THREADS:-2} exec .venv/bin/flashgen train miniature --preset cpu --device cpu \
   --out-dir "${OUT_DIR:-/work/runs/teacher-cont-s11}" --resume \
