@@ -3,7 +3,7 @@
 # 3,000-step, 120k-image run (s11-command.sh); its run folder (/work/runs, outside the repo) did
 # not survive to the next session, so the run was lost at step ~310 and this one is sized to
 # finish inside a 180-minute session: 60k images (~13 min to encode), 1,000 steps at batch 512 in
-# bf16 (~5.0 s a step on the idle 2-core CPU, ~85 min). From the teacher installed in session 11
+# bf16 (~5.0-5.3 s a step on the idle 2-core CPU: 90 min measured). From the teacher installed in session 11
 # (the H100 run + the fourth continuation), a new seed (other noise and other training images),
 # LR 1.0e-4 -> 2.5e-5 cosine. Resumable by rerunning this line while the run folder exists.
 cd "$(dirname "$0")/../../.."  # the repository root
