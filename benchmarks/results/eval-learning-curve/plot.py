@@ -42,7 +42,8 @@ for step, folder in harness.items():
     points.append((final_step + step, run["alignment"]["overall"]))
 # session 12: 1,000 more steps from the shipped teacher (step 3,000 of the fourth), not installed
 s12_runs = json.loads((CONT / "s12-validation" / "results.json").read_text())["runs"]
-s12 = (final_step + 3000 + 1000, s12_runs[-1]["alignment"]["overall"])
+s12_steps = json.loads((CONT / "s12-summary.json").read_text())["stages"]["teacher"]["steps"]
+s12 = (points[-1][0] + s12_steps, s12_runs[-1]["alignment"]["overall"])
 
 
 def msamples(step):

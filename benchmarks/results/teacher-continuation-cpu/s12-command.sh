@@ -2,10 +2,11 @@
 # The fifth teacher continuation, sized to one session (session 12). Session 11 started a
 # 3,000-step, 120k-image run (s11-command.sh); its run folder (/work/runs, outside the repo) did
 # not survive to the next session, so the run was lost at step ~310 and this one is sized to
-# finish inside a 180-minute session: 60k images (~13 min to encode), 1,000 steps at batch 512 in
-# bf16 (~5.0-5.3 s a step on the idle 2-core CPU: 90 min measured). From the teacher installed in session 11
-# (the H100 run + the fourth continuation), a new seed (other noise and other training images),
-# LR 1.0e-4 -> 2.5e-5 cosine. Resumable by rerunning this line while the run folder exists.
+# finish inside a 180-minute session: 60k images (~13 min to encode), 1,000 steps at batch 512
+# in bf16 (5.0-5.3 s a step on the idle 2-core CPU: 90 min measured). From the teacher installed
+# in session 11 (the H100 run + the fourth continuation), a new seed (other noise and other
+# training images), LR 1.0e-4 -> 2.5e-5 cosine. Resumable by rerunning this line while the run
+# folder exists. The same flags as s11-command.sh but for the step and image counts and OUT_DIR.
 cd "$(dirname "$0")/../../.."  # the repository root
 OMP_NUM_THREADS=${THREADS:-2} exec .venv/bin/flashgen train miniature --preset cpu --device cpu \
   --out-dir "${OUT_DIR:-/work/runs/teacher-cont-s12}" --resume \
