@@ -298,3 +298,48 @@ def test_two_process_ddp_distillation_through_every_stage(teacher, tmp_path):
     summaries = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"students"')]
     assert len(summaries) == 1
     assert (tmp_path / "students" / "shapes-flash-2step" / "transformer").is_dir()
+
+
+def test_warmup_student_starts_from_warmup_init_not_the_teacher(teacher, tmp_path):
+    """`warmup.init`: the warm-up's student is the given model's transformer (here another random
+    model of the teacher's architecture), while the teacher stays the targets' source."""
+    from accelerate import Accelerator
+
+    from flashgen.distill.config import DataConfig, WarmupConfig
+    from flashgen.distill.warmup import WarmupTask, WarmupTaskConfig
+    from flashgen.models.tiny import build_tiny_sd35
+    from flashgen.train import TrainContext, TrainRunConfig
+
+    torch.set_num_threads(1)
+    other = build_tiny_sd35(tmp_path / "other", seed=1)
+    run = TrainRunConfig(device="cpu", mixed_precision="no", out_dir=str(tmp_path / "run"))
+    cfg = WarmupTaskConfig(
+        teacher=str(teacher),
+        sigmas=(1.0, 0.5),
+        data=DataConfig(examples=8),
+        warmup=WarmupConfig(steps=1, batch_size=2, teacher_steps=4, cache=2, init=str(other)),
+    )
+    task = WarmupTask(cfg)
+    task.setup(TrainContext(Accelerator(cpu=True), run))
+    from safetensors.torch import load_file
+
+    want = load_file(other / "transformer" / "diffusion_pytorch_model.safetensors")
+    got = task.student.state_dict()
+    assert all(torch.equal(got[k], v.float()) for k, v in want.items())
+    teacher_w = task.pipe.transformer.state_dict()
+    assert any(not torch.equal(got[k], teacher_w[k]) for k in want)
+
+
+def test_warmup_init_of_another_architecture_or_unknown_name_exits_2(teacher, tmp_path, capsys):
+    from flashgen.models.tiny import TinySizes, build_tiny_sd35
+
+    deeper = build_tiny_sd35(tmp_path / "deeper", sizes=TinySizes(layers=3))
+    base = _smoke_argv(teacher, tmp_path)
+    capsys.readouterr()  # the build's progress bars
+    assert main([*base, f"--set=warmup.init={json.dumps(str(deeper))}"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if "error" in x or "Traceback" in x]
+    assert len(err) == 1 and "num_layers" in err[0] and "warmup.init" in err[0], err
+    assert main([*base, "--out-dir", str(tmp_path / "r2"), "--set=warmup.init=no-such-model"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if "error" in x or "Traceback" in x]
+    assert len(err) == 1, err
+    assert err[0].startswith("flashgen: error: warmup.init: unknown model 'no-such-model'"), err

@@ -30,7 +30,6 @@ from flashgen.train.config import from_dict, to_dict
 
 DM_TIMESTEPS = ("shared", "renoise")
 DATA_SOURCES = ("shapes", "synthetic")
-WARMUP_START = ("teacher",)
 
 
 def _positive(where: str, value: float, integer: bool = False) -> None:
@@ -96,7 +95,10 @@ class WarmupConfig:
     """Stage 1. Each student jump sigma_i -> sigma_{i+1} regresses onto the teacher's CFG ODE
     solution over the interval, integrated on the teacher's own `teacher_steps`-step schedule with
     the student's sigmas inserted. Start points x_i lie on the teacher's trajectory, so the
-    targets are a pure function of (noise, prompt) and are cached once (`cache` trajectories)."""
+    targets are a pure function of (noise, prompt) and are cached once (`cache` trajectories).
+    `init`: where the student starts: "" a copy of the teacher's transformer (the recipe), or a
+    model of the teacher's architecture (built-in name or diffusers folder), e.g. the 4-step
+    student as the start of a 2-step one."""
 
     steps: int = 400
     minutes: float | None = None
@@ -105,6 +107,7 @@ class WarmupConfig:
     teacher_steps: int = 24
     guidance: float | None = None  # teacher CFG for the targets; None: the teacher's default
     cache: int = 512
+    init: str = ""
 
     def __post_init__(self) -> None:
         for k in ("steps", "batch_size", "teacher_steps", "cache"):

@@ -81,6 +81,34 @@ def load_student(source: str | Path | None, teacher_transformer: nn.Module) -> n
     return student.requires_grad_(True).train()
 
 
+def init_source(spec: str) -> Path:
+    """The transformer folder of model `spec` (built-in name or diffusers folder), where a student
+    starts instead of the teacher copy; checked before the teacher and the data bank load."""
+    from flashgen.errors import ModelLoadError
+    from flashgen.models.registry import resolve
+
+    try:
+        source = resolve(spec)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"warmup.init: {e}") from e
+    if source.kind == "single_file":
+        raise ValueError(f"warmup.init {spec!r}: give a built-in name or a diffusers folder")
+    return source.path / "transformer"
+
+
+def same_architecture(student: nn.Module, teacher: nn.Module, where: str) -> nn.Module:
+    """`student` unchanged if its transformer config equals the teacher's: stages 2-3 pair it with
+    a teacher-initialised fake score and the split branches merge by weight interpolation."""
+    mine, theirs = dict(student.config), dict(teacher.config)
+    keys = {k for k in mine.keys() | theirs.keys() if not k.startswith("_")}
+    differ = sorted(k for k in keys if mine.get(k) != theirs.get(k))
+    if differ:
+        raise ValueError(
+            f"{where}: its transformer differs from the teacher's in {', '.join(differ)}"
+        )
+    return student
+
+
 class StageTask(TrainTask):
     """Base of the stage tasks: `self.cfg` has teacher, sigmas, teacher_dtype and data."""
 

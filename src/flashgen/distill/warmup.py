@@ -28,7 +28,9 @@ from flashgen.distill.task import (
     TRAJ_FILE,
     StageTask,
     adamw,
+    init_source,
     load_student,
+    same_architecture,
     save_transformer,
 )
 from flashgen.miniature.schedule import Progress, lr_at, set_lr
@@ -49,10 +51,15 @@ class WarmupTask(StageTask):
 
     def setup(self, ctx: TrainContext) -> None:
         t0 = time.monotonic()
-        self.load_shared(ctx)
         cfg = self.cfg.warmup
+        init = init_source(cfg.init) if cfg.init else None  # a bad name fails before the loads
+        self.load_shared(ctx)
         self.batch_size = cfg.batch_size
-        student = self.prepare_student(load_student(None, self.pipe.transformer))
+        teacher = self.pipe.transformer
+        student = load_student(init, teacher)
+        if init is not None:
+            student = same_architecture(student, teacher, f"warmup.init {cfg.init!r}")
+        student = self.prepare_student(student)
         self.student, self.opt = ctx.prepare(student, adamw(student.parameters(), cfg.lr))
         self.build_trajectories(cfg.cache, cfg.teacher_steps, cfg.guidance, 4 * cfg.batch_size)
         # cosine decay to 10% over the stage, by steps or by its clock, whichever runs out first
