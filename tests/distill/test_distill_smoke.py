@@ -48,10 +48,12 @@ def test_cpu_smoke_distillation_writes_a_loadable_student(teacher, tmp_path, cap
     assert student["merge_weight_low"] in (0.0, 1.0)
     folder = tmp_path / "students" / "shapes-flash-2step"
     card = json.loads((folder / "flashgen.json").read_text())
-    assert card["kind"] == "student" and card["sigmas"] == [1.0, 0.5]
-    assert card["default_guidance"] == 1.0 and card["default_steps"] == 2
     record = json.loads((folder / "distill.json").read_text())
     assert record["config"]["dmd"]["dm_timesteps"] == "shared" and record["provenance"]
+    schedule = record["schedule"]  # the sampling schedule searched on validation
+    assert schedule["trained_sigmas"] == [1.0, 0.5] and len(schedule["scores"]) == 5
+    assert card["kind"] == "student" and card["sigmas"] == schedule["sigmas"]
+    assert card["default_guidance"] == 1.0 and card["default_steps"] == 2
     logs = sorted(p.name for p in (folder / "distill-logs").iterdir())
     assert logs == ["dmd.metrics.jsonl", "split.metrics.jsonl", "warmup.metrics.jsonl"]
 
@@ -59,7 +61,8 @@ def test_cpu_smoke_distillation_writes_a_loadable_student(teacher, tmp_path, cap
 
     pipe = flashgen.load(str(folder))
     result = pipe.generate(flashgen.GenerationRequest("a photo of a red circle", seed=3))
-    assert result.settings.sigmas == [1.0, 0.5, 0.0] and result.settings.guidance == 1.0
+    assert result.settings.sigmas == [*schedule["sigmas"], 0.0]
+    assert result.settings.guidance == 1.0
     assert result.images[0].size == (64, 64)
 
     # every stage finished: --resume skips them all and re-exports the same student

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +66,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fp32, bf16 or fp16 (auto: bf16 on CUDA and on CPUs with AMX)",
     )
     s.set_defaults(func=synth_main)
+    r = subs.add_parser(
+        "schedule",
+        help="choose a finished student's sampling schedule on the validation prompts",
+        description="Warp the student's trained sigmas with SD3's time shift, score each shift on "
+        "the Shapes validation prompts, and write a copy of the student whose flashgen.json "
+        "holds the best schedule (weights unchanged). See docs/distillation.md.",
+    )
+    r.add_argument("--model", required=True, help="student: built-in name or folder")
+    r.add_argument("--out", required=True, help="new folder for the retuned student")
+    r.add_argument(
+        "--shifts", type=float, nargs="+", default=[1.0, 1.5, 2.0, 2.5, 3.0], metavar="S"
+    )
+    r.add_argument("--prompts", type=int, default=147, help="validation prompts (147 = all)")
+    r.add_argument("--images-per-prompt", type=int, default=1)
+    r.add_argument("--threads", type=int, help="torch CPU threads")
+    r.set_defaults(func=schedule_main)
 
 
 def _configs(args: argparse.Namespace):
@@ -155,4 +172,34 @@ def synth_main(args: argparse.Namespace) -> int:
         world=state.num_processes,
     )
     print(json.dumps(info))
+    return 0
+
+
+def schedule_main(args: argparse.Namespace) -> int:
+    import torch
+
+    from flashgen.distill.schedule import retune_student
+
+    if args.prompts < 1 or args.images_per_prompt < 1:
+        raise ValueError("--prompts and --images-per-prompt must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def say(msg: str) -> None:
+        print(f"flashgen distill: {msg}", file=sys.stderr)
+
+    record = retune_student(
+        args.model,
+        args.out,
+        args.shifts,
+        prompts=args.prompts,
+        images_per_prompt=args.images_per_prompt,
+        say=say,
+    )
+    scores = {s: r["overall"] for s, r in record["scores"].items()}
+    print(
+        json.dumps(
+            {"out": args.out, **{k: record[k] for k in ("shift", "sigmas")}, "scores": scores}
+        )
+    )
     return 0

@@ -28,6 +28,7 @@ from flashgen.distill.config import DistillConfig, fingerprint
 from flashgen.distill.dmd import DMDTask, DMDTaskConfig
 from flashgen.distill.export import export_student
 from flashgen.distill.merge import choose_ratio, merge_state_dicts
+from flashgen.distill.schedule import choose_shift, search_record, shifted_schedule
 from flashgen.distill.split import (
     HIGH_DIR,
     LOW_DIR,
@@ -132,12 +133,17 @@ def distill(
             picked, validation = best.name, best.validation
             student = runner.load(Path(best.export_dir) / STUDENT_DIR)
             say(f"export: the {best.name} student scores best on validation; exporting it")
+    sigmas, schedule = tuple(cfg.sigmas), None
+    if cfg.export.schedule_shifts != (1.0,):
+        schedule, chosen = runner.schedule(student, validation)
+        sigmas, validation = tuple(schedule["sigmas"]), chosen or validation
     seconds = time.monotonic() - t0
     record = {
         "config": fingerprint(cfg),
         "stages": [asdict(s) for s in stages],
         "merge": merge,
         "picked": picked,
+        "schedule": schedule,
         "validation": validation,
         "seconds": seconds,
         "provenance": provenance(),
@@ -147,7 +153,7 @@ def distill(
         runner.pipe.source.path,
         cfg.export_dir(),
         name=cfg.name,
-        sigmas=cfg.sigmas,
+        sigmas=sigmas,
         dtype=cfg.export.dtype,
         record=record,
         logs={f"{s.name}.metrics.jsonl": out / s.name / "metrics.jsonl" for s in stages},
@@ -241,6 +247,33 @@ class _StageRunner:
             self.cfg.merge.batch_size,
             self.autocast,
         )
+
+    def schedule(self, student, known: dict | None) -> tuple[dict, dict | None]:
+        """The trained sigmas warped by each configured shift, scored on validation (shift 1:
+        the exported stage's own score, `known`); the search record and the chosen score."""
+        results: dict[float, dict] = {}
+
+        def score(shift: float) -> float:
+            if not self.cfg.merge.validate:
+                return 0.0
+            if shift == 1.0 and known is not None:
+                results[shift] = known
+            else:
+                sigmas = shifted_schedule(self.cfg.sigmas, shift)
+                results[shift] = validation_score(
+                    self.pipe,
+                    student,
+                    torch.tensor((*sigmas, 0.0)),
+                    self.lines,
+                    self.cfg.merge.batch_size,
+                    self.autocast,
+                )
+            self.say(f"schedule: shift {shift:g} -> validation {results[shift]['overall']:.3f}")
+            return results[shift]["overall"]
+
+        best, _ = choose_shift(self.cfg.export.schedule_shifts, score)
+        record = search_record(self.cfg.sigmas, best, results, len(self.lines) if results else 0)
+        return record, results.get(best)
 
     def merge(self, folder: Path):
         """theta(w) = w low + (1 - w) high for each configured w; the best on validation."""
