@@ -114,11 +114,10 @@ def retune_student(
     results: dict[float, dict] = {}
 
     def score(shift: float) -> float:
-        sigmas = torch.tensor((*shifted_schedule(trained, shift), 0.0))
-        results[shift] = validation_score(pipe, pipe.transformer, sigmas, lines, batch_size)
-        say(
-            f"schedule: shift {shift:g} {list(sigmas[:-1].tolist())} -> {results[shift]['overall']:.3f}"
-        )
+        sigmas = shifted_schedule(trained, shift)
+        schedule = torch.tensor((*sigmas, 0.0))
+        results[shift] = validation_score(pipe, pipe.transformer, schedule, lines, batch_size)
+        say(f"schedule: shift {shift:g} {list(sigmas)} -> {results[shift]['overall']:.3f}")
         return results[shift]["overall"]
 
     best, _ = choose_shift(shifts, score)
