@@ -226,7 +226,7 @@ def run_one(base, variant: str, seed: int, runs: Path, scorer: Scorer) -> dict:
             "name": name,
             "out_dir": str(runs / name),
             "run": {"seed": seed},
-            "export": {"pick": "final"},
+            "export": {"pick": "final", "schedule_shifts": [1.0]},  # as trained: variants alike
         },
     )
     share_warmup(cfg, runs / f"warmup-s{seed}")
