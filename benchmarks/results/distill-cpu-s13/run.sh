@@ -31,3 +31,19 @@ mv $R/from-4step/validation/paired.md $R/from-4step/validation/paired-vs-shipped
 .venv/bin/flashgen distill schedule --model "$RUN/two-from2step/students/shapes-flash-2step" \
   --out "$RUN/two-from2step/retuned" --images-per-prompt 2 --threads 1
 cp benchmarks/results/eval-full-s8/.gitignore $R/from-4step/validation/.gitignore
+
+# Then: a 4-step student TRAINED on the shift-2 sigmas (the one-command 4-step recipe, from the
+# shipped teacher, with the schedule search of its export on), 20.0 min on 2 threads; paired on
+# the validation prompts at 2 images (bf16, tiny decoder) with the shipped 4-step student at its
+# shift-2 schedule (run after the install).
+[ -d "$RUN/four-shifted/students/shapes-flash-4step" ] || /usr/bin/time -v .venv/bin/flashgen distill \
+  --config configs/distill/shapes-4step.toml --threads 2 --set 'sigmas=[1.0, 0.8571, 0.6667, 0.4]' \
+  --out-dir "$RUN/four-shifted/distill" --export-dir "$RUN/four-shifted/students" 2>&1 \
+  | grep -v "Loading weights" > $R/shifted-4step/run.log
+cp "$RUN/four-shifted/students/shapes-flash-4step/distill.json" $R/shifted-4step/shapes-flash-4step.distill.json
+OMP_NUM_THREADS=2 .venv/bin/flashgen eval run --prompt-set validation --images-per-prompt 2 \
+  --model shapes-flash-4step --model "$RUN/four-shifted/students/shapes-flash-4step" \
+  --out $R/shifted-4step/validation --threads 2
+.venv/bin/python benchmarks/paired.py $R/shifted-4step/validation --baseline shapes-flash-4step | tail -1 \
+  > $R/shifted-4step/validation/paired-vs-shipped.json
+mv $R/shifted-4step/validation/paired.md $R/shifted-4step/validation/paired-vs-shipped.md
