@@ -8,8 +8,9 @@ its model card stores. We keep the step count and warp the trained sigmas with S
 s = 1 leaves them unchanged; s > 1 moves every intermediate point towards noise (1 and 0 stay
 fixed), so the later steps, which see the earlier steps' x0 estimate, get more of the work. One
 number per student, chosen like the merge ratio: by Shapes-GenEval on validation prompts, never
-on the evaluation prompts. On the Shapes students s = 2 lifted the 4-step student by +0.048 ±
-0.023 on validation (docs/distillation.md, "Sampling schedule").
+on the evaluation prompts. Both shipped Shapes students chose s = 2, which then lifted the
+4-step student by +0.067 ± 0.023 on the evaluation set, paired (docs/distillation.md,
+"Sampling schedule").
 
 `retune_student` applies the search to a finished student folder (`flashgen distill schedule`);
 the recipe runs it on the student it exports (`export.schedule_shifts`).
