@@ -28,7 +28,7 @@ from flashgen.distill.config import DistillConfig, fingerprint
 from flashgen.distill.dmd import DMDTask, DMDTaskConfig
 from flashgen.distill.export import export_student
 from flashgen.distill.merge import choose_ratio, merge_state_dicts
-from flashgen.distill.schedule import choose_shift, search_record, shifted_schedule
+from flashgen.distill.schedule import search, shifted_schedule
 from flashgen.distill.split import (
     HIGH_DIR,
     LOW_DIR,
@@ -251,29 +251,23 @@ class _StageRunner:
     def schedule(self, student, known: dict | None) -> tuple[dict, dict | None]:
         """The trained sigmas warped by each configured shift, scored on validation (shift 1:
         the exported stage's own score, `known`); the search record and the chosen score."""
-        results: dict[float, dict] = {}
+        shifts, trained = self.cfg.export.schedule_shifts, self.cfg.sigmas
+        if not self.cfg.merge.validate:  # the config then holds exactly one shift: taken unscored
+            sigmas = list(shifted_schedule(trained, shifts[0]))
+            record = {"trained_sigmas": list(trained), "shift": shifts[0], "sigmas": sigmas}
+            return {**record, "scores": {}, "prompts": 0, "split": "validation"}, None
 
-        def score(shift: float) -> float:
-            if not self.cfg.merge.validate:
-                return 0.0
-            if shift == 1.0 and known is not None:
-                results[shift] = known
-            else:
-                sigmas = shifted_schedule(self.cfg.sigmas, shift)
-                results[shift] = validation_score(
-                    self.pipe,
-                    student,
-                    torch.tensor((*sigmas, 0.0)),
-                    self.lines,
-                    self.cfg.merge.batch_size,
-                    self.autocast,
-                )
-            self.say(f"schedule: shift {shift:g} -> validation {results[shift]['overall']:.3f}")
-            return results[shift]["overall"]
+        def score_sigmas(sigmas: tuple[float, ...]) -> dict:
+            return validation_score(
+                self.pipe,
+                student,
+                torch.tensor((*sigmas, 0.0)),
+                self.lines,
+                self.cfg.merge.batch_size,
+                self.autocast,
+            )
 
-        best, _ = choose_shift(self.cfg.export.schedule_shifts, score)
-        record = search_record(self.cfg.sigmas, best, results, len(self.lines) if results else 0)
-        return record, results.get(best)
+        return search(trained, shifts, score_sigmas, self.say, known)
 
     def merge(self, folder: Path):
         """theta(w) = w low + (1 - w) high for each configured w; the best on validation."""

@@ -55,18 +55,35 @@ def choose_shift(
     return best, scores
 
 
-def search_record(
-    trained: Sequence[float], best: float, results: dict[float, dict], prompts: int
-) -> dict:
-    """What distill.json keeps of a schedule search."""
-    return {
+def search(
+    trained: Sequence[float],
+    shifts: Sequence[float],
+    score_sigmas: Callable[[tuple[float, ...]], dict],
+    say: Callable[[str], None],
+    known: dict | None = None,
+) -> tuple[dict, dict]:
+    """Score `trained` warped by each shift (`score_sigmas(sigmas)` -> a validation result; shift
+    1 reuses `known` when given) and choose; the record distill.json keeps and the chosen result."""
+    results: dict[float, dict] = {}
+
+    def score(shift: float) -> float:
+        sigmas = shifted_schedule(trained, shift)
+        results[shift] = known if shift == 1.0 and known is not None else score_sigmas(sigmas)
+        say(
+            f"schedule: shift {shift:g} {list(sigmas)} -> validation {results[shift]['overall']:.3f}"
+        )
+        return results[shift]["overall"]
+
+    best, _ = choose_shift(shifts, score)
+    record = {
         "trained_sigmas": list(trained),
         "shift": best,
         "sigmas": list(shifted_schedule(trained, best)),
         "scores": {str(s): r for s, r in results.items()},
-        "prompts": prompts,
+        "prompts": results[best].get("n", 0),
         "split": "validation",
     }
+    return record, results[best]
 
 
 def trained_sigmas(folder: Path) -> tuple[float, ...]:
@@ -97,33 +114,26 @@ def retune_student(
     """Search the schedule shift of student `model` (built-in name or folder) on the validation
     prompts and write a copy of it to `dest` whose card stores the chosen sigmas (the weights are
     copied unchanged). Scored as the recipe scores: fp32, the full VAE."""
+    from flashgen.distill.task import model_folder
     from flashgen.distill.validate import validation_lines, validation_score
-    from flashgen.models.registry import resolve
     from flashgen.pipeline import load
 
     if not shifts or any(not s > 0 for s in shifts):
         raise ValueError(f"schedule shifts must be values > 0, got {list(shifts)}")
-    source = resolve(model)
-    if source.kind == "single_file":
-        raise ValueError(f"{model!r}: give a student folder or a built-in name")
+    folder = model_folder(model, repr(model))
     dest = Path(dest).expanduser()
     if dest.exists():
         raise UsageError(f"{dest} exists; give a new folder (nothing is overwritten)")
-    trained = trained_sigmas(source.path)
-    pipe = load(str(source.path), device="cpu", dtype="fp32", decoder="full")
+    trained = trained_sigmas(folder)
+    pipe = load(str(folder), device="cpu", dtype="fp32", decoder="full")
     lines = validation_lines(prompts, images_per_prompt)
-    results: dict[float, dict] = {}
 
-    def score(shift: float) -> float:
-        sigmas = shifted_schedule(trained, shift)
+    def score_sigmas(sigmas: tuple[float, ...]) -> dict:
         schedule = torch.tensor((*sigmas, 0.0))
-        results[shift] = validation_score(pipe, pipe.transformer, schedule, lines, batch_size)
-        say(f"schedule: shift {shift:g} {list(sigmas)} -> {results[shift]['overall']:.3f}")
-        return results[shift]["overall"]
+        return validation_score(pipe, pipe.transformer, schedule, lines, batch_size)
 
-    best, _ = choose_shift(shifts, score)
-    record = search_record(trained, best, results, len(lines))
-    write_schedule(source.path, dest, record)
+    record, _ = search(trained, shifts, score_sigmas, say)
+    write_schedule(folder, dest, record)
     return record
 
 

@@ -81,19 +81,24 @@ def load_student(source: str | Path | None, teacher_transformer: nn.Module) -> n
     return student.requires_grad_(True).train()
 
 
-def init_source(spec: str) -> Path:
-    """The transformer folder of model `spec` (built-in name or diffusers folder), where a student
-    starts instead of the teacher copy; checked before the teacher and the data bank load."""
+def model_folder(spec: str, where: str) -> Path:
+    """The diffusers folder of model `spec` (built-in name or folder); single files refused."""
     from flashgen.errors import ModelLoadError
     from flashgen.models.registry import resolve
 
     try:
         source = resolve(spec)
     except ModelLoadError as e:
-        raise ModelLoadError(f"warmup.init: {e}") from e
+        raise ModelLoadError(f"{where}: {e}") from e
     if source.kind == "single_file":
-        raise ValueError(f"warmup.init {spec!r}: give a built-in name or a diffusers folder")
-    return source.path / "transformer"
+        raise ValueError(f"{where} {spec!r}: give a built-in name or a diffusers folder")
+    return source.path
+
+
+def init_source(spec: str) -> Path:
+    """The transformer folder of model `spec`, where a student starts instead of the teacher
+    copy; checked before the teacher and the data bank load."""
+    return model_folder(spec, "warmup.init") / "transformer"
 
 
 def same_architecture(student: nn.Module, teacher: nn.Module, where: str) -> nn.Module:
