@@ -5,12 +5,15 @@ import socket
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import flashgen
 from flashgen import GenerationRequest
 from flashgen.errors import NonFiniteOutput, UsageError
 from flashgen.models.modelcard import ModelCard
 from flashgen.models.tiny import build_tiny_sd35
+from flashgen.pipeline import float32_decimals
 from flashgen.sampling.samplers import Cancelled
 
 PROMPT = "a photo of a red circle left of a blue square"
@@ -179,7 +182,7 @@ def test_student_card_schedule_and_defaults(tmp_path):
     pipe = flashgen.load(str(folder))
     assert (pipe.defaults.steps, pipe.defaults.guidance) == (2, 1.0)
     res = pipe.generate(GenerationRequest(PROMPT))
-    assert res.settings.sigmas == pytest.approx([1.0, 0.6, 0.0])
+    assert res.settings.sigmas == [1.0, 0.6, 0.0]  # the card's decimals, not float32 noise
     assert res.settings.guidance == 1.0
     # other step counts fall back to the scheduler's shifted schedule
     assert len(pipe.generate(GenerationRequest(PROMPT, steps=3)).settings.sigmas) == 4
@@ -274,3 +277,11 @@ def test_vae_runs_channels_last_with_the_same_maths(pipes):
         finally:
             pipe.vae.to(memory_format=torch.channels_last)
     assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
+
+
+@given(st.lists(st.floats(0.0, 1.0, width=32), min_size=1, max_size=60))
+def test_float32_decimals_round_trip(values):
+    t = torch.tensor(values, dtype=torch.float32)
+    shown = float32_decimals(t)
+    assert torch.equal(torch.tensor(shown, dtype=torch.float32), t)  # sampling sees the same
+    assert all(len(repr(v)) <= len(repr(float(x))) for v, x in zip(shown, t, strict=True))

@@ -31,6 +31,12 @@ from flashgen.sampling.samplers import ModelFn, StepInfo
 StepCallback = Callable[[StepInfo], bool | None]
 
 
+def float32_decimals(values: torch.Tensor) -> list[float]:
+    """The shortest decimals that round-trip each float32 value (0.8571, not 0.8571000099...):
+    what settings and image metadata show, and torch.tensor() of them gives `values` back."""
+    return [float(str(v)) for v in values.to(torch.float32).cpu().numpy()]
+
+
 @dataclass(frozen=True)
 class ModelDefaults:
     """What a request's None fields become: the model card's defaults."""
@@ -117,7 +123,7 @@ class Pipeline:
             model=self.model_id,
             steps=steps,
             guidance=guidance,
-            sigmas=[float(s) for s in self.sigmas(steps)],
+            sigmas=float32_decimals(self.sigmas(steps)),
             width=request.width,
             height=request.height,
             device=str(self.device),
