@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flashgen.cli import main
-from flashgen.distill.schedule import choose_shift, shifted_schedule
+from flashgen.distill.schedule import choose_shift, schedule_record, search, shifted_schedule
 
 sigma_lists = st.lists(st.floats(0.01, 0.99), min_size=1, max_size=7, unique=True).map(
     lambda xs: (1.0, *sorted(xs, reverse=True))
@@ -111,3 +111,12 @@ def test_schedule_command_refuses_bad_input_in_one_line(student, tmp_path, capsy
         err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_unscored_record_has_the_searched_layout():
+    # merge.validate = false: one shift taken unscored, recorded like a search
+    record = schedule_record((1.0, 0.5), 2.0, {})
+    assert record["sigmas"] == [1.0, 0.6667] and record["trained_sigmas"] == [1.0, 0.5]
+    assert (record["shift"], record["scores"], record["prompts"]) == (2.0, {}, 0)
+    scored = search((1.0, 0.5), [2.0], lambda s: {"overall": 0.5, "n": 7}, lambda m: None)[0]
+    assert set(scored) == set(record) and scored["prompts"] == 7

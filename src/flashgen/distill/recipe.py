@@ -28,7 +28,7 @@ from flashgen.distill.config import DistillConfig, fingerprint
 from flashgen.distill.dmd import DMDTask, DMDTaskConfig
 from flashgen.distill.export import export_student
 from flashgen.distill.merge import choose_ratio, merge_state_dicts
-from flashgen.distill.schedule import search, shifted_schedule
+from flashgen.distill.schedule import schedule_record, search
 from flashgen.distill.split import (
     HIGH_DIR,
     LOW_DIR,
@@ -253,9 +253,7 @@ class _StageRunner:
         the exported stage's own score, `known`); the search record and the chosen score."""
         shifts, trained = self.cfg.export.schedule_shifts, self.cfg.sigmas
         if not self.cfg.merge.validate:  # the config then holds exactly one shift: taken unscored
-            sigmas = list(shifted_schedule(trained, shifts[0]))
-            record = {"trained_sigmas": list(trained), "shift": shifts[0], "sigmas": sigmas}
-            return {**record, "scores": {}, "prompts": 0, "split": "validation"}, None
+            return schedule_record(trained, shifts[0], {}), None
 
         def score_sigmas(sigmas: tuple[float, ...]) -> dict:
             return validation_score(

@@ -29,6 +29,7 @@ import torch
 
 from flashgen.errors import UsageError
 from flashgen.flow import shift_sigma
+from flashgen.models.modelcard import read_card
 
 RECORD = "distill.json"
 
@@ -75,22 +76,25 @@ def search(
         return results[shift]["overall"]
 
     best, _ = choose_shift(shifts, score)
-    record = {
+    return schedule_record(trained, best, results), results[best]
+
+
+def schedule_record(trained: Sequence[float], shift: float, results: dict[float, dict]) -> dict:
+    """What distill.json keeps as "schedule": the trained sigmas, the chosen shift and the
+    sigmas it gives, and every scored shift's validation result (none when taken unscored)."""
+    return {
         "trained_sigmas": list(trained),
-        "shift": best,
-        "sigmas": list(shifted_schedule(trained, best)),
+        "shift": shift,
+        "sigmas": list(shifted_schedule(trained, shift)),
         "scores": {str(s): r for s, r in results.items()},
-        "prompts": results[best].get("n", 0),
+        "prompts": results[shift].get("n", 0) if shift in results else 0,
         "split": "validation",
     }
-    return record, results[best]
 
 
 def trained_sigmas(folder: Path) -> tuple[float, ...]:
     """The schedule a student folder was trained on: an earlier search's `trained_sigmas`, else
     the card's own (so a retuned student is never warped twice)."""
-    from flashgen.models.modelcard import read_card
-
     record = folder / RECORD
     if record.is_file():
         done = json.loads(record.read_text()).get("schedule") or {}
@@ -140,8 +144,6 @@ def retune_student(
 def write_schedule(source: Path, dest: Path, record: dict) -> Path:
     """A copy of student folder `source` at `dest` with the card's sigmas and distill.json's
     "schedule" set from a search record; written beside `dest` and renamed into place."""
-    from flashgen.models.modelcard import read_card
-
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
