@@ -26,7 +26,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from flashgen.train.config import from_dict, to_dict
+from flashgen.train.config import COMPILE, from_dict, to_dict
 
 DM_TIMESTEPS = ("shared", "renoise")
 DATA_SOURCES = ("shapes", "synthetic")
@@ -55,8 +55,13 @@ class RunSettings:
     ckpt_every: int = 200
     grad_checkpointing: bool = False
     teacher_dtype: str = "fp32"  # frozen roles' weights: "fp32" or "bf16" (halves their memory)
+    compile: str = "no"  # the trained models' forward/backward: no | full | regional (inductor)
 
     def __post_init__(self) -> None:
+        if self.compile not in COMPILE:
+            raise ValueError(
+                f"run.compile must be one of {', '.join(COMPILE)}, got {self.compile!r}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"run.device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("auto", "no", "bf16"):

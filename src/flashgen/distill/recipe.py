@@ -199,6 +199,7 @@ class _StageRunner:
             mixed_precision=r.precision,
             grad_checkpointing=r.grad_checkpointing,
             device=r.device,
+            compile=r.compile,
         )
         self.say(f"{name}: up to {steps} steps" + (f" / {minutes} min" if minutes else ""))
         t0 = time.monotonic()

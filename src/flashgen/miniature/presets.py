@@ -21,7 +21,7 @@ from flashgen.miniature.clip_task import ClipTaskConfig
 from flashgen.miniature.components import ClipConfig, TransformerConfig, VaeConfig
 from flashgen.miniature.teacher_task import TeacherTaskConfig
 from flashgen.miniature.vae_task import VaeTaskConfig
-from flashgen.train.config import from_dict, to_dict
+from flashgen.train.config import COMPILE, from_dict, to_dict
 
 PRECISIONS = ("auto", "no", "bf16")
 
@@ -45,6 +45,7 @@ class MiniatureConfig:
     seed: int = 0
     n_images: int = 20_000  # rendered once, shared by every stage
     precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU ("bf16" pays with AMX)
+    compile: str = "no"  # run.compile of every stage: no | full | regional (train/config.py)
     log_every: int = 50
     ckpt_every: int = 500
     total_minutes: float | None = None  # the whole command's clock (teacher gets the rest)
@@ -62,6 +63,8 @@ class MiniatureConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.compile not in COMPILE:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE)}, got {self.compile!r}")
         if self.n_images < 1:
             raise ValueError(f"n_images must be >= 1, got {self.n_images}")
 

@@ -208,6 +208,7 @@ class _StageRunner:
             eval_every=getattr(task.cfg, "eval_every", 0) or None,
             mixed_precision=self.precision,
             device=self.device,
+            compile=self.cfg.compile,
         )
         limit = f" / {budget.minutes:.2f} min" if budget.minutes else ""
         self.say(f"{name}: up to {budget.steps} steps{limit}")

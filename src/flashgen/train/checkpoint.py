@@ -123,6 +123,12 @@ def save_checkpoint(
     return final
 
 
+def _plain(accelerator: Accelerator, model: nn.Module) -> nn.Module:
+    """The module under DDP and torch.compile wrappers: its state dict has the plain names, so a
+    checkpoint reads the same with and without `run.compile`."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
 def _gather(accelerator: Accelerator, state: dict[str, Any]):
     """(module state dicts, other state dicts), full and unsharded, complete on the main process.
 
@@ -132,7 +138,7 @@ def _gather(accelerator: Accelerator, state: dict[str, Any]):
     mods = {n: o for n, o in state.items() if isinstance(o, nn.Module)}
     sharded = fsdp.is_fsdp(accelerator)
     modules = {
-        n: fsdp.module_state(m) if sharded else accelerator.get_state_dict(m)
+        n: fsdp.module_state(m) if sharded else accelerator.get_state_dict(_plain(accelerator, m))
         for n, m in mods.items()
     }
     others = {}
@@ -197,7 +203,7 @@ def load_checkpoint(
     else:
         for name, obj in state.items():
             if isinstance(obj, nn.Module):
-                accelerator.unwrap_model(obj).load_state_dict(
+                _plain(accelerator, obj).load_state_dict(
                     load_file(str(path / f"{name}.safetensors"))
                 )
             else:

@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE = ("no", "full", "regional")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class TrainRunConfig:
     keep: checkpoints kept on disk (>= 2 so a corrupted latest can fall back to the previous).
     device: "auto" (what accelerate picks: CUDA when present), "cpu" or "cuda".
     deterministic: torch.use_deterministic_algorithms(True) (needed for bitwise resume on GPU).
+    compile: torch.compile (inductor) the models a task prepares, through accelerate's dynamo
+        plugin: "no"; "full" (one graph per model); "regional" (each repeated block compiled once
+        and reused: a shorter first step). Only the training forward/backward is compiled;
+        evaluation, EMA and checkpoints use the plain module, so checkpoints and exports are the
+        same files either way. The first step pays the compile (about 1-2 minutes on a CPU).
     """
 
     seed: int = 0
@@ -64,6 +70,7 @@ class TrainRunConfig:
     keep: int = 2
     device: str = "auto"
     deterministic: bool = False
+    compile: str = "no"
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
@@ -92,6 +99,10 @@ class TrainRunConfig:
             )
         if self.device not in DEVICES:
             raise ValueError(f"run.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.compile not in COMPILE:
+            raise ValueError(
+                f"run.compile must be one of {', '.join(COMPILE)}, got {self.compile!r}"
+            )
         if not self.out_dir:
             raise ValueError('run.out_dir must be a folder path, e.g. "runs/vae"')
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import TorchDynamoPlugin, broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
 from flashgen.train import fsdp
@@ -54,7 +54,7 @@ class RunResult:
 
 
 def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
-    """An Accelerator for `run_cfg.device` / `run_cfg.mixed_precision`.
+    """An Accelerator for `run_cfg.device` / `run_cfg.mixed_precision` / `run_cfg.compile`.
 
     Multi-process settings (DDP, number of processes) come from `accelerate launch` and its
     config file; the precision here overrides the launcher's. FSDP2 is supported (also on CPU
@@ -75,8 +75,21 @@ def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
     # start from a clean state. PartialState (the process group) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
+    # compile: accelerate's dynamo plugin wraps each model in `prepare` (after DDP/FSDP);
+    # `ctx.unwrap` and the checkpoints see through it (keep_torch_compile=False). "no" leaves the plugin to accelerate's
+    # defaults (so `accelerate launch --dynamo_backend ...` keeps working).
+    dynamo = (
+        TorchDynamoPlugin(
+            backend="inductor", use_regional_compilation=run_cfg.compile == "regional"
+        )
+        if run_cfg.compile != "no"
+        else None
+    )
     accelerator = Accelerator(
-        cpu=not cuda, mixed_precision=precision, step_scheduler_with_optimizer=False
+        cpu=not cuda,
+        mixed_precision=precision,
+        step_scheduler_with_optimizer=False,
+        dynamo_plugin=dynamo,
     )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != world:

@@ -151,7 +151,7 @@ class TrainContext:
         """
         if id(model) in self.plain_views:
             return self.plain_views[id(model)]
-        return self.accelerator.unwrap_model(model)
+        return self.accelerator.unwrap_model(model, keep_torch_compile=False)
 
     def backward(self, loss: torch.Tensor) -> None:
         """`accelerator.backward` (scales the loss under fp16)."""
