@@ -67,6 +67,7 @@ def test_presets_cover_both_students_and_change_only_settings():
         ({"warmup": {"steps": 0}}, "warmup.steps"),
         ({"dmd": {"bogus": 1}}, "unknown config key"),
         ({"data": {"source": "synthetic"}}, "synthetic_dir"),
+        ({"run": {"compile": "max"}}, "run.compile must be one of no, full, regional"),
     ],
 )
 def test_bad_values_are_refused_with_the_fix(changes, message):

@@ -78,3 +78,38 @@ def test_compiled_run_matches_eager_and_resumes(tmp_path, mode):
     b = load_file(str(tmp_path / "compiled/checkpoints/step_00000008/model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-7)
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize("recipe", ["miniature", "distill"])
+def test_the_recipes_hand_compile_to_the_trainer(tmp_path, monkeypatch, recipe):
+    """`--set compile=...` (miniature) and `--set run.compile=...` (distill) reach run.compile."""
+    seen = {}
+
+    def fake_run(task, run_cfg, resume=False):
+        seen["cfg"] = run_cfg
+        raise _Captured
+
+    if recipe == "miniature":
+        from flashgen.miniature import recipe as mod
+        from flashgen.miniature.presets import preset, with_overrides
+
+        cfg = with_overrides(preset("cpu-smoke"), ["compile=regional"])
+        runner = mod._StageRunner(cfg, tmp_path, "cpu", False, lambda *_: None)
+        task = type("Task", (), {"cfg": cfg.teacher})()
+        call = lambda: runner("teacher", task, cfg.teacher_budget)
+    else:
+        from flashgen.distill import recipe as mod
+        from flashgen.distill.config import SHAPES_4STEP, override
+
+        runner = object.__new__(mod._StageRunner)  # its __init__ loads the teacher
+        runner.cfg = override(SHAPES_4STEP, {"run": {"compile": "regional"}})
+        runner.out, runner.resume, runner.say = tmp_path, False, lambda *_: None
+        call = lambda: runner("warmup", object(), 3, None)
+    monkeypatch.setattr(mod, "run", fake_run)
+    with pytest.raises(_Captured):
+        call()
+    assert seen["cfg"].compile == "regional"
