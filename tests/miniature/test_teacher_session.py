@@ -1,7 +1,7 @@
 """scripts/device/teacher-session.sh, the one-command GPU teacher continuation, run on the CPU at
 toy size: a failed first attempt falls back to an eager one (started with --resume, as after a
-compiled attempt that dies mid-run),
-and the packed model in $OUT unpacks into a loadable teacher."""
+compiled attempt that dies mid-run), and the packed model in $OUT unpacks into a loadable
+teacher."""
 
 from __future__ import annotations
 
