@@ -18,3 +18,16 @@ RUNS=b32 benchmarks/results/distill-cpu-s15/watch.sh & W=$!
 RUNS=b32 benchmarks/results/distill-cpu-s15/snapeval.sh & E=$!
 wait $B
 sleep 600; kill $W $E   # the last snapshot scored
+
+# B32c (started beside B32, one thread each): the same command with run.compile=regional, for the
+# DMD stage's step time compiled against eager under the same load, and a second replicate (the
+# compiled kernels round differently, so its trajectory is its own).
+.venv/bin/flashgen distill --config configs/distill/shapes-4step.toml --threads 1 --set "$S" \
+  --set warmup.init=shapes-flash-4step --set warmup.steps=1 --set warmup.lr=1e-12 \
+  --set dmd.steps=300 --set dmd.batch_size=32 --set run.ckpt_every=50 --set run.compile=regional \
+  --out-dir $RUN/b32c/distill --export-dir $RUN/b32c/students > $RUN/b32c.log 2>&1 &
+C=$!
+RUNS=b32c benchmarks/results/distill-cpu-s15/watch.sh & W2=$!
+RUNS=b32c benchmarks/results/distill-cpu-s15/snapeval.sh & E2=$!
+wait $C
+sleep 600; kill $W2 $E2
