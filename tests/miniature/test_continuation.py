@@ -25,18 +25,23 @@ SHIPPED_DIT = [  # the shipped teacher's architecture (the cpu-smoke preset's is
 ]
 
 
+TOY_RUN = [  # a continuation of the shipped teacher at toy size: 2 steps at batch 4
+    *SHIPPED_DIT,
+    "n_images=64",
+    "teacher.n_images=64",
+    "teacher.batch_size=4",
+    "teacher_budget.steps=2",
+    "teacher.eval_every=0",
+    "teacher.select_steps=2",
+    "teacher.select_prompts=3",
+    "teacher.select_guidances=[4.0]",
+]
+
+
 def _continue_cfg(**more):
     items = [
         f"continue_from={SOURCE!r}",
-        *SHIPPED_DIT,
-        "n_images=64",
-        "teacher.n_images=64",
-        "teacher.batch_size=4",
-        "teacher_budget.steps=2",
-        "teacher.eval_every=0",
-        "teacher.select_steps=2",
-        "teacher.select_prompts=3",
-        "teacher.select_guidances=[4.0]",
+        *TOY_RUN,
         # an LR far below fp16's resolution: the exported EMA must be the source's weights
         "teacher.lr=1e-10",
     ]

@@ -13,24 +13,13 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
-from test_continuation import SHIPPED_DIT
+from test_continuation import TOY_RUN
 
 import flashgen
 from flashgen.miniature.pack import unpack_model
 from flashgen.request import GenerationRequest
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = [
-    *SHIPPED_DIT,
-    "n_images=64",
-    "teacher.n_images=64",
-    "teacher.batch_size=4",
-    "teacher_budget.steps=2",
-    "teacher.eval_every=0",
-    "teacher.select_steps=2",
-    "teacher.select_prompts=3",
-    "teacher.select_guidances=[4.0]",
-]
 
 
 def test_fallback_attempt_resumes_and_packs_a_loadable_teacher(tmp_path):
@@ -48,7 +37,7 @@ def test_fallback_attempt_resumes_and_packs_a_loadable_teacher(tmp_path):
         "DEVICE": "cpu",
         "COMPILE": "bogus",  # the first attempt is refused at once: the fallback must finish
     }
-    args = [f"--set={s}" for s in SMALL]
+    args = [f"--set={s}" for s in TOY_RUN]
     proc = subprocess.run(
         ["bash", str(REPO / "scripts/device/teacher-session.sh"), *args],
         env=env,
