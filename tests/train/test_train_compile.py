@@ -49,6 +49,14 @@ def test_accelerator_gets_the_dynamo_plugin():
     assert regional.backend.value == "INDUCTOR" and regional.use_regional_compilation
 
 
+def test_compile_under_fsdp_is_refused(monkeypatch):
+    from flashgen.train import loop
+
+    monkeypatch.setattr(loop.fsdp, "is_fsdp", lambda accelerator: True)
+    with pytest.raises(ValueError, match="not supported under FSDP"):
+        make_accelerator(run_cfg("unused", compile="regional"))
+
+
 @pytest.mark.parametrize("mode", ["full", "regional"])
 def test_compiled_run_matches_eager_and_resumes(tmp_path, mode):
     eager = _NoDropoutToy(ToyConfig())

@@ -53,9 +53,10 @@ class TrainRunConfig:
     deterministic: torch.use_deterministic_algorithms(True) (needed for bitwise resume on GPU).
     compile: torch.compile (inductor) the models a task prepares, through accelerate's dynamo
         plugin: "no"; "full" (one graph per model); "regional" (each repeated block compiled once
-        and reused: a shorter first step). Only the training forward/backward is compiled;
-        evaluation, EMA and checkpoints use the plain module, so checkpoints and exports are the
-        same files either way. The first step pays the compile (about 1-2 minutes on a CPU).
+        and reused: a shorter first step). Calls through the prepared model run compiled;
+        `ctx.unwrap`, evaluation, EMA and checkpoints use the plain module, so checkpoints and
+        exports are the same files either way. The first step pays the compile (about 1-2
+        minutes on a CPU). Not with FSDP (refused).
     """
 
     seed: int = 0

@@ -102,6 +102,11 @@ def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
         )
     fsdp.enable_on_cpu(accelerator)
     fsdp.check_supported(accelerator)
+    if run_cfg.compile != "no" and fsdp.is_fsdp(accelerator):
+        raise ValueError(
+            "run.compile is not supported under FSDP yet (the sharded checkpoints are not tested "
+            'with compiled modules); set run.compile = "no" or launch DDP (--multi_gpu)'
+        )
     fsdp.configure(accelerator)
     return accelerator
 
