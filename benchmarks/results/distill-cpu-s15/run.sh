@@ -16,7 +16,7 @@ RUN=${RUN:-/work/runs}
 B=$!
 RUNS=b32 benchmarks/results/distill-cpu-s15/watch.sh & W=$!
 RUNS=b32 benchmarks/results/distill-cpu-s15/snapeval.sh & E=$!
-wait $B
+wait $B                 # (stopped by hand at step 210, once flat: kill $B)
 sleep 600; kill $W $E   # the last snapshot scored
 
 # B32c (started beside B32, one thread each): the same command with run.compile=regional, for the
@@ -29,5 +29,7 @@ sleep 600; kill $W $E   # the last snapshot scored
 C=$!
 RUNS=b32c benchmarks/results/distill-cpu-s15/watch.sh & W2=$!
 RUNS=b32c benchmarks/results/distill-cpu-s15/snapeval.sh & E2=$!
-wait $C
+wait $C                 # (stopped by hand at step 210)
 sleep 600; kill $W2 $E2
+.venv/bin/python benchmarks/results/distill-cpu-s15/collect.py   # curve.txt, paired-vs-shipped.jsonl
+.venv/bin/python benchmarks/results/distill-cpu-s15/plot.py      # dmd-batch.png
