@@ -8,7 +8,7 @@
 #
 # It continues the installed shapes-teacher with the gpu preset, the transformer compiled
 # (run.compile = regional) and, should the compiled attempt fail, once more eager in whatever
-# is left of MINUTES (the second attempt resumes the first's rendered data and checkpoints).
+# is left of MINUTES (with --resume in the same run folder, so it keeps what the first finished).
 # The packed model (<= 8 files) lands in $OUT; install it here with
 #   .venv/bin/python -c "from flashgen.miniature.pack import unpack_model; \
 #       print(unpack_model('FILES_AT', 'src/flashgen/models/builtin'))"

@@ -75,9 +75,9 @@ def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
     # start from a clean state. PartialState (the process group) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    # compile: accelerate's dynamo plugin wraps each model in `prepare` (after DDP/FSDP);
-    # `ctx.unwrap` and the checkpoints see through it (keep_torch_compile=False). "no" leaves the plugin to accelerate's
-    # defaults (so `accelerate launch --dynamo_backend ...` keeps working).
+    # compile: accelerate's dynamo plugin wraps each model in `prepare` (after DDP); `ctx.unwrap`
+    # and the checkpoints see through it (keep_torch_compile=False). "no" leaves the plugin to
+    # accelerate's defaults (so `accelerate launch --dynamo_backend ...` keeps working).
     dynamo = (
         TorchDynamoPlugin(
             backend="inductor", use_regional_compilation=run_cfg.compile == "regional"
