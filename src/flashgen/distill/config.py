@@ -26,7 +26,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from flashgen.train.config import COMPILE, from_dict, to_dict
+from flashgen.train.config import check_compile, from_dict, to_dict
 
 DM_TIMESTEPS = ("shared", "renoise")
 DATA_SOURCES = ("shapes", "synthetic")
@@ -58,10 +58,7 @@ class RunSettings:
     compile: str = "no"  # the trained models' forward/backward: no | full | regional (inductor)
 
     def __post_init__(self) -> None:
-        if self.compile not in COMPILE:
-            raise ValueError(
-                f"run.compile must be one of {', '.join(COMPILE)}, got {self.compile!r}"
-            )
+        check_compile(self.compile)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"run.device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("auto", "no", "bf16"):

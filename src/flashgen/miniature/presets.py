@@ -21,7 +21,7 @@ from flashgen.miniature.clip_task import ClipTaskConfig
 from flashgen.miniature.components import ClipConfig, TransformerConfig, VaeConfig
 from flashgen.miniature.teacher_task import TeacherTaskConfig
 from flashgen.miniature.vae_task import VaeTaskConfig
-from flashgen.train.config import COMPILE, from_dict, to_dict
+from flashgen.train.config import check_compile, from_dict, to_dict
 
 PRECISIONS = ("auto", "no", "bf16")
 
@@ -63,8 +63,7 @@ class MiniatureConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.compile not in COMPILE:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE)}, got {self.compile!r}")
+        check_compile(self.compile, "compile")
         if self.n_images < 1:
             raise ValueError(f"n_images must be >= 1, got {self.n_images}")
 

@@ -32,6 +32,13 @@ DEVICES = ("auto", "cpu", "cuda")
 COMPILE = ("no", "full", "regional")
 
 
+def check_compile(value: str, key: str = "run.compile") -> None:
+    """ValueError naming `key` unless `value` is one of COMPILE (the trainer's and the recipes'
+    configs check it when they are read, before any model loads)."""
+    if value not in COMPILE:
+        raise ValueError(f"{key} must be one of {', '.join(COMPILE)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TrainRunConfig:
     """Everything the training loop needs that is not specific to one task.
@@ -100,10 +107,7 @@ class TrainRunConfig:
             )
         if self.device not in DEVICES:
             raise ValueError(f"run.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.compile not in COMPILE:
-            raise ValueError(
-                f"run.compile must be one of {', '.join(COMPILE)}, got {self.compile!r}"
-            )
+        check_compile(self.compile)
         if not self.out_dir:
             raise ValueError('run.out_dir must be a folder path, e.g. "runs/vae"')
 
