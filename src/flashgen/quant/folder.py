@@ -7,9 +7,10 @@ bf16 SD3.5 Medium never holds more than the quantized component plus one float l
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from flashgen.quant.io import load_component, read_header, save_component, weigh
 from flashgen.quant.schemes import QuantScheme, get_scheme
 
 QUANTIZABLE = ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
+T5_SLOTS = ("text_encoder_3", "tokenizer_3")
 _DTYPE_NAMES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
@@ -68,7 +70,9 @@ def quantize_folder(
     also written to out/flashgen.json under "quantization".
 
     scheme None copies the weights unchanged; drop_t5 leaves the T5 slot out of the copy (the
-    text-encoder restructuring of the phone/laptop profiles, as a model of its own)."""
+    text-encoder restructuring of the phone/laptop profiles, as a model of its own). Layers whose
+    names match a glob in `skip` stay float. On failure nothing is left behind, not even the
+    parent folders of `out` that this call created."""
     from flashgen.models.modelcard import read_card
 
     src, out = Path(src), Path(out)
@@ -77,56 +81,107 @@ def quantize_folder(
         raise ModelLoadError(f"{src}: not a diffusers folder (no model_index.json)")
     if out.exists():
         raise ValueError(f"{out} already exists; choose a new --out folder or delete it first")
+    if out.resolve().is_relative_to(src.resolve()):
+        raise ValueError(
+            f"{out} is inside the model folder {src}; choose an --out folder outside it"
+        )
     unknown = sorted(set(components) - set(QUANTIZABLE))
     if unknown:
         raise ValueError(f"cannot quantize {unknown}; choose from {list(QUANTIZABLE)}")
-    t5_slots = ("text_encoder_3", "tokenizer_3")
+    # the source's card: a folder without flashgen.json takes its name-derived defaults from
+    # its own name (e.g. "...-turbo"), not from the temporary folder's
+    card = read_card(src).to_dict()
     if scheme is None:
         components = ()
+    created = _missing_folders(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        record = {
-            "scheme": scheme.name if scheme else None,
-            "group_size": scheme.group_size if scheme else None,
-            "components": {},
-            "t5_dropped": drop_t5,
-        }
-        for item in src.iterdir():
-            if item.name in components and (item / "config.json").is_file():
-                continue
-            if drop_t5 and item.name in t5_slots:
-                continue
-            if item.is_dir():
-                shutil.copytree(item, tmp / item.name)
-            else:
-                shutil.copy2(item, tmp / item.name)
-        for slot in components:
-            comp = src / slot
-            cls = component_class(src, slot)
-            if (
-                cls is None
-                or not (comp / "config.json").is_file()
-                or (drop_t5 and slot in t5_slots)
-            ):
-                continue  # no such slot, or an external component (not copied, not quantized)
-            model, report = load_component(comp, cls, dtype=stored_float_dtype(comp), scheme=scheme)
-            save_component(model, tmp / slot, report)
-            record["components"][slot] = {
-                "quantized_layers": len(report.quantized),
-                "kept_float": len(report.kept_float),
+        tmp = _new_folder_beside(out)
+        try:
+            _copy_unquantized(src, tmp, components, drop_t5)
+            record = {
+                "scheme": scheme.name if scheme else None,
+                "group_size": scheme.group_size if scheme else None,
+                "components": _quantize_components(src, tmp, scheme, components, skip, drop_t5),
+                "skip": list(skip),
+                "t5_dropped": drop_t5,
             }
-            del model
-        data = read_card(tmp).to_dict()
-        if drop_t5:
-            index = json.loads((tmp / "model_index.json").read_text())
-            for slot in t5_slots:
-                index[slot] = [None, None]
-                data["external_components"].pop(slot, None)
-            (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-        data["quantization"] = record
-        (tmp / "flashgen.json").write_text(json.dumps(data, indent=2) + "\n")
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            if drop_t5:
+                _drop_t5_slots(tmp, card)
+            card["quantization"] = record
+            (tmp / "flashgen.json").write_text(json.dumps(card, indent=2) + "\n")
+            tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        for folder in created:  # deepest first; rmdir leaves any folder that is no longer empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return record
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders `folder.mkdir(parents=True)` would create, deepest first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _new_folder_beside(out: Path) -> Path:
+    """An empty hidden folder beside `out`. Made with mkdir (0o777 minus the umask), not
+    tempfile.mkdtemp: it becomes `out`, which should have the usual permissions, not 0o700."""
+    tmp = out.parent / f".{out.name}-{secrets.token_hex(8)}"
+    tmp.mkdir()
+    return tmp
+
+
+def _copy_unquantized(src: Path, tmp: Path, components: tuple[str, ...], drop_t5: bool) -> None:
+    """Copy every file and folder of `src` except the slots to quantize (and T5, if dropped)."""
+    for item in src.iterdir():
+        if item.name in components and (item / "config.json").is_file():
+            continue
+        if drop_t5 and item.name in T5_SLOTS:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, tmp / item.name)
+        else:
+            shutil.copy2(item, tmp / item.name)
+
+
+def _quantize_components(
+    src: Path,
+    tmp: Path,
+    scheme: QuantScheme | None,
+    components: tuple[str, ...],
+    skip: tuple[str, ...],
+    drop_t5: bool,
+) -> dict:
+    """Stream each slot in `components` through `scheme` into tmp/slot; per-slot layer counts."""
+    counts = {}
+    for slot in components:
+        comp = src / slot
+        cls = component_class(src, slot)
+        if cls is None or not (comp / "config.json").is_file() or (drop_t5 and slot in T5_SLOTS):
+            continue  # no such slot, or an external component (not copied, not quantized)
+        model, report = load_component(
+            comp, cls, dtype=stored_float_dtype(comp), scheme=scheme, skip=skip
+        )
+        save_component(model, tmp / slot, report)
+        counts[slot] = {
+            "quantized_layers": len(report.quantized),
+            "kept_float": len(report.kept_float),
+        }
+        del model
+    return counts
+
+
+def _drop_t5_slots(tmp: Path, card: dict) -> None:
+    """Mark the T5 slots empty in tmp's model_index.json and in the card's external components."""
+    index = json.loads((tmp / "model_index.json").read_text())
+    for slot in T5_SLOTS:
+        index[slot] = [None, None]
+        card["external_components"].pop(slot, None)
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
