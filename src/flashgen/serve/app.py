@@ -83,7 +83,9 @@ class GuardMiddleware:
         self.config = config
         self.key = config.api_key.encode() if config.api_key else None
         self.check_host = is_loopback(config.host)
-        self.hosts = LOOPBACK_NAMES | {h.lower() for h in config.allowed_hosts}
+        # the bound address itself too (--host 127.0.0.2); still no foreign names (DNS rebinding)
+        bound = config.host.lower().strip("[]")
+        self.hosts = LOOPBACK_NAMES | {bound} | {h.lower() for h in config.allowed_hosts}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

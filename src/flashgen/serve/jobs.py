@@ -4,7 +4,9 @@ A job's life: queued -> running -> done | failed | cancelled (a queued job can b
 straight away; a running one stops after its current step). Every change is an event appended
 to the job under its lock; listeners (an SSE stream, an awaiting request) get each event, the
 ones before they subscribed included, so nothing is missed between "look" and "listen".
-Listeners run on the worker thread: they must only hand the event over (call_soon_threadsafe).
+Listeners are called under the job's lock (the replay on the subscriber's thread, later events
+on the emitting thread), so each sees every event once and in order: they must only hand the
+event over (call_soon_threadsafe), never block or call back into the job.
 """
 
 from __future__ import annotations
@@ -71,9 +73,8 @@ class Job:
         with self._lock:
             ev = Event(len(self.events), kind, data)
             self.events.append(ev)
-            listeners = list(self._listeners)
-        for fn in listeners:
-            fn(ev)
+            for fn in self._listeners:
+                fn(ev)
 
     def set_status(self, status: str, **extra) -> None:
         self.status = status
@@ -90,11 +91,11 @@ class Job:
 
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
         """Call fn with every past event now and every future one; returns the unsubscribe."""
+        # replay and registration under the lock that _emit holds: no event can slip in between
         with self._lock:
-            past = list(self.events)
+            for ev in self.events:
+                fn(ev)
             self._listeners.append(fn)
-        for ev in past:
-            fn(ev)
 
         def unsubscribe() -> None:
             with self._lock:
