@@ -1,10 +1,13 @@
 """Prompts files for batch generation, and the seed each batch item gets.
 
-A prompts file is UTF-8 text with one prompt per line, or JSON Lines with one object per line:
+A prompts file is UTF-8 text (a byte-order mark is dropped) with one prompt per line, or JSON
+Lines with one object per line:
     {"prompt": "a red circle", "task": "single_object", "seed": 7}
 `task` (a string) and `seed` (a non-negative integer) are optional; other keys are ignored, so a
 file written for the evaluation harness can be fed back as it is. Blank lines, and lines starting
-with `#` in a plain-text file, are skipped. The two forms may not be mixed within one file.
+with `#` in a plain-text file, are skipped. A file is JSON Lines when its name ends in `.jsonl` or
+its first line that is neither blank nor a `#` comment starts with `{"`; so a plain prompt may
+start with `{` (dynamic-prompt syntax: `{red|blue} circle`). The two forms may not be mixed.
 
 Seeds (the rule the CLI documents): with `--seed S` and `--num-images K`, the prompt on line i
 (0-based, counting prompts, not blank lines) gets seeds S + i*K, ..., S + i*K + K-1; a line with
@@ -16,8 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+_JSON_OBJECT_START = re.compile(r'\s*\{\s*"')  # `{"prompt": ...`, never `{red|blue} circle`
 
 
 @dataclass(frozen=True)
@@ -57,23 +63,35 @@ def _parse_json_line(text: str, where: str) -> PromptLine | None:
     return PromptLine(prompt=prompt, task=task, seed=seed)
 
 
-def parse_prompts(text: str, *, source: str = "prompts file") -> list[PromptLine]:
-    """Parse the contents of a prompts file (see the module docstring for the format)."""
+def parse_prompts(
+    text: str, *, source: str = "prompts file", jsonl: bool | None = None
+) -> list[PromptLine]:
+    """Parse the contents of a prompts file (see the module docstring for the format).
+
+    `jsonl` None: the first line that is not blank or a comment decides (JSON Lines or plain).
+    """
     lines = text.splitlines()
-    is_jsonl = any(s.lstrip().startswith("{") for s in lines if s.strip())
+    if jsonl is None:
+        first = next((s for s in lines if s.strip() and not s.lstrip().startswith("#")), "")
+        jsonl = _JSON_OBJECT_START.match(first) is not None
     prompts: list[PromptLine] = []
     for number, raw in enumerate(lines, start=1):
         s = raw.strip()
         where = f"{source} line {number}"
         if not s:
             continue
-        if is_jsonl:
+        if jsonl:
             if s.startswith("#"):
                 raise ValueError(f"{where}: comments are not allowed in a JSON Lines file")
             item = _parse_json_line(s, where)
         else:
             if s.startswith("#"):
                 continue
+            if _JSON_OBJECT_START.match(s):
+                raise ValueError(
+                    f"{where}: a JSON line in a plain-text prompts file; put JSON Lines in a "
+                    ".jsonl file (or start the file with one), one object per line"
+                )
             item = PromptLine(prompt=s)
         prompts.append(PromptLine(item.prompt, item.task, item.seed, number))
     if not prompts:
@@ -89,10 +107,11 @@ def read_prompts_file(path: str | os.PathLike) -> list[PromptLine]:
     if path.is_dir():
         raise IsADirectoryError(f"prompts file {path} is a folder; give a text or .jsonl file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # editors on Windows save a BOM
     except UnicodeDecodeError:
         raise ValueError(f"prompts file {path} is not UTF-8 text") from None
-    return parse_prompts(text, source=str(path))
+    jsonl = True if path.suffix.lower() == ".jsonl" else None
+    return parse_prompts(text, source=str(path), jsonl=jsonl)
 
 
 def plan_batch(prompts: list[PromptLine], *, seed: int, num_images: int) -> list[BatchItem]:

@@ -14,9 +14,11 @@ folder and is renamed over the final name (os.replace is atomic on one filesyste
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
+from contextlib import contextmanager
 from dataclasses import asdict
 from importlib import metadata as _pkg_metadata
 from pathlib import Path
@@ -111,12 +113,31 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
+@contextmanager
+def _name_length_checked(path: Path):
+    """A name over the file system's limit (usually 255 bytes) makes stat() raise OSError."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        raise UsageError(
+            f"output path {path} has a file or folder name too long for the file system "
+            "(usually at most 255 bytes each); choose a shorter name"
+        ) from None
+
+
 def check_writable_dir(folder: str | os.PathLike) -> Path:
     """Check that `folder` is, or could be created as, a writable directory. Creates nothing.
 
     Raises UsageError (a ValueError) / PermissionError with a message saying what to change.
     """
     folder = Path(folder)
+    with _name_length_checked(folder):
+        return _check_writable_dir(folder)
+
+
+def _check_writable_dir(folder: Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"output folder {folder} is a file; give a folder path instead")
     base = _nearest_existing(folder.absolute())
@@ -130,6 +151,11 @@ def check_writable_dir(folder: str | os.PathLike) -> Path:
 def check_output_file(path: str | os.PathLike) -> Path:
     """Check that a PNG could be written at `path` (its folder may still be missing). Creates nothing."""
     path = Path(path)
+    with _name_length_checked(path):
+        return _check_output_file(path)
+
+
+def _check_output_file(path: Path) -> Path:
     if str(path).endswith(os.sep) or path.is_dir():
         raise IsADirectoryError(
             f"output path {path} is a folder; give a file name like {path / 'image.png'} "
@@ -164,7 +190,8 @@ def write_atomic(path: str | os.PathLike, write) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # not derived from path.name: a name near the 255-byte limit would push the temporary one over
+    tmp = path.with_name(f".flashgen-{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:

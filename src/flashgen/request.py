@@ -81,6 +81,11 @@ class GenerationRequest:
         n = self.num_images
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
             raise ValueError(f"num_images must be an integer between 1 and {MAX_IMAGES}, got {n!r}")
+        if self.seed + n - 1 >= 2**63:  # image k gets seed + k: the last one must be valid too
+            raise ValueError(
+                f"the last image's seed (seed + num_images - 1 = {self.seed + n - 1}) must be "
+                f"below 2**63; with num_images {n} use a seed of at most {2**63 - n}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

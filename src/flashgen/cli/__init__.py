@@ -2,9 +2,9 @@
 subcommands parse arguments, build a config or request, and call the library. No ML logic here.
 
 User errors (bad values, missing files) exit with status 2 and one line on stderr, never a
-traceback: library code raises `UsageError`/`ValueError`/`FileNotFoundError` and main() turns
-them into that line. A training run stopped by SIGTERM/SIGINT after its checkpoint exits 130
-with one line saying how to resume.
+traceback: library code raises `UsageError`/`ValueError`/`OSError` (a missing file, a name too
+long, a full disk, no permission) and main() turns them into that line. A training run stopped
+by SIGTERM/SIGINT after its checkpoint exits 130 with one line saying how to resume.
 """
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ def _quiet_third_party() -> None:
             lib_logging.disable_progress_bar()
 
 
+def _one_line(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror and e.filename:  # raised by the OS, not by flashgen
+        return f"cannot use {e.filename}: {e.strerror}"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -82,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"flashgen: error: {msg}", file=sys.stderr)
+    except (UsageError, ValueError, OSError) as e:
+        print(f"flashgen: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except Interrupted as e:  # a training run stopped on a signal, its checkpoint saved
         print(f"flashgen: {e}", file=sys.stderr)

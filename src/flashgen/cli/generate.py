@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
     )
     request = _with_model_size(plan.request, pipe, args)
+    pipe.check_request(request)  # sizes this model cannot make: refused before anything changes
     try:
         _generate_all(pipe, plan, request, args)
     except NonFiniteOutput as e:  # the model's fault, not the user's: exit 1, still one line
@@ -154,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _generate_all(pipe, plan: _Plan, request: GenerationRequest, args: argparse.Namespace) -> None:
-    if plan.manifest is not None:
-        plan.manifest.unlink(missing_ok=True)  # there only with --overwrite: _plan refuses it
+    # an old manifest is there only with --overwrite (_plan refuses it otherwise); it is removed
+    # just before the first new line, so a run refused by the model leaves it as it was
+    stale_manifest = plan.manifest is not None and plan.manifest.exists()
     with _Progress(plan) as bar:
         for index, item in enumerate(plan.items):
             req = replace(request, prompt=item.prompt, seed=item.seed)
@@ -171,6 +173,9 @@ def _generate_all(pipe, plan: _Plan, request: GenerationRequest, args: argparse.
                 )
                 save_png(image, path, metadata=meta, overwrite=args.overwrite)
                 if plan.manifest is not None:  # after the image: every line names a whole file
+                    if stale_manifest:
+                        plan.manifest.unlink(missing_ok=True)
+                        stale_manifest = False
                     append_record(plan.manifest, _record(plan, item, seed, path, result, seconds))
                 bar.write(str(path))
             bar.image_done(len(result.images))
@@ -214,14 +219,17 @@ def _plan(args: argparse.Namespace) -> _Plan:
         out_dir = args.out_dir or DEFAULT_OUT_DIR
         if args.out is not None:
             check_output_file(args.out)
+            if args.num_images > 1:  # the longest name written: FILE's stem plus the last seed
+                last = args.seed + args.num_images - 1
+                check_output_file(args.out.with_name(f"{args.out.stem}-{last}.png"))
         else:
             check_writable_dir(out_dir)
         manifest = None
     else:
         prompts = read_prompts_file(args.prompts_file)
         items = plan_batch(prompts, seed=args.seed, num_images=args.num_images)
-        for item in items:  # the largest seed of each prompt must be valid too
-            replace(probe, prompt=item.prompt, seed=item.seed + args.num_images - 1)
+        for item in items:  # each prompt's seeds (seed ... seed + K-1) must be valid too
+            replace(probe, prompt=item.prompt, seed=item.seed)
         out_dir = args.out_dir or DEFAULT_OUT_DIR / f"batch-{stamp}"
         check_writable_dir(out_dir)
         manifest = out_dir / MANIFEST_NAME
