@@ -137,7 +137,7 @@ def load_transformers_model(
     check_component_folder(folder)
     cls = getattr(transformers, class_name)
     if options or is_quantized(folder):  # quantized weights / profile options: quant.io loader
-        return load_component(folder, cls, dtype=dtype, **(options or {}))[0]
+        return _load_streamed(folder, cls, dtype, options)
     try:
         model, info = cls.from_pretrained(
             folder,
@@ -160,7 +160,7 @@ def load_diffusers_model(
     check_component_folder(folder)
     cls = getattr(diffusers, class_name)
     if options or is_quantized(folder):  # quantized weights / profile options: quant.io loader
-        return load_component(folder, cls, dtype=dtype, **(options or {}))[0]
+        return _load_streamed(folder, cls, dtype, options)
     try:
         model, info = cls.from_pretrained(
             folder,
@@ -173,6 +173,16 @@ def load_diffusers_model(
         raise _load_error(folder, class_name, e) from None
     _raise_on_incomplete(folder, info)
     return model.eval()
+
+
+def _load_streamed(folder: Path, cls, dtype: torch.dtype, options: dict | None):
+    """A component through quant.io's loader, its library failures one ModelLoadError line."""
+    try:
+        return load_component(folder, cls, dtype=dtype, **(options or {}))[0]
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any library failure becomes one clear line
+        raise _load_error(folder, cls.__name__, e) from None
 
 
 def _load_error(folder: Path, class_name: str, e: Exception) -> ModelLoadError:

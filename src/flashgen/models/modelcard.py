@@ -42,18 +42,18 @@ class ModelCard:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"flashgen.json 'kind' must be one of {KINDS}, got {self.kind!r}")
-        if not (isinstance(self.default_steps, int) and self.default_steps >= 1):
+        if not (_is_int(self.default_steps) and self.default_steps >= 1):
             raise ValueError(
-                f"flashgen.json 'default_steps' must be >= 1, got {self.default_steps}"
+                f"flashgen.json 'default_steps' must be an integer >= 1, got {self.default_steps!r}"
             )
         g = self.default_guidance
-        if not (isinstance(g, (int, float)) and math.isfinite(g) and g >= 0):
-            raise ValueError(f"flashgen.json 'default_guidance' must be >= 0, got {g!r}")
+        if not (_is_number(g) and g >= 0):
+            raise ValueError(f"flashgen.json 'default_guidance' must be a number >= 0, got {g!r}")
         if self.sigmas is not None and len(self.sigmas) == 0:
             raise ValueError("flashgen.json 'sigmas' must be null or a non-empty list")
-        if not (isinstance(self.t5_max_length, int) and self.t5_max_length >= 1):
+        if not (_is_int(self.t5_max_length) and self.t5_max_length >= 1):
             raise ValueError(
-                f"flashgen.json 't5_max_length' must be >= 1, got {self.t5_max_length}"
+                f"flashgen.json 't5_max_length' must be an integer >= 1, got {self.t5_max_length!r}"
             )
         if self.default_decoder not in DECODERS:
             raise ValueError(
@@ -65,7 +65,7 @@ class ModelCard:
                 "flashgen.json 'default_decoder' is 'tiny' but no 'tiny_decoder' is set"
             )
         r = self.resolution
-        if r is not None and not (isinstance(r, int) and r >= 16 and r % 16 == 0):
+        if r is not None and not (_is_int(r) and r >= 16 and r % 16 == 0):
             raise ValueError(f"flashgen.json 'resolution' must be a multiple of 16, got {r!r}")
 
     @property
@@ -87,14 +87,14 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict, *, fallback_name: str) -> ModelCard:
-        """A card from a (possibly partial) flashgen.json dict; missing defaults depend on kind."""
+        """A card from a (possibly partial) flashgen.json dict; missing defaults depend on kind.
+        A value of the wrong type is a ValueError naming the field."""
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"flashgen.json has unknown fields {unknown}; known: {sorted(known)}")
         kind = data.get("kind", "teacher")
-        sigmas = data.get("sigmas")
-        sigmas = tuple(float(s) for s in sigmas) if sigmas else None
+        sigmas = _sigmas(data.get("sigmas"))
         if kind == "student":
             own = len([s for s in sigmas if s > 0]) if sigmas else 4
             steps, guidance = own, 1.0
@@ -102,18 +102,21 @@ class ModelCard:
             steps, guidance = TURBO_STEPS, TURBO_GUIDANCE
         else:
             steps, guidance = TEACHER_STEPS, TEACHER_GUIDANCE
+        guidance = data.get("default_guidance", guidance)
         return cls(
-            name=str(data.get("name") or fallback_name),
+            name=_text(data.get("name"), "name") or fallback_name,
             kind=kind,
-            default_steps=data.get("default_steps") or steps,
-            default_guidance=float(data.get("default_guidance", guidance)),
+            default_steps=_or(data.get("default_steps"), steps),
+            default_guidance=float(guidance) if _is_number(guidance) else guidance,
             sigmas=sigmas,
-            t5_max_length=data.get("t5_max_length") or DEFAULT_T5_MAX_LENGTH,
+            t5_max_length=_or(data.get("t5_max_length"), DEFAULT_T5_MAX_LENGTH),
             resolution=data.get("resolution"),
-            external_components=dict(data.get("external_components") or {}),
-            quantization=dict(data.get("quantization") or {}),
-            tiny_decoder=data.get("tiny_decoder") or None,
-            default_decoder=data.get("default_decoder") or "full",
+            external_components=_object(
+                data.get("external_components"), "external_components", strings=True
+            ),
+            quantization=_object(data.get("quantization"), "quantization"),
+            tiny_decoder=_text(data.get("tiny_decoder"), "tiny_decoder") or None,
+            default_decoder=_or(data.get("default_decoder"), "full"),
         )
 
     def with_name(self, name: str) -> ModelCard:
@@ -132,4 +135,46 @@ def read_card(folder: str | Path) -> ModelCard:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")  # noqa: TRY004 - a user-facing file error
-    return ModelCard.from_dict(data, fallback_name=folder.name)
+    try:
+        return ModelCard.from_dict(data, fallback_name=folder.name)
+    except ValueError as e:
+        raise ValueError(f"{path}: {str(e).removeprefix(f'{CARD_FILE} ')}") from None
+
+
+# JSON's types, checked before from_dict converts them: bool is an int to Python, not to JSON.
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _text(value, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"flashgen.json {name!r} must be a string or null, got {value!r}")
+    return value
+
+
+def _object(value, name: str, *, strings: bool = False) -> dict:
+    ok = isinstance(value, dict) and (
+        not strings or all(isinstance(v, str) for v in value.values())
+    )
+    if value is not None and not ok:
+        what = "a JSON object of strings" if strings else "a JSON object"
+        raise ValueError(f"flashgen.json {name!r} must be {what} or null, got {value!r}")
+    return dict(value or {})
+
+
+def _sigmas(value) -> tuple[float, ...] | None:
+    if value is not None and not (
+        isinstance(value, (list, tuple)) and all(_is_number(s) and 0 <= s <= 1 for s in value)
+    ):
+        raise ValueError(
+            f"flashgen.json 'sigmas' must be null or a list of numbers in [0, 1], got {value!r}"
+        )
+    return tuple(float(s) for s in value) if value else None

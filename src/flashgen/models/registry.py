@@ -6,7 +6,7 @@ that lists what is available.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flashgen.errors import ModelLoadError
@@ -141,7 +141,11 @@ def model_info(spec: str | Path) -> ModelInfo:
     if source.kind == "single_file":
         from flashgen.models.single_file import read_single_file_card
 
-        card = read_single_file_card(source.path)
+        # The card exported with the file may name its folder's tiny decoder, but a single file
+        # loads with its own VAE and refuses `--decoder tiny` (models.tiny_decoder).
+        card = replace(
+            read_single_file_card(source.path), tiny_decoder=None, default_decoder="full"
+        )
     else:
         card = read_card(source.path)
     return ModelInfo(
