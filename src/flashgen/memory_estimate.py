@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from flashgen.errors import OutOfMemoryBudget
+from flashgen.errors import ModelLoadError, OutOfMemoryBudget
 
 GIB = 1024**3
 RUNTIME_BYTES = int(0.55 * GIB)  # measured 0.42 GiB after imports + tokenizers and slack
@@ -168,12 +168,32 @@ def stored_bytes(folder: Path, itemsize: int) -> int:
 
 
 def read_configs(folder: Path, decoder_dir: Path | None = None) -> tuple[dict, dict]:
-    """The transformer's config.json and the decoder's: the VAE's, or the tiny decoder's."""
+    """The transformer's config.json and the decoder's: the VAE's, or the tiny decoder's, each
+    holding the fields estimate_activations reads (else ModelLoadError)."""
     decoder = decoder_dir if decoder_dir is not None else slot_dir(folder, "vae")
-    return (
-        json.loads((slot_dir(folder, "transformer") / "config.json").read_text()),
-        json.loads((decoder / "config.json").read_text()),
+    tcfg = _read_config(
+        slot_dir(folder, "transformer"), "num_attention_heads", "attention_head_dim"
     )
+    vcfg = _read_config(decoder)
+    tiny = vcfg.get("_class_name") == TINY_CLASS
+    _require(vcfg, decoder, "decoder_block_out_channels" if tiny else "block_out_channels")
+    return tcfg, vcfg
+
+
+def _read_config(component: Path, *fields: str) -> dict:
+    return _require(json.loads((component / "config.json").read_text()), component, *fields)
+
+
+def _require(config, component: Path, *fields: str) -> dict:
+    """A component's parsed config.json, refused (ModelLoadError) when it lacks one of `fields`."""
+    config = config if isinstance(config, dict) else {}
+    missing = [f for f in fields if config.get(f) is None]
+    if missing:
+        raise ModelLoadError(
+            f"{component / 'config.json'}: no {missing[0]!r}, which the memory estimate needs; "
+            "restore the component's config.json from the model's source"
+        )
+    return config
 
 
 def estimate_weights(
@@ -282,7 +302,7 @@ def native_resolution(folder: str | Path) -> int:
     card = read_card(folder)
     if card.resolution:
         return card.resolution
-    return 8 * json.loads((Path(folder) / "transformer" / "config.json").read_text())["sample_size"]
+    return 8 * _read_config(Path(folder) / "transformer", "sample_size")["sample_size"]
 
 
 def check_budget(est: MemoryEstimate, budget_gib: float, what: str) -> None:

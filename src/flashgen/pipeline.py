@@ -317,13 +317,13 @@ def load(
     T5-free). profile: "phone", "laptop" or "desktop" (flashgen.profiles: T5 slot,
     quantization, VAE tiling, offload); max_memory: a budget in GiB that picks the profile when
     none is given and refuses, before allocating, a load or a request whose estimate exceeds it
-    (OutOfMemoryBudget). decoder: "full" (the model's VAE),
-    "tiny" (the model's own tiny decoder) or a TAESD-layout AutoencoderTiny folder such as
-    madebyollin/taesd3 (flashgen.models.tiny_decoder): a much cheaper decode on CPUs; None: the
-    model's own default (flashgen.json "default_decoder"; "full" unless it says otherwise).
-    compile: torch.compile the transformer, decoder and text encoders now, warmed up with one
-    generation (flashgen.compiling: faster generations after a slower load; on failure a
-    warning and the eager pipeline; `pipe.compiled` says which).
+    (OutOfMemoryBudget; diffusers folders only, not single files). decoder: "full" (the
+    model's VAE), "tiny" (the model's own tiny decoder) or a TAESD-layout AutoencoderTiny
+    folder such as madebyollin/taesd3 (flashgen.models.tiny_decoder): a much cheaper decode on
+    CPUs; None: the model's own default (flashgen.json "default_decoder"; "full" unless it says
+    otherwise). compile: torch.compile the transformer, decoder and text encoders now, warmed up
+    with one generation (flashgen.compiling: faster generations after a slower load; on failure
+    a warning and the eager pipeline; `pipe.compiled` says which).
     """
     source = resolve(model)
     if decoder is None:
@@ -336,7 +336,9 @@ def load(
         from flashgen.profiles import plan_load
 
         folder = source.path if source.kind != "single_file" else None
-        plan = plan_load(folder, profile, max_memory, dev, dt, decoder_dir=tiny_dir)
+        plan = plan_load(
+            folder, profile, max_memory, dev, dt, decoder_dir=tiny_dir, drop_t5=drop_t5
+        )
     elif source.kind != "single_file":  # a plain load that would not fit degrades, logged
         from flashgen.profiles import auto_plan
 

@@ -74,12 +74,23 @@ def choose_profile(
     width: int,
     height: int,
     decoder_dir: Path | None = None,
+    drop_t5: bool = False,
 ) -> Profile:
-    """The most faithful profile whose estimate for a width x height image fits the budget."""
+    """The most faithful profile whose estimate for a width x height image fits the budget
+    (drop_t5: the T5 slot is never loaded, so no profile counts it)."""
     tried = []
+    has_t5 = False if drop_t5 else None  # None: whether the folder has the slot
     for name in ORDER:
         p = get_profile(name, device, dtype)
-        est = estimate(folder, p, dtype=dtype, width=width, height=height, decoder_dir=decoder_dir)
+        est = estimate(
+            folder,
+            p,
+            dtype=dtype,
+            width=width,
+            height=height,
+            has_t5=has_t5,
+            decoder_dir=decoder_dir,
+        )
         if est.total <= max_memory_gib * GIB:
             return p
         tried.append(f"{name} {est.total / GIB:.2f} GiB")
@@ -109,17 +120,26 @@ def plan_load(
     *,
     resolution: int | None = None,
     decoder_dir: Path | None = None,
+    drop_t5: bool = False,
 ) -> LoadPlan:
     """Choose the profile (explicit, or the most faithful that fits `max_memory_gib` at the
     model's resolution) and refuse, before loading, weights that alone exceed the budget.
-    decoder_dir: the tiny decoder that replaces the VAE (its weights and decode are counted)."""
+    folder: None for a single file: a profile applies after loading; a budget is refused.
+    decoder_dir: the tiny decoder that replaces the VAE (its weights and decode are counted).
+    drop_t5: the caller never loads the T5 slot (the estimates leave it out)."""
     from flashgen.quant.io import is_quantized
 
     if max_memory_gib is not None and max_memory_gib <= 0:
         raise UsageError(f"--max-memory must be a positive number of GiB, got {max_memory_gib}")
+    if max_memory_gib is not None and folder is None:
+        raise UsageError(
+            "--max-memory needs a diffusers folder: a single .safetensors file is read whole, in "
+            "floats, before a profile applies, so no budget can be kept; drop --max-memory "
+            "(--profile still applies) or load the model's diffusers folder"
+        )
     if profile is not None:
         prof = get_profile(profile, device, dtype)
-    elif max_memory_gib is not None and folder is not None:
+    elif max_memory_gib is not None:
         resolution = resolution or native_resolution(folder)
         prof = choose_profile(
             folder,
@@ -129,11 +149,20 @@ def plan_load(
             width=resolution,
             height=resolution,
             decoder_dir=decoder_dir,
+            drop_t5=drop_t5,
         )
     else:
         prof = None
-    if folder is not None and max_memory_gib is not None:
-        est = estimate(folder, prof, dtype=dtype, width=16, height=16, decoder_dir=decoder_dir)
+    if max_memory_gib is not None:
+        est = estimate(
+            folder,
+            prof,
+            dtype=dtype,
+            width=16,
+            height=16,
+            has_t5=False if drop_t5 else None,
+            decoder_dir=decoder_dir,
+        )
         check_budget(est, max_memory_gib, "loading this model")
     options: dict[str, dict] = {}
     if prof is not None and folder is not None:
@@ -145,7 +174,8 @@ def plan_load(
             options.setdefault("transformer", {})["tensor_hook"] = pos_embed_hook(
                 prof.pos_embed_patches
             )
-    return LoadPlan(prof, max_memory_gib, bool(prof and prof.drop_t5), options, decoder_dir)
+    drop = drop_t5 or bool(prof and prof.drop_t5)
+    return LoadPlan(prof, max_memory_gib, drop, options, decoder_dir)
 
 
 def auto_plan(
@@ -175,16 +205,32 @@ def auto_plan(
         weights = sum(stored_bytes(d, itemsize) for d in dirs)
         side = native_resolution(folder)
         tcfg, vcfg = read_configs(folder, decoder_dir)
+        acts = estimate_activations(
+            tcfg,
+            vcfg,
+            width=side,
+            height=side,
+            images=1,
+            t5_len=256,
+            itemsize=itemsize,
+            vae_tile=None,
+        )
     except (ModelLoadError, OSError, ValueError, KeyError, TypeError):
         return None  # a broken folder: the loader reports it, with its own message
-    acts = estimate_activations(
-        tcfg, vcfg, width=side, height=side, images=1, t5_len=256, itemsize=itemsize, vae_tile=None
-    )
     need = RUNTIME_BYTES + weights + max(acts.values())
     have = available_gib()
     if need <= have * GIB:
         return None
-    plan = plan_load(folder, None, have, device, dtype, resolution=side, decoder_dir=decoder_dir)
+    plan = plan_load(
+        folder,
+        None,
+        have,
+        device,
+        dtype,
+        resolution=side,
+        decoder_dir=decoder_dir,
+        drop_t5=drop_t5,
+    )
     logging.getLogger("flashgen").warning(
         "flashgen: this model needs ~%.1f GiB as stored, %.1f GiB is available: loading it with "
         "the '%s' profile (choose with --profile / --max-memory)",

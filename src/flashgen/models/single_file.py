@@ -147,18 +147,46 @@ class _File:
         return {k[len(prefix) :]: self._f.get_tensor(k) for k in self.keys if k.startswith(prefix)}
 
 
-def _encoder_state(file: _File, slot: str) -> dict[str, torch.Tensor]:
-    """A text encoder's HF-layout state dict: from the file, else from text_encoders/ beside it."""
-    state = file.take(layout.PREFIXES[slot])
-    if state:
-        return state
+def _encoder_source(file: _File, slot: str) -> tuple[_File, str] | None:
+    """Where a text encoder's HF-layout weights are, as (file, key prefix), reading headers only:
+    the file itself, else text_encoders/ beside it (None: nowhere)."""
+    prefix = layout.PREFIXES[slot]
+    if any(k.startswith(prefix) for k in file.keys):
+        return file, prefix
     for name in SIBLING_ENCODERS[slot]:
         sibling = file.path.parent / "text_encoders" / name
         if sibling.is_file():
             check_safetensors(sibling)
             sib = _File(sibling)
-            return sib.take(layout.PREFIXES[slot]) or sib.take("")
-    return {}
+            if not sib.keys:
+                return None
+            return sib, prefix if any(k.startswith(prefix) for k in sib.keys) else ""
+    return None
+
+
+def _locate_encoders(
+    file: _File, meta: dict[str, str], external: dict, drop_t5: bool
+) -> tuple[dict[str, tuple[_File, str] | None], bool]:
+    """Where each text encoder that is not external lives, and whether the model has a T5 slot,
+    from headers only; before any weight is read, refuses a missing CLIP and a T5 to load
+    without its tokenizer."""
+    path = file.path
+    sources = {
+        slot: _encoder_source(file, slot) for slot in ENCODER_CLASSES if slot not in external
+    }
+    for slot in ("text_encoder", "text_encoder_2"):
+        if slot in sources and sources[slot] is None:
+            raise ModelLoadError(
+                f"{path}: no {slot} weights ({layout.PREFIXES[slot]}* keys) and no "
+                f"text_encoders/{SIBLING_ENCODERS[slot][0]} beside it"
+            )
+    in_file = sources.get("text_encoder_3") is not None
+    if in_file and not drop_t5 and "flashgen.tokenizer_3" not in meta:
+        raise ModelLoadError(
+            f"{path}: has T5 weights but T5's tokenizer does not ship offline; load it "
+            "T5-free (drop_t5=True, CLI --no-t5) or use a diffusers folder with tokenizer_3/"
+        )
+    return sources, in_file or "text_encoder_3" in external
 
 
 def _text_encoder(cls_name: str, config: dict, state: dict, dtype: torch.dtype, where: str):
@@ -212,6 +240,9 @@ def load_single_file(
         return _config(variant, component)
 
     file = _File(path)
+    external = resolve_external_components(card.external_components)
+    sources, has_t5 = _locate_encoders(file, meta, external, drop_t5)
+    load_t5 = has_t5 and not drop_t5  # a dropped T5 is found (has_t5), never read
     where = f"{path} (transformer)"
     transformer = _build(
         diffusers.SD3Transformer2DModel,
@@ -232,41 +263,25 @@ def load_single_file(
         f"{path} (vae)",
     )
 
-    external = resolve_external_components(card.external_components)
-    encoders = {}
-    for slot in ("text_encoder", "text_encoder_2", "text_encoder_3"):
-        skip = slot == "text_encoder_3" and drop_t5
-        if slot in external:
-            encoders[slot] = None if skip else load_transformers_model(*external[slot], dtype)
+    encoders: dict = {"text_encoder_3": None}
+    for slot, cls_name in ENCODER_CLASSES.items():
+        if slot == "text_encoder_3" and not load_t5:
             continue
-        state = _encoder_state(file, slot)
-        if not state and slot != "text_encoder_3":
-            raise ModelLoadError(
-                f"{path}: no {slot} weights ({layout.PREFIXES[slot]}* keys) and no "
-                f"text_encoders/{SIBLING_ENCODERS[slot][0]} beside it"
-            )
-        if state:
-            cls_name = meta.get(f"flashgen.{slot}_class", ENCODER_CLASSES[slot])
-            encoders[slot] = (
-                None
-                if skip
-                else _text_encoder(cls_name, config(slot), state, dtype, f"{path} ({slot})")
-            )
+        if slot in external:
+            encoders[slot] = load_transformers_model(*external[slot], dtype)
+            continue
+        source_file, prefix = sources[slot]
+        cls_name = meta.get(f"flashgen.{slot}_class", cls_name)
+        state = source_file.take(prefix)
+        encoders[slot] = _text_encoder(cls_name, config(slot), state, dtype, f"{path} ({slot})")
 
-    has_t5 = "text_encoder_3" in encoders or "text_encoder_3" in external
-    t5, tok3 = encoders.get("text_encoder_3"), None
-    if t5 is not None:
-        if "text_encoder_3" in external:
-            tok3 = load_tokenizer(*external["tokenizer_3"])
-        elif "flashgen.tokenizer_3" in meta:
-            tok3 = _tokenizer_from_files(
-                meta["flashgen.tokenizer_3"], meta["flashgen.tokenizer_3_class"]
-            )
-        else:
-            raise ModelLoadError(
-                f"{path}: has T5 weights but T5's tokenizer does not ship offline; load it "
-                "T5-free (drop_t5=True, CLI --no-t5) or use a diffusers folder with tokenizer_3/"
-            )
+    tok3 = None
+    if load_t5 and "text_encoder_3" in external:
+        tok3 = load_tokenizer(*external["tokenizer_3"])
+    elif load_t5:
+        tok3 = _tokenizer_from_files(
+            meta["flashgen.tokenizer_3"], meta["flashgen.tokenizer_3_class"]
+        )
     sched = config("scheduler")
     clip_len = int(meta.get("flashgen.clip_max_length", 77))
     return Components(
@@ -274,7 +289,7 @@ def load_single_file(
         vae=vae,
         text_encoder=encoders["text_encoder"],
         text_encoder_2=encoders["text_encoder_2"],
-        text_encoder_3=t5,
+        text_encoder_3=encoders["text_encoder_3"],
         tokenizer=clip_tokenizer(clip_len),
         tokenizer_2=clip_tokenizer(clip_len, pad_token="!"),
         tokenizer_3=tok3,
