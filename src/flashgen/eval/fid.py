@@ -76,12 +76,21 @@ def _radii(x: np.ndarray, k: int) -> np.ndarray:
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall of `fake` features against `real` (k-NN manifolds)."""
+    if k < 1:
+        raise ValueError(f"precision/recall needs k >= 1, got {k}")
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
     d = _pairwise(real, fake)  # (R, F)
     precision = (d <= _radii(real, k)[:, None]).any(0).mean()
     recall = (d <= _radii(fake, k)[None, :]).any(1).mean()
     return float(precision), float(recall)
+
+
+def _subsample(x: np.ndarray, n: int) -> np.ndarray:
+    """n rows of x, drawn with a fixed seed (x itself when it has n rows)."""
+    if len(x) == n:
+        return x
+    return x[np.random.default_rng(0).choice(len(x), n, replace=False)]
 
 
 @dataclass(frozen=True)
@@ -108,13 +117,11 @@ def shapes_quality(real_images: np.ndarray, fake_images: np.ndarray, k: int = 3)
     """Shapes-FID, KID and precision/recall between uint8 image sets (N, 64, 64, 3).
 
     FID and KID use every real image (a larger reference set lowers FID's bias); precision and
-    recall compare equal-sized sets, as the k-NN radii depend on the set size, so a larger real
-    set is subsampled (fixed seed) to the size of the fake one.
+    recall compare equal-sized sets, as the k-NN radii depend on the set size, so the larger set
+    is subsampled (fixed seed) to the size of the smaller one.
     """
     real, fake = extract_features(real_images), extract_features(fake_images)
-    pr_real = real
-    if len(real) > len(fake):
-        pr_real = real[np.random.default_rng(0).choice(len(real), len(fake), replace=False)]
-    p, r = precision_recall(pr_real, fake, k)
+    n = min(len(real), len(fake))
+    p, r = precision_recall(_subsample(real, n), _subsample(fake, n), k)
     fid, kid = fid_from_features(real, fake), kid_from_features(real, fake)
     return QualityScore(fid, kid, p, r, len(real), len(fake))

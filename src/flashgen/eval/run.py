@@ -30,7 +30,7 @@ from flashgen.eval.fid import shapes_quality
 from flashgen.images import check_writable_dir, save_png
 from flashgen.manifest import MANIFEST_NAME, ManifestRecord, append_record
 from flashgen.shapes.export import RENDER_MODEL, image_name, render_prompt
-from flashgen.shapes.prompt_sets import PROMPT_FILES, load_prompt_set
+from flashgen.shapes.prompt_sets import LINE_SEED_SPACING, PROMPT_FILES, load_prompt_set
 from flashgen.shapes.prompts import TASKS
 from flashgen.shapes.scorer import score_alignment
 
@@ -77,6 +77,14 @@ class EvalConfig:
                 raise ValueError(f"unknown --profile {self.profile!r}; use one of {list(PROFILES)}")
         if not 1 <= self.images_per_prompt <= 64:
             raise ValueError(f"--images-per-prompt must be in 1..64, got {self.images_per_prompt}")
+        n_ref = self.images_per_prompt * self.reference_per_prompt
+        if n_ref > LINE_SEED_SPACING:  # lines' seeds are this far apart: more would repeat
+            raise ValueError(
+                f"images_per_prompt x reference_per_prompt = {n_ref} reference renders per line; "
+                f"at most {LINE_SEED_SPACING} (more would repeat another line's renders)"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
 
 
 @dataclass

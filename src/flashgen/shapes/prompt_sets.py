@@ -27,6 +27,7 @@ from flashgen.shapes.world import COLORS, RELATIONS, SHAPES, is_held_out
 
 VERSION = "shapes-world-v1"
 PROMPT_FILES = {"eval": "eval_prompts.jsonl", "validation": "validation_prompts.jsonl"}
+LINE_SEED_SPACING = 1000  # a line's seed is a multiple of this: k images use seed .. seed+k-1
 _SEED_BASE = {"eval": 0, "validation": 1_000_000}
 _INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
@@ -78,7 +79,8 @@ def build_prompt_set(split: str) -> list[dict]:
     for task, spec, repeats in _units(split):
         prompt = prompt_for(spec)
         assert parse_prompt(prompt) == (task, spec), prompt
-        seeds = _SEED_BASE[split] + rng.choice(1_000_000 // 1000, repeats, replace=False) * 1000
+        picks = rng.choice(1_000_000 // LINE_SEED_SPACING, repeats, replace=False)
+        seeds = _SEED_BASE[split] + picks * LINE_SEED_SPACING
         lines += [{"prompt": prompt, "task": task, "seed": int(s)} for s in sorted(seeds)]
     return lines
 
