@@ -53,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = subs.add_parser("synth", help="generate (caption, latent) data with a (bigger) teacher")
     s.add_argument("--teacher", required=True, help="built-in name or diffusers folder")
     s.add_argument("--prompts", required=True, help="text file, one prompt a line (or JSONL)")
-    s.add_argument("--out", required=True, help="output folder (shards; reruns resume)")
+    s.add_argument(
+        "--out",
+        required=True,
+        help="output folder (shards; a rerun with the same settings resumes)",
+    )
     s.add_argument("--steps", type=int, default=32)
     s.add_argument("--guidance", type=float, help="CFG scale (default: the teacher's)")
     s.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
@@ -97,28 +101,29 @@ def _configs(args: argparse.Namespace):
         raise ValueError("give --config FILE or --preset NAME (gpu, cpu, cpu-smoke)")
     configs = preset_configs(args.preset, base) if args.preset else base
     changes = parse_sets(args.set)
+    for table, given in (("run", args.device), ("export", args.export_dir)):
+        if given and not isinstance(changes.get(table, {}), dict):
+            raise ValueError(f"--set {table}=... must be a table; use --set {table}.KEY=VALUE")
     if args.device:
-        changes.setdefault("run", {})["device"] = args.device
+        changes["run"] = {**changes.get("run", {}), "device": args.device}
     out = []
     for cfg in configs:
         extra = dict(changes)
         if args.out_dir:
             extra["out_dir"] = f"{args.out_dir}/{cfg.name}"
         if args.export_dir:
-            extra.setdefault("export", {})
-            extra["export"] = {**extra["export"], "to": f"{args.export_dir}/{cfg.name}"}
+            extra["export"] = {**extra.get("export", {}), "to": f"{args.export_dir}/{cfg.name}"}
         out.append(override(cfg, extra) if extra else cfg)
     return out
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
     from accelerate import PartialState
 
+    from flashgen.cli.bench import set_threads
     from flashgen.distill.recipe import distill
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     results = []
     for cfg in _configs(args):
         r = distill(cfg, resume=args.resume)
@@ -152,10 +157,15 @@ def synth_main(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from flashgen.batch import read_prompts_file
-    from flashgen.distill.synth import synthesize
+    from flashgen.distill.synth import check_output, check_settings, data_settings, synthesize
     from flashgen.pipeline import load
 
+    # what can be refused is refused before the teacher loads (minutes for a big one)
+    check_settings(steps=args.steps, chunk=args.chunk, batch_size=args.batch_size)
     prompts = [p.prompt for p in read_prompts_file(args.prompts)]
+    check_output(
+        args.out, data_settings(prompts, steps=args.steps, seed=args.seed, chunk=args.chunk)
+    )
     state = PartialState()
     device = str(state.device) if args.device == "auto" else args.device
     pipe = load(args.teacher, device=device, dtype=args.dtype)
@@ -176,14 +186,12 @@ def synth_main(args: argparse.Namespace) -> int:
 
 
 def schedule_main(args: argparse.Namespace) -> int:
-    import torch
-
+    from flashgen.cli.bench import set_threads
     from flashgen.distill.schedule import retune_student
 
     if args.prompts < 1 or args.images_per_prompt < 1:
         raise ValueError("--prompts and --images-per-prompt must be >= 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     def say(msg: str) -> None:
         print(f"flashgen distill: {msg}", file=sys.stderr)

@@ -365,7 +365,9 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
             value = raw.strip()
         table, dot, name = key.strip().partition(".")
         if dot:
-            out.setdefault(table, {})[name] = value
+            if not isinstance(out.setdefault(table, {}), dict):
+                raise ValueError(f"--set {table}=... and --set {key.strip()}=...: give one")
+            out[table][name] = value
         else:
             out[table] = value
     return out

@@ -123,8 +123,9 @@ class TrainConfig:
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass `cls` from a plain dict (e.g. a TOML table), rejecting unknown keys.
 
-    Nested dataclass fields take nested tables; list values become tuples where the field is a
-    tuple. Type checks beyond that are left to the dataclass's ``__post_init__``.
+    Nested dataclass fields take nested tables; tuple fields take lists, whose items are checked
+    like scalar fields (ints accepted for floats, bools never numbers). Range checks are left to
+    the dataclass's ``__post_init__``.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
@@ -154,10 +155,17 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if len(args) == 1:
             return _coerce(args[0], value, where)
         return value
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"{where} must be a table ([{where}] with KEY = VALUE lines in a file, "
+                f"{where}.KEY=VALUE on the command line), got {value!r}"
+            )
         return from_dict(tp, value, where)
-    if (tp is tuple or origin is tuple) and isinstance(value, list):
-        return tuple(value)
+    if tp is tuple or origin is tuple:
+        return _coerce_tuple(tp, value, where)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool) and not isinstance(value, tp):
@@ -165,6 +173,25 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is int and isinstance(value, bool):
         raise ValueError(f"{where} must be an int, got {value!r}")
     return value
+
+
+def _coerce_tuple(tp: Any, value: Any, where: str) -> tuple:
+    """A list for a ``tuple[X, ...]`` or ``tuple[X, Y]`` field, each item checked as its type
+    (a scalar is refused rather than wrapped: ``sigmas = 1.0`` is more likely a typo)."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(  # noqa: TRY004 - a user's config mistake, reported as ValueError
+            f"{where} must be a list of values in [brackets], got {value!r}"
+        )
+    args = typing.get_args(tp)
+    if not args:
+        return tuple(value)
+    if len(args) == 2 and args[1] is Ellipsis:
+        item_types = [args[0]] * len(value)
+    elif len(args) != len(value):
+        raise ValueError(f"{where} must be a list of {len(args)} values, got {list(value)!r}")
+    else:
+        item_types = list(args)
+    return tuple(_coerce(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -219,6 +246,12 @@ def load_config(
         raise ValueError(
             f"unknown config table(s) {', '.join(unknown)} in {path}; use [run] and [task]"
         )
+    for name in ("run", "task"):
+        if not isinstance(data.get(name, {}), dict):
+            raise ValueError(  # noqa: TRY004 - a user's config mistake
+                f"{name} in {path} must be a table: a [{name}] line followed by KEY = VALUE "
+                f"lines, got {name} = {data[name]!r}"
+            )
     run_data = dict(data.get("run", {}))
     task_data = dict(data.get("task", {}))
     for section, values in (overrides or {}).items():
