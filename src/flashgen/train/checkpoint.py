@@ -188,6 +188,55 @@ def find_latest(root: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+# Settings a resume may change on purpose, matched by a key's last part in both sections: the
+# budgets (a stage continued with more steps or minutes; the distillation stages mirror them as
+# task.<stage>.steps / .minutes), where and how fast it runs (folder, device, compile,
+# determinism, activation checkpointing, threads) and how often it logs, evaluates and saves.
+# None of them changes what a checkpoint holds, so none is silently overridden by one.
+RESUMABLE_KEYS = frozenset(
+    {
+        "max_steps",
+        "max_minutes",
+        "steps",
+        "minutes",
+        "out_dir",
+        "device",
+        "compile",
+        "deterministic",
+        "grad_checkpointing",
+        "threads",
+        "log_every",
+        "ckpt_every",
+        "eval_every",
+        "keep",
+    }
+)
+
+
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{"task.lr": [old, new], ...}``: the settings of sections "run" and "task" that differ
+    between a checkpoint's meta.json (`saved`) and this run (`current`, the same layout), except
+    RESUMABLE_KEYS. A key that only one side has (a setting added or removed in the code since
+    the checkpoint was written) is not a change."""
+    old, new = {}, {}
+    for section in ("run", "task"):
+        old.update(_flatten(saved.get(section) or {}, section))
+        new.update(_flatten(json.loads(json.dumps(current.get(section) or {})), section))
+    return {
+        k: [old[k], new[k]]
+        for k in sorted(old.keys() & new.keys())
+        if old[k] != new[k] and k.rsplit(".", 1)[-1] not in RESUMABLE_KEYS
+    }
+
+
+def _flatten(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}"
+        out.update(_flatten(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
 def load_checkpoint(
     accelerator: Accelerator, path: Path, meta: dict[str, Any], state: dict[str, Any]
 ) -> None:
@@ -203,9 +252,10 @@ def load_checkpoint(
     else:
         for name, obj in state.items():
             if isinstance(obj, nn.Module):
-                _plain(accelerator, obj).load_state_dict(
-                    load_file(str(path / f"{name}.safetensors"))
-                )
+                module = _plain(accelerator, obj)
+                saved = load_file(str(path / f"{name}.safetensors"))
+                _check_fits(path, name, module, saved)
+                module.load_state_dict(saved)
             else:
                 obj.load_state_dict(load_state(path / name))
     rng_file = path / f"rng_rank{accelerator.process_index}.json"
@@ -219,6 +269,22 @@ def load_checkpoint(
         )
         return
     set_rng_state(load_state(path / f"rng_rank{accelerator.process_index}"))
+
+
+def _check_fits(path: Path, name: str, module: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """ValueError unless `saved` has exactly `module`'s tensor names and shapes (a changed model
+    size would otherwise fail inside load_state_dict with a multi-line RuntimeError)."""
+    want = {k: list(v.shape) for k, v in module.state_dict().items()}
+    have = {k: list(v.shape) for k, v in saved.items()}
+    differ = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+    if differ:
+        k = differ[0]
+        raise ValueError(
+            f"checkpoint {path} does not match this run's {name!r}: {k} is "
+            f"{have.get(k, 'missing')} there and {want.get(k, 'missing')} here ({len(differ)} "
+            "tensor(s) differ), so the model no longer matches the one it was written with; "
+            "resume with the task settings in its meta.json, or start a new run.out_dir"
+        )
 
 
 def _load_sharded(accelerator: Accelerator, path: Path, state: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ The loop stops early, always at a step boundary and with a checkpoint, when the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from flashgen.train import fsdp
 from flashgen.train.checkpoint import (
+    changed_settings,
     check_state_names,
     find_latest,
     load_checkpoint,
@@ -131,11 +133,12 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
     state = task.state()
     check_state_names(state)
     set_seed(run_cfg.seed + accelerator.process_index)  # independent streams after setup
-    start, train_seconds, last_ckpt = (
-        _resume(accelerator, ckpt_root, state) if resume else (0, 0.0, None)
-    )
-
     meta = {"run": to_dict(run_cfg), "task": to_dict(task.cfg), "task_class": _qualname(task)}
+    start, train_seconds, last_ckpt = 0, 0.0, None
+    if resume:
+        start, train_seconds, last_ckpt, history = _resume(accelerator, ckpt_root, state, meta)
+        if history:  # the settings above are not all the ones the restored state was trained with
+            meta["changed_on_resume"] = history
 
     def save(step: int) -> Path:
         extra = {**meta, "train_seconds": train_seconds}
@@ -164,6 +167,8 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
                 t0 = time.monotonic()
                 last_ckpt = save(step)
                 ckpt_seconds = time.monotonic() - t0
+        if reporter.steps:  # stopped early inside a log interval: log it with the checkpoint's step
+            reporter.log(step, train_seconds)
     finally:
         reporter.close()
         stopper.restore()
@@ -172,8 +177,9 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
         last_ckpt = save(step)
     export_dir = None
     if stopped != "signal":
-        if run_cfg.eval_every and step % run_cfg.eval_every != 0:
-            reporter.evaluate(step)  # the learning curve always ends at the final weights
+        if run_cfg.eval_every and step % run_cfg.eval_every != 0 and step > start:
+            # the learning curve always ends at the final weights (already there if no step ran)
+            reporter.evaluate(step)
         export_dir = _export(ctx, task, state, out_dir / "export")
     accelerator.wait_for_everyone()
     # not accelerator.end_training(): it destroys the process group, and a pipeline of runs in
@@ -183,18 +189,46 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
     return RunResult(step, stopped, out_dir, last_ckpt, export_dir, train_seconds)
 
 
-def _resume(accelerator: Accelerator, root: Path, state: dict[str, Any]):
+def _resume(
+    accelerator: Accelerator, root: Path, state: dict[str, Any], meta: dict[str, Any]
+) -> tuple[int, float, Path | None, list[dict[str, Any]]]:
+    """Restore `state` from the newest valid checkpoint under `root`: (its step, its training
+    seconds, its path, the settings changed on every resume so far, this one included). The
+    settings in `meta` (this run's) that differ from the checkpoint's are named in one warning:
+    the restored optimizer and RNG state keep the old ones (a new lr does not apply)."""
     found = [find_latest(root) if accelerator.is_main_process else None]
     found = broadcast_object_list(found, from_process=0) if accelerator.num_processes > 1 else found
+    main = accelerator.is_main_process
     if found[0] is None:
-        if accelerator.is_main_process:
+        if main:
             print(f"flashgen train: no checkpoint in {root}; starting from step 0", file=sys.stderr)
-        return 0, 0.0, None
-    path, meta = found[0]
-    load_checkpoint(accelerator, path, meta, state)
-    if accelerator.is_main_process:
-        print(f"flashgen train: resumed from {path} (step {meta['step']})", file=sys.stderr)
-    return int(meta["step"]), float(meta.get("train_seconds", 0.0)), path
+        return 0, 0.0, None, []
+    path, saved = found[0]
+    step, changes = int(saved["step"]), changed_settings(saved, meta)
+    if main and changes:
+        listed = ", ".join(
+            f"{k} {json.dumps(o)} -> {json.dumps(n)}" for k, (o, n) in changes.items()
+        )
+        print(
+            f"flashgen train: warning: resuming {path} with changed settings: {listed}; the "
+            "model, optimizer, scheduler and RNG state come from the checkpoint and keep the "
+            "old values (e.g. a new lr does not apply); start a new run.out_dir to train with "
+            "the new settings from step 0",
+            file=sys.stderr,
+        )
+    load_checkpoint(accelerator, path, saved, state)
+    if main:
+        print(f"flashgen train: resumed from {path} (step {step})", file=sys.stderr)
+        if meta["run"]["max_steps"] < step:
+            print(
+                f"flashgen train: run.max_steps={meta['run']['max_steps']} is below the "
+                f"checkpoint's step {step}: nothing to train (raise run.max_steps to continue)",
+                file=sys.stderr,
+            )
+    history = list(saved.get("changed_on_resume", []))
+    if changes:
+        history.append({"step": step, "changes": changes})
+    return step, float(saved.get("train_seconds", 0.0)), path, history
 
 
 def _export(ctx: TrainContext, task: TrainTask, state, export_dir: Path) -> Path | None:
@@ -221,6 +255,7 @@ def _export_main(task: TrainTask, export_dir: Path) -> None:
     tmp.mkdir(parents=True)
     task.export(tmp)
     old = export_dir.with_name(export_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)  # a leftover of a kill during the last swap
     if export_dir.exists():
         export_dir.rename(old)
     tmp.rename(export_dir)
