@@ -57,7 +57,8 @@ def test_metadata_round_trip(tmp_path):
     req = GenerationRequest(
         "a blue squäre ✓", negative_prompt="dark", seed=3, num_images=2, width=64, height=48
     )
-    meta = image_metadata(req, _settings(), seed=4, index=1)
+    settings = _settings(guidance=4.5, negative_prompt="dark")  # guidance > 1 used it
+    meta = image_metadata(req, settings, seed=4, index=1)
     path = save_png(_image(), tmp_path / "a.png", metadata=meta)
     got = read_metadata(path)
     assert got["parameters"].startswith("a blue squäre ✓\nNegative prompt: dark\nSteps: 2,")

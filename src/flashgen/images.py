@@ -3,7 +3,8 @@
 Every PNG gets two text chunks unless the caller opts out:
 - `parameters`: AUTOMATIC1111's format, which existing tools (A1111, ComfyUI, image viewers)
   already read:  "<prompt>\\nNegative prompt: <neg>\\nSteps: 4, Sampler: Euler, CFG scale: 1.0,
-  Seed: 0, Size: 64x64, Model: tiny-random, Version: flashgen 0.1.0"
+  Seed: 0, Size: 64x64, Model: tiny-random, Version: flashgen 0.1.0" (the negative prompt
+  line only when guidance > 1 used it)
 - `flashgen`: JSON with the request as given, the resolved settings, this image's seed, the model
   id, the flashgen/torch/diffusers/transformers versions and the git commit (None outside a
   checkout): enough to reproduce the image.
@@ -87,7 +88,8 @@ def image_metadata(
         "git_commit": _git_commit(),
     }
     return {
-        PARAMETERS_KEY: a1111_parameters(request.prompt, request.negative_prompt, settings, seed),
+        # the negative prompt used (settings), not the one asked for: guidance <= 1 ignores it
+        PARAMETERS_KEY: a1111_parameters(request.prompt, settings.negative_prompt, settings, seed),
         JSON_KEY: json.dumps(record, sort_keys=True),
     }
 

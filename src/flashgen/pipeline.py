@@ -8,6 +8,7 @@ schedule ("sigmas" in flashgen.json) and samples guidance-free by default.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from flashgen.sampling.guidance import batched_cfg_model_fn
 from flashgen.sampling.samplers import ModelFn, StepInfo
 
 StepCallback = Callable[[StepInfo], bool | None]
+log = logging.getLogger(__name__)
 
 
 def float32_decimals(values: torch.Tensor) -> list[float]:
@@ -71,6 +73,7 @@ class Pipeline:
         self.card = components.card
         self.compiled = False  # flashgen.compiling: a load(compile=True) that succeeded
         self.memory_guard = None  # memory_estimate.MemoryGuard: refuses requests over the budget
+        self._warned_unused_negative = False
         self.prompt_encoder = PromptEncoder(components, device, cache_size=cache_size)
         vae_cfg = components.vae.config
         self.vae_scale_factor = 2 ** (len(vae_cfg.block_out_channels) - 1)
@@ -119,6 +122,8 @@ class Pipeline:
     def resolve(self, request: GenerationRequest) -> ResolvedSettings:
         steps = request.steps or self.defaults.steps
         guidance = self.defaults.guidance if request.guidance is None else float(request.guidance)
+        # only classifier-free guidance (> 1) runs the negative prompt: report what is used
+        negative_prompt = request.negative_prompt if guidance > 1.0 else ""
         return ResolvedSettings(
             model=self.model_id,
             steps=steps,
@@ -130,6 +135,7 @@ class Pipeline:
             dtype=dtype_name(self.dtype),
             t5=self.has_t5 and not request.drop_t5,
             decoder=self.decoder,
+            negative_prompt=negative_prompt,
         )
 
     def request(self, prompt: str, **fields) -> GenerationRequest:
@@ -237,6 +243,8 @@ class Pipeline:
     ) -> GenerationResult:
         """Images for one request: seeds seed, seed+1, ... one per image."""
         settings = self.resolve(request)
+        if request.negative_prompt and not settings.negative_prompt:
+            self._warn_unused_negative(settings.guidance)
         if self.memory_guard is not None:  # before anything is allocated
             self.memory_guard(request, settings)
         self.check_request(request)
@@ -248,7 +256,7 @@ class Pipeline:
             cond = self.encode_prompt([request.prompt], drop_t5).repeat(n)
             uncond = None
             if settings.guidance > 1.0:
-                uncond = self.encode_prompt([request.negative_prompt], drop_t5).repeat(n)
+                uncond = self.encode_prompt([settings.negative_prompt], drop_t5).repeat(n)
         seeds = [request.seed + i for i in range(n)]
         with clock("prepare_latents"):
             latents = self.prepare_latents(seeds, request.height, request.width)
@@ -259,6 +267,19 @@ class Pipeline:
             images = self.decode(x0)
         timings["total"] = sum(timings.values())
         return GenerationResult(images, seeds, settings, request, timings)
+
+    def _warn_unused_negative(self, guidance: float) -> None:
+        if self._warned_unused_negative:
+            return
+        self._warned_unused_negative = True
+        log.warning(
+            "flashgen: negative prompt ignored: only guidance > 1 uses it and this request has "
+            "%g (%s's default is %g); the images and their metadata are made without it "
+            "(warned once)",
+            guidance,
+            self.model_id,
+            self.defaults.guidance,
+        )
 
 
 class _Clock:

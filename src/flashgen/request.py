@@ -105,6 +105,8 @@ class ResolvedSettings:
     dtype: str
     t5: bool
     decoder: str = "full"  # the image decoder: "full" (the VAE), "tiny" or a tiny folder's name
+    # the negative prompt guidance used: "" when guidance <= 1, which has no unconditional pass
+    negative_prompt: str = ""
 
 
 @dataclass

@@ -79,7 +79,7 @@ def test_a1111_txt2img_images_and_info(client):
         "prompt": "a blue square",
         "negative_prompt": "blurry",
         "steps": 2,
-        "cfg_scale": 1.0,
+        "cfg_scale": 2.0,  # > 1: the negative prompt is used (and so reported)
         "width": 64,
         "height": 64,
         "seed": 11,
@@ -91,7 +91,7 @@ def test_a1111_txt2img_images_and_info(client):
     out = r.json()
     assert len(out["images"]) == 2
     info = json.loads(out["info"])
-    assert info["all_seeds"] == [11, 12] and info["steps"] == 2 and info["cfg_scale"] == 1.0
+    assert info["all_seeds"] == [11, 12] and info["steps"] == 2 and info["cfg_scale"] == 2.0
     assert info["negative_prompt"] == "blurry"
     assert info["sd_vae_name"] is None  # A1111's "Automatic": the model's own VAE
     im = png(out["images"][1])

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -86,6 +87,8 @@ def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tm
     url, _ = served
     outside: list[str] = []
     page = open_page(browser, url, outside, viewport={"width": 1280, "height": 760})
+    jobs_posted = []
+    page.on("request", lambda r: r.method == "POST" and jobs_posted.append(r.url))
 
     page.fill("#prompt", PROMPT)
     page.fill("#steps", "2")
@@ -130,10 +133,35 @@ def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tm
     page.select_option("#size", biggest)  # slowest size this model makes
     page.click("#generate")
     expect(page.locator("#status")).to_have_text(re.compile(r"^step \d+ of 100$"))
+    page.focus("#prompt")
+    page.keyboard.press("Control+Enter")  # while a job runs: no second job, Cancel stays usable
+    expect(page.locator("#cancel")).to_be_enabled()
     page.click("#cancel")
     expect(page.locator("#status")).to_have_text("cancelled")
     assert page.eval_on_selector_all("#gallery figure", "fs => fs.length") == 2
+    assert jobs_posted == [url + "/v1/jobs"] * 2, jobs_posted
     assert outside == [], f"the page fetched outside addresses: {outside}"
+
+
+def test_negative_prompt_is_off_for_a_model_without_guidance(browser, served):
+    url, _ = served
+    outside: list[str] = []
+    page = open_page(browser, url, outside)
+    if httpx.get(url + "/health").json()["defaults"]["guidance"] > 1:  # tiny-random: CFG
+        expect(page.locator("#negative")).to_be_enabled()
+
+    def unguided(route):  # /health as a distilled model (default guidance 1) answers it
+        response = route.fetch()
+        body = response.json()
+        body["defaults"]["guidance"] = 1.0
+        route.fulfill(response=response, json=body)
+
+    page.route("**/health", unguided)
+    page.reload()
+    expect(page.locator("#model")).to_have_text(SERVE_MODEL)
+    expect(page.locator("#negative")).to_be_disabled()
+    expect(page.locator("#negative")).to_have_attribute("placeholder", re.compile("not used"))
+    assert outside == []
 
 
 def test_page_fits_a_phone_screen(browser, served):

@@ -22,11 +22,12 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> dict:
     job = service.submit(req, listed=False)
     rendered = result_or_raise(await wait_or_cancel(job, service.queue, request.is_disconnected))
     settings = rendered.settings
+    negative = settings["negative_prompt"]  # "" when guidance <= 1 left it unused
     info = {
         "prompt": req.prompt,
         "all_prompts": [req.prompt] * len(rendered.seeds),
-        "negative_prompt": req.negative_prompt,
-        "all_negative_prompts": [req.negative_prompt] * len(rendered.seeds),
+        "negative_prompt": negative,
+        "all_negative_prompts": [negative] * len(rendered.seeds),
         "seed": rendered.seeds[0],
         "all_seeds": rendered.seeds,
         "subseed": -1,
@@ -36,7 +37,8 @@ async def txt2img(body: A1111Txt2ImgRequest, request: Request) -> dict:
         "sampler_name": "Euler",
         "cfg_scale": settings["guidance"],
         "steps": settings["steps"],
-        "batch_size": len(rendered.seeds),
+        "batch_size": body.batch_size,  # images per batch, as A1111's p.batch_size
+        "index_of_first_image": 0,
         "sd_model_name": service.model_id,
         "sd_vae_name": None if settings.get("decoder", "full") == "full" else settings["decoder"],
         "infotexts": rendered.infotexts,

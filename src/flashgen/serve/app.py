@@ -8,6 +8,8 @@ Content-Security-Policy on the page that forbids every outside address.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import inspect
 import ipaddress
@@ -76,7 +78,7 @@ def _host_name(host_header: str) -> str:
 
 
 class GuardMiddleware:
-    """Pure ASGI: Host/Origin checks, bearer key, and a body cap enforced while reading."""
+    """Pure ASGI: Host/Origin checks, the API key, and a body cap enforced while reading."""
 
     def __init__(self, app, config: ServeConfig):
         self.app = app
@@ -119,16 +121,17 @@ class GuardMiddleware:
         if origin is not None and origin.lower().split("://", 1)[-1] != host_header:
             return error_response(403, "cross-origin requests are refused", "forbidden")
         if self.key is not None and scope["path"] not in PUBLIC_PATHS:
-            auth = headers.get("authorization", "")
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode("latin-1"), self.key
-            ):
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            if not hmac.compare_digest(_presented_key(scheme, token.strip()), self.key):
+                # a Basic challenge only to a Basic client: to the page's fetches it would make
+                # the browser pop up its own login dialog
+                basic = scheme.lower() == "basic"
                 return error_response(
                     401,
-                    "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                    "missing or wrong API key: send 'Authorization: Bearer <key>' "
+                    "(or HTTP Basic auth with the key as the password, any user name)",
                     "unauthorized",
-                    headers={"WWW-Authenticate": "Bearer"},
+                    headers={"WWW-Authenticate": 'Basic realm="flashgen"' if basic else "Bearer"},
                 )
         return None
 
@@ -152,6 +155,21 @@ class GuardMiddleware:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _presented_key(scheme: str, token: str) -> bytes:
+    """The key a client sent: a Bearer token, or the password of HTTP Basic credentials
+    (A1111's --api-auth, which Open WebUI's AUTOMATIC1111 engine sends); b"" when none."""
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return token.encode("latin-1")
+    if scheme == "basic":
+        try:
+            credentials = base64.b64decode(token, validate=True)
+        except binascii.Error:
+            return b""
+        return credentials.partition(b":")[2]
+    return b""
 
 
 def _replay(body: bytes, receive):

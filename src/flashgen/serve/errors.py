@@ -24,8 +24,8 @@ def result_or_raise(job: Job, *, invalid_status: int = 422):
     """A finished job's result, or the ApiError that says why it has none."""
     if job.status == DONE:
         return job.result
-    if job.error and job.error["type"] == "invalid_request_error":
-        raise ApiError(invalid_status, job.error["message"], "invalid_request_error")
+    if job.error and job.error["type"] in ("invalid_request_error", "out_of_memory_budget"):
+        raise ApiError(invalid_status, job.error["message"], job.error["type"])
     if job.error:
         raise ApiError(500, job.error["message"], "server_error")
     raise ApiError(503, "the generation was cancelled: the server is shutting down", "cancelled")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flashgen.errors import OutOfMemoryBudget
 from flashgen.sampling.samplers import Cancelled
 
 log = logging.getLogger("flashgen.serve")
@@ -260,7 +261,9 @@ class JobQueue:
             if isinstance(e, Cancelled):
                 job.set_status(CANCELLED)
                 return
-            if isinstance(e, ValueError):  # UsageError and friends: the message is for the user
+            if isinstance(e, OutOfMemoryBudget):  # the pipeline's --max-memory guard
+                job.error = {"message": str(e), "type": "out_of_memory_budget"}
+            elif isinstance(e, ValueError):  # UsageError and friends: the message is for the user
                 job.error = {"message": str(e), "type": "invalid_request_error"}
             else:
                 log.exception("generation failed for %s", job.id)

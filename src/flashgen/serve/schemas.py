@@ -2,7 +2,8 @@
 
 Pydantic checks types and obvious ranges (422 on failure); `GenerationRequest.__post_init__` and
 `limits.check_request` check the rest (multiples of 16, memory) and say how to fix the value.
-Unknown fields are ignored: OpenAI and AUTOMATIC1111 clients send many options we do not use.
+Unknown fields are ignored: OpenAI and AUTOMATIC1111 clients send many options we do not use,
+and `null` for an optional field means its default (clients send `"n": null`, `"seed": null`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashgen.request import GenerationRequest
 
@@ -35,6 +36,15 @@ def parse_size(size: str | None, default: int) -> tuple[int, int]:
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data):
+        """An optional field sent as null is treated as omitted (a required one stays an error)."""
+        if not isinstance(data, dict):
+            return data
+        optional = {name for name, f in cls.model_fields.items() if not f.is_required()}
+        return {k: v for k, v in data.items() if v is not None or k not in optional}
 
 
 class OpenAIImageRequest(_Body):

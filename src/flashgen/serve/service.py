@@ -94,6 +94,9 @@ class Service:
         model_check = getattr(self.pipeline, "check_request", None)
         if model_check is not None:  # sizes the model itself cannot make
             model_check(req)
+        guard = getattr(self.pipeline, "memory_guard", None)
+        if guard is not None:  # a memory profile's budget: OutOfMemoryBudget now, not once queued
+            guard(req, self.pipeline.resolve(req))
         return self.queue.submit(req, listed=listed)
 
     def _run(self, req: GenerationRequest, on_step) -> Rendered:
