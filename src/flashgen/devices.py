@@ -72,17 +72,30 @@ def cpu_has_amx() -> bool:
         return False
 
 
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def cpu_bf16_override() -> bool | None:
+    """FLASHGEN_CPU_BF16 read: True/False when it forces the choice, None when unset or
+    "auto"; any other value is a UsageError (callers check it before long work)."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if forced in _ON:
+        return True
+    if forced in _OFF:
+        return False
+    if forced not in ("", "auto"):
+        raise UsageError(
+            f"{CPU_BF16_ENV}={forced!r}: use {', '.join(_ON)} (bf16), {', '.join(_OFF)} (fp32) "
+            "or auto / unset (bf16 where the CPU has AMX)"
+        )
+    return None
+
+
 def cpu_fast_bf16() -> bool:
     """Whether bf16 is the faster compute dtype on this CPU: FLASHGEN_CPU_BF16=1/0 if set,
     else whether it has AMX."""
-    forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
-    if forced in ("1", "true", "yes", "on"):
-        return True
-    if forced in ("0", "false", "no", "off"):
-        return False
-    if forced not in ("", "auto"):
-        raise UsageError(f"{CPU_BF16_ENV}={forced!r}: use 1, 0 or auto")
-    return cpu_has_amx()
+    forced = cpu_bf16_override()
+    return cpu_has_amx() if forced is None else forced
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

@@ -90,6 +90,10 @@ class CompareConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.variants:
+            raise ValueError(
+                "no variants to compare; give at least one, e.g. --variants diffusers+bf16,flashgen"
+            )
         for v in self.variants:
             Variant.parse(v)
         if self.repeats < 1 or self.warmup < 0:
@@ -196,6 +200,7 @@ def run_worker(spec: str, cfg: dict) -> dict:
 
     from flashgen.bench import env
     from flashgen.bench.energy import EnergyMeter
+    from flashgen.devices import dtype_name
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
@@ -222,6 +227,8 @@ def run_worker(spec: str, cfg: dict) -> dict:
         "variant": variant.label,
         "spec": asdict(variant),
         "device": device,
+        # the dtype it ran in: a flashgen variant's default follows the hardware (devices.py)
+        "dtype": dtype_name(pipe.dtype),
         "load_s": load_s,
         "wall_s": walls,
         "median_wall_s": statistics.median(walls),
@@ -273,13 +280,30 @@ def _spawn(args: list[str], timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
+def model_folder(model: str) -> Path:
+    """The diffusers folder both pipelines load and the FLOPs are counted on: a folder, or a
+    built-in name (tiny-random is built on first use)."""
+    from flashgen.models.registry import resolve
+
+    source = resolve(model)
+    if source.kind == "single_file":
+        raise ValueError(
+            f"{model}: bench compare needs a diffusers folder (diffusers loads the same weights); "
+            "give a folder or a built-in name"
+        )
+    return source.path
+
+
 def run_compare(cfg: CompareConfig) -> dict:
     from flashgen.bench import env
+    from flashgen.devices import cpu_bf16_override
 
-    shared = {
+    # what would otherwise fail only after every worker ran: the model, the dtype override
+    folder = model_folder(cfg.model)
+    cpu_bf16_override()
+    shared = {"model": str(folder)} | {
         k: getattr(cfg, k)
         for k in (
-            "model",
             "width",
             "height",
             "steps",
@@ -300,6 +324,7 @@ def run_compare(cfg: CompareConfig) -> dict:
         "bench": "compare",
         "name": cfg.name,
         "config": asdict(cfg),
+        "model_path": str(folder),
         "device_info": env.device_info(
             next((v.get("device") for v in variants.values() if "device" in v), "cpu")
         ),
@@ -317,7 +342,7 @@ def run_compare(cfg: CompareConfig) -> dict:
         record["cpu_speedup_vs_first"] = {
             k: base["median_cpu_s"] / v["median_cpu_s"] for k, v in ok.items()
         }
-    record.update(_flops_section(cfg, variants))
+    record.update(_flops_section(cfg, folder, variants))
     if cfg.measure_peak:
         record["matmul_peak"] = _spawn(["--peak", json.dumps({"threads": cfg.threads})], 1800)
         record["fraction_of_peak"] = _fractions(record)
@@ -332,11 +357,11 @@ def run_compare(cfg: CompareConfig) -> dict:
     return record
 
 
-def _flops_section(cfg: CompareConfig, variants: dict) -> dict:
+def _flops_section(cfg: CompareConfig, folder: Path, variants: dict) -> dict:
     from flashgen.bench.flops import image_flops
 
     cfg_on = cfg.guidance > 1.0
-    has_t5 = (Path(cfg.model) / "text_encoder_3" / "config.json").is_file()
+    has_t5 = (folder / "text_encoder_3" / "config.json").is_file()
     out: dict = {"flops_per_image": {}, "achieved_transformer_tflops": {}, "per_cpu_s": {}}
     for label, v in variants.items():
         if "median_transformer_s" not in v:
@@ -344,7 +369,7 @@ def _flops_section(cfg: CompareConfig, variants: dict) -> dict:
         spec = v["spec"]
         t5 = has_t5 and not spec["drop_t5"] and spec["profile"] not in ("phone", "laptop")
         f = image_flops(
-            cfg.model, width=cfg.width, height=cfg.height, steps=cfg.steps, cfg=cfg_on, t5=t5
+            folder, width=cfg.width, height=cfg.height, steps=cfg.steps, cfg=cfg_on, t5=t5
         )
         out["flops_per_image"][label] = f.to_dict()
         work = f.nfe * f.transformer_step / 1e12
@@ -366,9 +391,8 @@ def _fractions(record: dict) -> dict:
     per_cpu = record.get("achieved_transformer_tflops_per_cpu_s", {})
     out = {}
     for label, achieved in record.get("achieved_transformer_tflops", {}).items():
-        spec = record["variants"][label]["spec"]
-        default = "bf16" if spec["impl"] == "diffusers" else "fp32"
-        kind = "int8" if spec["profile"] == "laptop" else (spec["dtype"] or default)
+        variant = record["variants"][label]
+        kind = "int8" if variant["spec"]["profile"] == "laptop" else variant["dtype"]
         if kind not in peaks:
             continue
         out[label] = {"vs": kind, "fraction": achieved / peaks[kind]["tflops"]}
@@ -410,16 +434,17 @@ def plot_compare(record: dict, path: Path) -> None:
 def _peak_worker(cfg: dict) -> dict:
     import torch
 
-    from flashgen.bench.flops import measure_matmul_peak
+    from flashgen.bench.flops import matmul_peak_kinds, measure_matmul_peak
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    kinds = ("fp32", "bf16", "int8") if device == "cpu" else ("fp32", "bf16", "fp16", "int8")
     size = 2048 if device == "cpu" else 8192
     return {
         "device": device,
-        "peaks": [measure_matmul_peak(k, size=size, device=device) for k in kinds],
+        "peaks": [
+            measure_matmul_peak(k, size=size, device=device) for k in matmul_peak_kinds(device)
+        ],
     }
 
 

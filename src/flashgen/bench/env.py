@@ -33,18 +33,24 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """The commit of the flashgen checkout (with '+dirty' when tracked files changed), if any."""
+    """The commit of the flashgen checkout this code runs from (with '+dirty' when tracked
+    files under src/ changed). None for an installed copy, even one inside another repository
+    (a virtual environment in some project): that repository's HEAD says nothing about it."""
     root = Path(__file__).resolve().parents[3]
+    if not (root / "src" / "flashgen").is_dir():
+        return None
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        if Path(_git(root, "rev-parse", "--show-toplevel")).resolve() != root:
+            return None
+        sha = _git(root, "rev-parse", "HEAD")
         dirty = subprocess.run(
             ["git", "-C", str(root), "diff", "--quiet", "HEAD", "--", "src"],
             check=False,
@@ -79,11 +85,16 @@ def device_info(device: str = "cpu") -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
-    from flashgen.devices import cpu_fast_bf16, cpu_has_amx, dtype_name, resolve_dtype
+    from flashgen.devices import CPU_BF16_ENV, cpu_fast_bf16, cpu_has_amx, dtype_name, resolve_dtype
+    from flashgen.errors import UsageError
 
     info["cpu_amx"] = cpu_has_amx()  # bf16 matmuls on tiles: bf16 is then the faster dtype
-    info["cpu_fast_bf16"] = cpu_fast_bf16()
-    info["cpu_auto_dtype"] = dtype_name(resolve_dtype(None, torch.device("cpu")))
+    info["cpu_bf16_env"] = os.environ.get(CPU_BF16_ENV)
+    try:
+        info["cpu_fast_bf16"] = cpu_fast_bf16()
+        info["cpu_auto_dtype"] = dtype_name(resolve_dtype(None, torch.device("cpu")))
+    except UsageError:  # a bad FLASHGEN_CPU_BF16: on record above, and the results are kept
+        info["cpu_fast_bf16"] = info["cpu_auto_dtype"] = None
     if device.startswith("cuda") and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.device(device))
         info["gpu"] = props.name

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from flashgen.devices import synchronize
+
 CLIP_TOKENS = 77
 
 
@@ -108,10 +110,22 @@ def image_flops(
     return ImageFlops(steps, step, enc, vae_decode_flops(folder, width=width, height=height))
 
 
+def matmul_peak_kinds(device_type: str) -> tuple[str, ...]:
+    """The dtypes whose matmul peak is worth measuring on a device type: those flashgen runs
+    there (fp16 is refused on the CPU; MPS has no _int_mm)."""
+    if device_type == "cpu":
+        return ("fp32", "bf16", "int8")
+    if device_type == "mps":
+        return ("fp32", "fp16")
+    return ("fp32", "bf16", "fp16", "int8")
+
+
 def measure_matmul_peak(
     dtype: str = "fp32", *, size: int = 2048, repeats: int = 5, device: str = "cpu"
 ) -> dict:
     """Best achieved FLOP/s of a size x size matmul (fp32, bf16, fp16, or int8 via _int_mm)."""
+    if size < 1:
+        raise ValueError(f"matmul size must be >= 1, got {size}")
     dev = torch.device(device)
     if dtype == "int8":
         a = torch.randint(-127, 127, (size, size), dtype=torch.int8, device=dev)
@@ -122,14 +136,13 @@ def measure_matmul_peak(
         a = torch.randn(size, size, device=dev, dtype=dt)
         b = torch.randn(size, size, device=dev, dtype=dt)
         op = lambda: a @ b
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     op()
-    sync()
+    synchronize(dev)
     best = best_cpu = float("inf")
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         op()
-        sync()
+        synchronize(dev)
         best = min(best, time.perf_counter() - t0)
         best_cpu = min(best_cpu, time.process_time() - c0)
     flops = 2 * size**3

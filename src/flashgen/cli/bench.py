@@ -9,38 +9,60 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 VERBS = ("run", "make-model", "compare", "peak")
 
 
+# the latency options' non-None defaults, set on `bench` alone: `bench run` has none of its own
+# (argument_default=SUPPRESS), so a value typed before the verb (`bench --repeats 5 run`) survives
+LATENCY_DEFAULTS = {"width": 512, "height": 512, "seed": 0, "warmup": 1, "repeats": 3}
+
+
 def _add_latency_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="built-in name, diffusers folder or .safetensors")
-    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: auto)")
-    p.add_argument("--dtype", default=None, help="fp32, bf16, fp16 (default: the pipeline's)")
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--height", type=int, default=512)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--guidance", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prompt", default=None)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
+    p.add_argument("--model", help="built-in name, diffusers folder or .safetensors")
+    p.add_argument("--device", help="cpu, cuda, mps (default: auto)")
+    p.add_argument("--dtype", help="fp32, bf16, fp16 (default: the pipeline's)")
+    p.add_argument("--width", type=int, help="default 512")
+    p.add_argument("--height", type=int, help="default 512")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--prompt")
+    p.add_argument("--warmup", type=int, help="untimed runs first (default 1)")
+    p.add_argument("--repeats", type=int, help="timed runs; the median is reported (default 3)")
     p.add_argument("--drop-t5", action="store_true", help="T5-free path")
     p.add_argument(
         "--same-prompt", action="store_true", help="reuse the prompt (prompt cache hits)"
     )
-    p.add_argument("--profile", default=None, help="phone, laptop or desktop")
-    p.add_argument("--max-memory", type=float, default=None, metavar="GIB")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--profile", help="phone, laptop or desktop")
+    p.add_argument("--max-memory", type=float, metavar="GIB")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument(
         "--quant",
-        default=None,
         help="quantize the transformer in memory: int8-dynamic, int8-weight, int8-group, int6-group, "
         "int4-group, bf16-weight, fp8-dynamic (GPU)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer")
     p.add_argument("--compile-vae", action="store_true", help="torch.compile the VAE decoder")
-    p.add_argument("--out", default=None, help="also write the JSON record to this file")
+    p.add_argument("--out", help="also write the JSON record to this file")
+
+
+class _Verbs(argparse._SubParsersAction):
+    """`bench VERB ...`. An option typed before a verb is parsed as `bench`'s own: `run` keeps
+    it, the other verbs have options of their own (which would overwrite it or never read it),
+    so there it is refused rather than silently dropped."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        verb = values[0]
+        typed = sorted(k for k, v in vars(namespace).items() if v != parser.get_default(k))
+        if typed and verb in self.choices and verb != "run":
+            flags = ", ".join("--" + k.replace("_", "-") for k in typed)
+            parser.error(
+                f"{flags} before '{verb}' would be ignored; give {verb}'s options after it "
+                f"(flashgen bench {verb} --help)"
+            )
+        super().__call__(parser, namespace, values, option_string)
 
 
 def register(sub) -> None:
@@ -51,9 +73,11 @@ def register(sub) -> None:
         "run (default), make-model, compare, peak.",
     )
     _add_latency_args(p)
-    p.set_defaults(func=_run)
-    verbs = p.add_subparsers(dest="bench_verb", required=False, parser_class=type(p))
-    run = verbs.add_parser("run", help="latency of one pipeline (the default)")
+    p.set_defaults(func=_run, **LATENCY_DEFAULTS)
+    verbs = p.add_subparsers(dest="bench_verb", required=False, parser_class=type(p), action=_Verbs)
+    run = verbs.add_parser(
+        "run", help="latency of one pipeline (the default)", argument_default=argparse.SUPPRESS
+    )
     _add_latency_args(run)
     run.set_defaults(func=_run)
     _register_make_model(verbs)
@@ -76,7 +100,6 @@ def _register_make_model(verbs) -> None:
 
 def _make_model(args) -> int:
     import time
-    from pathlib import Path
 
     from flashgen.bench import env
     from flashgen.bench.make_model import MakeModelConfig, make_model
@@ -159,34 +182,52 @@ def _compare(args) -> int:
 
 def _register_peak(verbs) -> None:
     p = verbs.add_parser("peak", help="this machine's measured matmul peak (fp32, bf16, int8)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--size", type=int, default=2048)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    p.add_argument("--size", type=int, default=2048, help="side of the square matmul")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_peak)
 
 
 def _peak(args) -> int:
     from flashgen.bench import env
-    from flashgen.bench.flops import measure_matmul_peak
+    from flashgen.bench.flops import matmul_peak_kinds, measure_matmul_peak
+    from flashgen.devices import cpu_bf16_override, resolve_device
 
+    device = resolve_device(args.device)
+    if args.size < 1:
+        raise ValueError(f"--size must be >= 1, got {args.size}")
+    cpu_bf16_override()
     set_threads(args.threads)
-    kinds = ("fp32", "bf16", "int8") if args.device == "cpu" else ("fp32", "bf16", "fp16", "int8")
-    peaks = [measure_matmul_peak(k, size=args.size, device=args.device) for k in kinds]
-    emit({"bench": "peak", "device_info": env.device_info(args.device), "peaks": peaks}, None)
+    peaks = [
+        measure_matmul_peak(k, size=args.size, device=str(device))
+        for k in matmul_peak_kinds(device.type)
+    ]
+    emit({"bench": "peak", "device_info": env.device_info(str(device)), "peaks": peaks}, None)
     return 0
 
 
 def emit(record: dict, out: str | None) -> None:
-    """Print the record as the last stdout line; optionally also write it to `out`."""
-    line = json.dumps(record, sort_keys=True)
+    """Print the record as the last stdout line, then also write it to `out`: a file that
+    cannot be written then costs an error line, never the printed measurements."""
+    sys.stdout.flush()
+    print(json.dumps(record, sort_keys=True), flush=True)
     if out:
-        from pathlib import Path
-
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    sys.stdout.flush()
-    print(line, flush=True)
+
+
+def check_out(out: str | None) -> None:
+    """Fail before a long benchmark, not after it, when `out` cannot be written."""
+    if not out:
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    with path.open("a"):
+        pass
+    if not existed:
+        path.unlink()
 
 
 def set_threads(threads: int | None) -> None:
@@ -222,5 +263,6 @@ def _run(args) -> int:
         compile=args.compile,
         compile_vae=args.compile_vae,
     )
+    check_out(args.out)
     emit(run_latency(cfg), args.out)
     return 0
