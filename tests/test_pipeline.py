@@ -285,3 +285,35 @@ def test_float32_decimals_round_trip(values):
     shown = float32_decimals(t)
     assert torch.equal(torch.tensor(shown, dtype=torch.float32), t)  # sampling sees the same
     assert all(len(repr(v)) <= len(repr(float(x))) for v, x in zip(shown, t, strict=True))
+
+
+@pytest.mark.parametrize(("guidance", "height", "width"), [(1.0, 64, 64), (5.0, 32, 64)])
+def test_bf16_matches_diffusers_bit_for_bit(tiny_dirs, guidance, height, width):
+    """bf16 (the default on GPUs and AMX CPUs): the same arithmetic as diffusers, so the same
+    latents exactly, CFG and a non-square size included."""
+    from diffusers import StableDiffusion3Pipeline
+
+    folder = tiny_dirs["t5"]
+    ref = StableDiffusion3Pipeline.from_pretrained(
+        folder, local_files_only=True, use_safetensors=True, torch_dtype=torch.bfloat16
+    )
+    ref.set_progress_bar_config(disable=True)
+    pipe = flashgen.load(str(folder), dtype="bf16")
+    req = GenerationRequest(
+        PROMPT, steps=4, guidance=guidance, seed=7, num_images=2, height=height, width=width
+    )
+    theirs = ref(
+        PROMPT,
+        num_inference_steps=4,
+        guidance_scale=guidance,
+        num_images_per_prompt=2,
+        height=height,
+        width=width,
+        generator=[torch.Generator("cpu").manual_seed(7 + i) for i in range(2)],
+        output_type="latent",
+    ).images
+    got = []
+    pipe.decode = lambda latents: got.append(latents) or []  # the latents the VAE would get
+    pipe.generate(req)
+    assert got[0].dtype == theirs.dtype == torch.bfloat16
+    assert torch.equal(got[0], theirs)

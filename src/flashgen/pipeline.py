@@ -2,7 +2,8 @@
 
 For the same weights, seed, steps and guidance the images equal diffusers'
 StableDiffusion3Pipeline (noise per image from its own CPU generator, the scheduler's shifted
-schedule, batched CFG with guidance <= 1 meaning none). A distilled student carries its own
+schedule, batched CFG with guidance <= 1 meaning none, its Euler step's arithmetic: in bf16 the
+latents are bit-equal, tests/test_pipeline.py). A distilled student carries its own
 schedule ("sigmas" in flashgen.json) and samples guidance-free by default.
 """
 

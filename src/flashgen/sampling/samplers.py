@@ -40,10 +40,13 @@ def sample_euler(
     for i in range(total):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         v = model_fn(x, sigma)
-        # diffusers steps in float32 and casts back to the model dtype; so do we (float64 states,
-        # as in tests, keep float64)
+        # as diffusers' FlowMatchEulerDiscreteScheduler.step: the state in float32 (float64
+        # states, as in tests, keep float64) plus dt * v, a 0-d tensor times v, so computed in
+        # v's dtype when the state is kept in it (bf16 inference: bit-equal to diffusers); a
+        # state kept wider than v (float32 under autocast, training) keeps a float32 product
         acc = torch.promote_types(x.dtype, torch.float32)
-        x = (x.to(acc) + (sigma_next - sigma).to(acc) * v.to(acc)).to(x.dtype)
+        step = (sigma_next - sigma).to(acc) * (v if v.dtype == x.dtype else v.to(acc))
+        x = (x.to(acc) + step).to(x.dtype)
         if callback is not None:
             keep_going = callback(StepInfo(i, total, float(sigma), float(sigma_next), x))
             if keep_going is False:
