@@ -117,7 +117,12 @@ def test_out_dir_that_holds_a_run_needs_resume(teacher, tmp_path):
     assert main(argv) == 2
 
 
-def test_one_dmd_iteration_moves_student_fake_and_heads_but_never_the_teacher(teacher, tmp_path):
+@pytest.mark.parametrize("grad_checkpointing", [False, True])  # True: the SD3.5 Medium config
+def test_one_dmd_iteration_moves_student_fake_and_heads_but_never_the_teacher(
+    teacher, tmp_path, grad_checkpointing
+):
+    """With gradient checkpointing too: the adversarial generator term's backward re-runs the
+    fake score's checkpointed blocks, which must see the same (frozen) parameters as forward."""
     from accelerate import Accelerator
 
     from flashgen.distill.config import AdversarialConfig, DataConfig, DMDConfig
@@ -125,7 +130,12 @@ def test_one_dmd_iteration_moves_student_fake_and_heads_but_never_the_teacher(te
     from flashgen.train import TrainContext, TrainRunConfig
 
     torch.set_num_threads(1)
-    run = TrainRunConfig(device="cpu", mixed_precision="no", out_dir=str(tmp_path))
+    run = TrainRunConfig(
+        device="cpu",
+        mixed_precision="no",
+        out_dir=str(tmp_path),
+        grad_checkpointing=grad_checkpointing,
+    )
     ctx = TrainContext(Accelerator(cpu=True), run)
     cfg = DMDTaskConfig(
         teacher=str(teacher),

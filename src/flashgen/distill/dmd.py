@@ -274,34 +274,38 @@ class DMDTask(StageTask):
         totals: dict[str, float] = {}
         self.opt_student.zero_grad(set_to_none=True)
         n = len(self.sigmas) - 1
-        for st in student_steps(self.student_fn(cond), self.noise(len(idx), g), self.sigmas):
-            point = self.points(st, g)
-            x_t = point.x_t.detach()
-            with torch.no_grad(), ctx.autocast():
-                x0_real = self.real.x0(x_t, point.sigma, cond).float()
-                x0_fake = x0_from_v(
-                    x_t, velocity(plain_fake, x_t, point.sigma, cond).float(), point.sigma
-                )
-            loss, m = distribution_matching_loss(st.x0_pred, x0_real, x0_fake)
-            loss = cfg.dm_weight * loss
-            if plain_disc is not None:  # the judged point itself, with its gradient
-                with frozen(plain_fake, plain_disc), ctx.autocast(), self.tap.capture() as feats:
-                    velocity(plain_fake, point.x_t, point.sigma, cond)
-                    g_loss, gm = hinge_generator_loss(plain_disc(feats))
-                loss = loss + adv.weight * g_loss
-                m.update(gm)
-            if self.traj is not None:  # keep this jump on the teacher's trajectory (L_reg)
-                rows = torch.randint(0, self.traj.shape[0], (len(idx),), generator=g)
-                a_loss, am = self.trajectory_loss(
-                    lambda x, s, c: self.student_fn(c)(x, s), st.index, rows
-                )
-                loss = loss + cfg.anchor_weight * a_loss
-                m.update(am)
-            with self.no_sync(last=st.index == n - 1):
-                ctx.backward(loss / n)
-            for key, val in m.items():
-                totals[key] = totals.get(key, 0.0) + val / n
-            totals[f"dm_gap_step{st.index}"] = m["dm_real_fake_gap"]
+        # the fake score and the heads judge the student here, they are not trained: frozen through
+        # the backward too (with gradient checkpointing a block re-run in backward with their
+        # requires_grad restored saves other tensors than the forward did, and torch refuses)
+        with frozen(plain_fake, plain_disc):
+            for st in student_steps(self.student_fn(cond), self.noise(len(idx), g), self.sigmas):
+                point = self.points(st, g)
+                x_t = point.x_t.detach()
+                with torch.no_grad(), ctx.autocast():
+                    x0_real = self.real.x0(x_t, point.sigma, cond).float()
+                    x0_fake = x0_from_v(
+                        x_t, velocity(plain_fake, x_t, point.sigma, cond).float(), point.sigma
+                    )
+                loss, m = distribution_matching_loss(st.x0_pred, x0_real, x0_fake)
+                loss = cfg.dm_weight * loss
+                if plain_disc is not None:  # the judged point itself, with its gradient
+                    with ctx.autocast(), self.tap.capture() as feats:
+                        velocity(plain_fake, point.x_t, point.sigma, cond)
+                        g_loss, gm = hinge_generator_loss(plain_disc(feats))
+                    loss = loss + adv.weight * g_loss
+                    m.update(gm)
+                if self.traj is not None:  # keep this jump on the teacher's trajectory (L_reg)
+                    rows = torch.randint(0, self.traj.shape[0], (len(idx),), generator=g)
+                    a_loss, am = self.trajectory_loss(
+                        lambda x, s, c: self.student_fn(c)(x, s), st.index, rows
+                    )
+                    loss = loss + cfg.anchor_weight * a_loss
+                    m.update(am)
+                with self.no_sync(last=st.index == n - 1):
+                    ctx.backward(loss / n)
+                for key, val in m.items():
+                    totals[key] = totals.get(key, 0.0) + val / n
+                totals[f"dm_gap_step{st.index}"] = m["dm_real_fake_gap"]
         totals["g_grad_norm"] = ctx.clip_grad_norm(self.student_params(), cfg.grad_clip).detach()
         self.opt_student.step()
         self.after_student_step()
