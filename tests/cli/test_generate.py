@@ -18,23 +18,10 @@ from PIL import Image
 from flashgen.cli import main
 from flashgen.images import read_metadata
 from flashgen.manifest import read_manifest
-from flashgen.models.tiny import ensure_tiny_random
 
-P = "a red circle and a blue square"
 FAST = ["--steps", "2", "--width", "64", "--height", "64"]
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("flashgen-cache")
-    old = os.environ.get("FLASHGEN_CACHE")
-    os.environ["FLASHGEN_CACHE"] = str(root)
-    ensure_tiny_random()
-    yield root
-    if old is None:
-        os.environ.pop("FLASHGEN_CACHE")
-    else:
-        os.environ["FLASHGEN_CACHE"] = old
+P = "a red circle and a blue square"
 
 
 @pytest.fixture
