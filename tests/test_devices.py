@@ -73,8 +73,14 @@ def test_auto_dtype_load_on_a_fast_bf16_cpu(monkeypatch, tmp_path):
     assert res.settings.dtype == "bf16"
     ref = flashgen.load(str(folder), dtype="fp32").generate(request)
     assert ref.settings.dtype == "fp32"
-    a, b = (np.asarray(r.images[0], dtype=np.float32) / 255 for r in (res, ref))
-    assert np.abs(a - b).mean() < 0.05
+    other = flashgen.load(str(folder), dtype="fp32").generate(
+        GenerationRequest("a green triangle", steps=2, seed=0)
+    )
+    a, b, c = (np.asarray(r.images[0], dtype=np.float32) / 255 for r in (res, ref, other))
+    # measured: bf16 vs fp32 ~0.005 mean; another prompt moves the tiny model's pixels ~0.038
+    tol = 0.015
+    assert np.abs(a - b).mean() < tol
+    assert np.abs(c - b).mean() > tol
     desktop = flashgen.load(str(folder), profile="desktop")
     assert desktop.transformer.dtype == torch.bfloat16
     assert not any("QuantLinear" in type(m).__name__ for m in desktop.transformer.modules())

@@ -141,7 +141,10 @@ def test_free_path(tmp_path):
 
 def test_check_output_file(tmp_path):
     assert check_output_file(tmp_path / "a.png") == tmp_path / "a.png"
-    assert check_output_file(tmp_path / "missing" / "a.png")  # folders are created on write
+    # folders are created on write; a str comes back as the Path
+    missing = tmp_path / "missing" / "a.png"
+    assert check_output_file(missing) == missing
+    assert check_output_file(str(missing)) == missing
     with pytest.raises(IsADirectoryError, match="is a folder"):
         check_output_file(tmp_path)
     with pytest.raises(ValueError, match=r"must end in \.png"):

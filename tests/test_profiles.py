@@ -7,7 +7,7 @@ import torch
 import flashgen
 from flashgen.errors import OutOfMemoryBudget
 from flashgen.memory_apply import center_crop_pos_embed
-from flashgen.memory_estimate import GIB, estimate, estimate_activations
+from flashgen.memory_estimate import GIB, estimate, estimate_activations, native_resolution
 from flashgen.models.tiny import TinySizes, build_tiny_sd35
 from flashgen.models.tiny_decoder import check_decoder
 from flashgen.profiles import PROFILES, get_profile
@@ -46,20 +46,37 @@ def test_profile_loads_what_it_promises_and_the_weight_estimate_matches(tiny, na
     assert image.images[0].size == (64, 64)
 
 
+def _final_latents(pipe, req):
+    """The denoised latents of pipe.generate(req), as handed to the decoder (float32)."""
+    got = []
+    decode = pipe.decode
+
+    def keep(z):
+        got.append(z.float().clone())
+        return decode(z)
+
+    pipe.decode = keep
+    result = pipe.generate(req)
+    assert len(got) == 1 and result.images[0].size == (req.width, req.height)
+    return got[0]
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
 def test_profile_images_stay_close_to_the_float_model(tiny):
-    req = GenerationRequest("a red circle", steps=2, width=64, height=64, guidance=1.0)
-    ref = torch.tensor(
-        list(flashgen.load(str(tiny)).generate(req).images[0].getdata()), dtype=torch.float32
-    )
-    lap = torch.tensor(
-        list(flashgen.load(str(tiny), profile="laptop").generate(req).images[0].getdata()),
-        dtype=torch.float32,
-    )
-    full_t5 = flashgen.load(str(tiny), drop_t5=True).generate(req).images[0]
-    same_enc = torch.tensor(list(full_t5.getdata()), dtype=torch.float32)
-    # laptop = T5 dropped + int8: compare with the float model also without T5
-    assert (lap - same_enc).abs().mean() / 255 < 0.02
-    assert ref.shape == lap.shape
+    req = GenerationRequest("a red circle", steps=2, width=64, height=64, guidance=1.0, seed=0)
+    ref = _final_latents(flashgen.load(str(tiny)), req)  # the float model with T5
+    lap = _final_latents(flashgen.load(str(tiny), profile="laptop"), req)
+    no_t5 = _final_latents(flashgen.load(str(tiny), drop_t5=True), req)
+    assert ref.shape == lap.shape == no_t5.shape
+    # laptop = T5 dropped + int8: compare with the float model also without T5. Measured: int8
+    # moves the latents ~0.0035 (relative); dropping T5 alone moves them ~0.03, so the check
+    # would notice laptop keeping T5, or losing the T5-free encoders' precision
+    tol = 0.01
+    assert _rel(lap, no_t5) < tol
+    assert _rel(ref, no_t5) > tol and _rel(lap, ref) > tol
 
 
 def test_a_budget_below_the_weights_is_refused_before_loading(tiny):
@@ -79,10 +96,23 @@ def test_a_request_over_the_budget_is_refused_before_allocating(tiny):
 
 def test_max_memory_alone_picks_the_most_faithful_profile_that_fits(tiny):
     roomy = flashgen.load(str(tiny), max_memory=64)
-    assert roomy.has_t5  # desktop keeps T5
-    tight_est = estimate(tiny, get_profile("phone"), width=64, height=64).total / GIB
-    desk_est = estimate(tiny, get_profile("desktop"), width=64, height=64).total / GIB
-    assert tight_est < desk_est
+    assert roomy.load_plan.profile.name == "desktop" and roomy.has_t5  # desktop keeps T5
+    side = native_resolution(tiny)
+    est = {
+        name: estimate(tiny, get_profile(name), width=side, height=side).total / GIB
+        for name in ("phone", "laptop", "desktop")
+    }
+    assert est["phone"] < est["laptop"] < est["desktop"]
+    # a budget between two estimates picks the more faithful profile that fits
+    between = {
+        "phone": (est["phone"] + est["laptop"]) / 2,
+        "laptop": (est["laptop"] + est["desktop"]) / 2,
+        "desktop": est["desktop"] * 1.01,
+    }
+    for name, budget in between.items():
+        pipe = flashgen.load(str(tiny), max_memory=budget)
+        assert pipe.load_plan.profile.name == name, (budget, est)
+        assert pipe.has_t5 == (not PROFILES[name].drop_t5)
 
 
 def test_vae_tiling_and_int4_cut_the_estimate_at_1024px(tiny):

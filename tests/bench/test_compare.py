@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flashgen.bench import energy
 from flashgen.bench.compare import Variant
 from flashgen.bench.energy import EnergyMeter, energy_record, rapl_domains
 from flashgen.bench.flops import image_flops, measure_matmul_peak, transformer_step_flops
@@ -91,18 +92,28 @@ def test_matmul_peak_is_a_positive_rate():
     assert r["tflops"] > 0 and r["best_s"] > 0
 
 
-def test_energy_falls_back_to_compute_when_no_counter_is_readable(tmp_path):
+def test_energy_falls_back_to_compute_when_no_counter_is_readable(tmp_path, monkeypatch):
     assert rapl_domains(tmp_path) == []
     d = tmp_path / "intel-rapl:0"
     d.mkdir()
     (d / "energy_uj").write_text("1000\n")
     assert rapl_domains(tmp_path) == [d]
+    # no readable counter on this machine, whatever it has: the record falls back to compute
+    monkeypatch.setattr(energy, "rapl_domains", lambda root=None: [])
     with EnergyMeter("cpu") as m:
         pass
-    rec = energy_record(m if m.joules is not None else None, 2, {"total_tflop": 1.0})
-    if m.joules is None:
-        assert rec["method"] == "flops" and rec["joules_per_image"] is None
-    assert rec["compute_per_image"]["total_tflop"] == 1.0
+    assert m.joules is None and m.method == "none"
+    rec = energy_record(m, 2, {"total_tflop": 1.0})
+    assert rec["method"] == "flops" and rec["joules_per_image"] is None and rec["images"] == 2
+    assert "seconds" not in rec
+    assert rec["compute_per_image"] == {"total_tflop": 1.0}
+    # and with a readable one (the fake domain): joules from the counter's difference
+    monkeypatch.setattr(energy, "rapl_domains", lambda root=None: [d])
+    with EnergyMeter("cpu") as m:
+        (d / "energy_uj").write_text("3001000\n")
+    assert m.method == "rapl" and m.joules == pytest.approx(3.0)
+    rec = energy_record(m, 2, None)
+    assert rec["method"] == "rapl" and rec["joules_per_image"] == pytest.approx(1.5)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

@@ -83,7 +83,13 @@ def test_hinge_losses():
     # head 0: relu(1-2)=0, relu(1-.5)=.5 -> .25; relu(1-2)=0, relu(1+0)=1 -> .5 => .75
     # head 1: 0 + 0 => 0 ; mean over heads .375
     assert d.item() == pytest.approx(0.375)
-    assert 0.0 <= m["d_accuracy"] <= 1.0
+    # accuracy: real counts when > 0, fake when < 0 (a 0 logit is a miss), mean per head
+    # head 0: .5 * (2/2 + 1/2) = .75; head 1: .5 * (1 + 1) = 1 => .875
+    assert m["d_accuracy"].item() == pytest.approx(0.875)
+    assert m["d_loss"].item() == pytest.approx(0.375)
+    # a 0 real logit is a miss too: .5 * (1/2 + 1/2)
+    d0, m0 = hinge_discriminator_loss([torch.tensor([0.0, 1.0])], [torch.tensor([0.5, -0.5])])
+    assert m0["d_accuracy"].item() == pytest.approx(0.5) and d0.item() == pytest.approx(1.5)
     g, _ = hinge_generator_loss(fake)
     assert g.item() == pytest.approx(-((-1.0) + (-1.0)) / 2)
     with pytest.raises(ValueError):

@@ -63,9 +63,15 @@ def test_feature_tap_captures_image_tokens_of_chosen_blocks_only_when_asked():
     tap = FeatureTap(t, (1, 3))
     x, cond = torch.randn(2, 4, 4, 4), _embeds(2)
     velocity(t, x, 0.5, cond)  # not capturing: nothing kept
+    assert tap._store is None
     with tap.capture() as feats:
+        assert feats == []  # the pass before capture() left nothing behind
         velocity(t, x, 0.5, cond)
     assert len(feats) == 2 and feats[0].shape == (2, 16, 16) and tap.dims == [16, 16]
+    # after the block: the tap stops keeping, and the returned list does not grow
+    assert tap._store is None
+    velocity(t, x, 0.5, cond)
+    assert len(feats) == 2 and tap._store is None
     with pytest.raises(ValueError):
         FeatureTap(t, (4,))
     assert default_feature_blocks(4) == (1, 2, 3)

@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+from flashgen.miniature import evaluate
 from flashgen.miniature.clip_task import ClipTask, ClipTaskConfig
 from flashgen.miniature.components import ClipConfig, TransformerConfig, VaeConfig
 from flashgen.miniature.data import render_set
@@ -107,10 +108,68 @@ def test_teacher_stage_learns_logs_a_curve_and_picks_cfg_on_validation(stages):
     curve = _lines(root / "teacher" / "eval.jsonl")
     assert curve[-1]["step"] == 20 and 0 <= curve[-1]["val_overall"] <= 1
     report = json.loads((r_teacher.export_dir / "report.json").read_text())
-    assert report["chosen"]["guidance"] in (1.0, 3.0) and len(report["trials"]) == 2
+    trials = report["trials"]
+    assert [(t["shift"], t["guidance"]) for t in trials] == [(3.0, 1.0), (3.0, 3.0)]
+    best = _best_by_rule(trials)
+    assert report["chosen"] == {"steps": 1, "shift": best["shift"], "guidance": best["guidance"]}
+    # the reported validation is a rerun of the chosen trial (same seeds, so the same score)
+    assert report["validation"]["overall"] == pytest.approx(best["overall"], abs=1e-6)
     assert set(report["validation_no_t5"]["tasks"]) == set(report["validation"]["tasks"])
     assert (r_teacher.export_dir / "transformer" / "config.json").is_file()
     assert (r_teacher.export_dir / "validation_samples.png").is_file()
+
+
+def _best_by_rule(trials):
+    """The documented selection rule: the highest score (to 6 decimals) wins, ties go to the
+    smaller guidance, then to the smaller shift."""
+    top = max(round(t["overall"], 6) for t in trials)
+    tied = [t for t in trials if round(t["overall"], 6) == top]
+    return min(tied, key=lambda t: (t["guidance"], t["shift"]))
+
+
+@pytest.mark.parametrize(
+    ("shifts", "guidances", "scores", "want"),
+    [
+        # a clear winner in the middle of the grid
+        ((1.0, 3.0), (2.0, 5.0), {(1.0, 2.0): 0.2, (1.0, 5.0): 0.7, (3.0, 2.0): 0.4}, (1.0, 5.0)),
+        # a tie goes to the smaller guidance, wherever it sits in the grid
+        ((3.0,), (4.0, 1.5, 7.0), {(3.0, 4.0): 0.6, (3.0, 1.5): 0.6, (3.0, 7.0): 0.1}, (3.0, 1.5)),
+        ((3.0,), (1.5, 4.0), {(3.0, 1.5): 0.6, (3.0, 4.0): 0.6}, (3.0, 1.5)),
+        # a difference below 1e-6 is a tie, not a win for the larger guidance
+        ((3.0,), (1.5, 4.0), {(3.0, 1.5): 0.5, (3.0, 4.0): 0.5 + 1e-8}, (3.0, 1.5)),
+        # a tie in guidance goes to the smaller shift
+        ((6.0, 2.0), (3.0,), {(6.0, 3.0): 0.5, (2.0, 3.0): 0.5}, (2.0, 3.0)),
+        # the score beats any tie-break
+        ((2.0, 6.0), (1.0, 3.0), {(6.0, 3.0): 0.9}, (6.0, 3.0)),
+    ],
+)
+def test_choose_sampling_picks_the_best_score_with_small_guidance_then_shift_tie_breaks(
+    monkeypatch, shifts, guidances, scores, want
+):
+    calls = []
+
+    def fake_score(transformer, vae, texts, batch, *, steps, shift, guidance, autocast):
+        calls.append((transformer, vae, texts, batch, steps, shift, guidance, autocast))
+        overall = scores.get((shift, guidance), 0.0)
+        return {"overall": overall, "tasks": {"color": overall / 2}}, None
+
+    monkeypatch.setattr(evaluate, "teacher_score", fake_score)
+    shift, guidance, trials = evaluate.choose_sampling(
+        "T", "V", "X", "B", steps=7, shifts=shifts, guidances=guidances, autocast=True
+    )
+    grid = [(s, g) for s in shifts for g in guidances]
+    assert (shift, guidance) == want
+    assert calls == [("T", "V", "X", "B", 7, s, g, True) for s, g in grid]
+    assert trials == [
+        {
+            "shift": s,
+            "guidance": g,
+            "overall": scores.get((s, g), 0.0),
+            "tasks": {"color": scores.get((s, g), 0.0) / 2},
+        }
+        for s, g in grid
+    ]
+    assert (_best_by_rule(trials)["shift"], _best_by_rule(trials)["guidance"]) == want
 
 
 def _teacher_cfg(r_vae, r_clip, **kw):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -53,7 +54,10 @@ def test_models_cli_exits_2_with_one_line(tmp_path, monkeypatch, capsys, card, m
     assert main(["models", str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"flashgen: error: {folder / 'flashgen.json'}: ")
+    prefix = f"flashgen: error: {folder / 'flashgen.json'}: "
+    assert err.startswith(prefix)
+    # the line says what is wrong with which field, as read_card does
+    assert re.search(message, err.rstrip("\n")[len(prefix) :]), err
 
 
 def test_well_formed_values_still_load(tmp_path):

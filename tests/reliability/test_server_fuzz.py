@@ -8,7 +8,6 @@ cap, a 200-request load test and the security guards; this file adds what is not
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -246,5 +245,7 @@ def test_cancelled_jobs_free_their_slot(live):
             30,
             "the third job to run once the running one was cancelled",
         )
-        with contextlib.suppress(KeyError):
-            assert c.get("/health").json()["queued"] == 0
+        for job in (waiting, running):
+            assert c.get(f"/v1/jobs/{job}").json()["status"] == "cancelled", job
+        health = c.get("/health").json()
+        assert health["queued"] == 0 and health["queue_size"] == 1

@@ -61,11 +61,18 @@ def test_openai_generations_b64_png_with_cli_metadata(client):
 
 
 def test_openai_without_seed_picks_a_random_one_and_defaults_to_b64(client):
-    r = client.post("/v1/images/generations", json={"prompt": "a square", "steps": 1})
-    assert r.status_code == 200
-    (item,) = r.json()["data"]
-    assert isinstance(item["seed"], int) and item["seed"] >= 0
-    assert png(item["b64_json"]).size == (64, 64)
+    items = []
+    for _ in range(2):
+        r = client.post("/v1/images/generations", json={"prompt": "a square", "steps": 1})
+        assert r.status_code == 200
+        (item,) = r.json()["data"]
+        items.append(item)
+    for item in items:
+        assert isinstance(item["seed"], int) and 0 <= item["seed"] < 2**32
+        assert png(item["b64_json"]).size == (64, 64)
+    # a fresh seed per request (a 2**-32 chance of a clash), and the image follows it
+    assert items[0]["seed"] != items[1]["seed"]
+    assert png(items[0]["b64_json"]).tobytes() != png(items[1]["b64_json"]).tobytes()
 
 
 def test_openai_url_format_is_a_clear_400(client):
