@@ -21,6 +21,7 @@ from pathlib import Path
 from torch import nn
 
 from flashgen.devices import DTYPES
+from flashgen.folders import replace_folder
 from flashgen.models.modelcard import CARD_FILE, ModelCard, read_card
 from flashgen.models.tiny_decoder import SUBFOLDER as TINY_SUBFOLDER
 
@@ -93,10 +94,4 @@ def export_student(
         if Path(path).is_file():
             (tmp / LOGS).mkdir(exist_ok=True)
             shutil.copy2(path, tmp / LOGS / log_name)
-    old = dest.with_name(dest.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
+    return replace_folder(tmp, dest)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from flashgen.folders import replace_folder
 from flashgen.miniature.components import build_scheduler
 from flashgen.miniature.continuation import component_dir
 from flashgen.models.modelcard import ModelCard
@@ -122,13 +123,7 @@ def export_model(
         default_decoder=default_decoder,
     ).write(tmp)
     (tmp / "training.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
-    old = dest.with_name(dest.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
+    return replace_folder(tmp, dest)
 
 
 def clip_tokenizer_name(folder: Path) -> str:

@@ -19,6 +19,8 @@ import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from flashgen.folders import replace_folder
+
 PART_BYTES = 15 * 2**20
 STAGES = ("vae", "clip", "teacher")
 LOGS = ("metrics.jsonl", "eval.jsonl")
@@ -74,7 +76,7 @@ def unpack_model(
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             tar.extractall(staging, filter="data")
-        _swap_in(staging / name, dest_root / name, aside=staging / f"{name}.old")
+        replace_folder(staging / name, dest_root / name, aside=staging / f"{name}.old")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest_root / name
@@ -120,16 +122,3 @@ def _read_archive(parts_dir: Path, name: str) -> bytes:
             f"pack the model folder with pack_run"
         )
     return raw
-
-
-def _swap_in(new: Path, dest: Path, aside: Path) -> None:
-    """Rename `new` to `dest`; an existing `dest` waits at `aside` until `new` is in place."""
-    had = dest.exists()
-    if had:
-        dest.rename(aside)
-    try:
-        new.rename(dest)
-    except OSError:
-        if had:
-            aside.rename(dest)
-        raise

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from flashgen.folders import replace_folder
 from flashgen.miniature.clip_task import ClipTask
 from flashgen.miniature.components import Components, parameter_counts
 from flashgen.miniature.continuation import (
@@ -288,13 +289,7 @@ def install(model_dir: Path, builtin_root: Path) -> Path:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp)
-    old = dest.with_name(dest.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
+    return replace_folder(tmp, dest)
 
 
 def _free() -> None:

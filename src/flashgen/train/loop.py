@@ -29,6 +29,7 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import TorchDynamoPlugin, broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
+from flashgen.folders import replace_folder
 from flashgen.train import fsdp
 from flashgen.train.checkpoint import (
     changed_settings,
@@ -254,12 +255,7 @@ def _export_main(task: TrainTask, export_dir: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     task.export(tmp)
-    old = export_dir.with_name(export_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)  # a leftover of a kill during the last swap
-    if export_dir.exists():
-        export_dir.rename(old)
-    tmp.rename(export_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, export_dir)  # a stale export.old of a killed swap is removed first
 
 
 class _Reporter:
