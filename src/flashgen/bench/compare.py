@@ -177,9 +177,14 @@ def _generate(variant: Variant, pipe, cfg: dict, prompt: str) -> None:
             )
         )
         return
+    from flashgen.models.modelcard import read_card
+
     g = torch.Generator("cpu").manual_seed(cfg["seed"])
     pipe(
         prompt,
+        # the T5 length flashgen pads to (the card's; 256, diffusers' default, without one):
+        # both pipelines then do the same work and make the same image
+        max_sequence_length=read_card(cfg["model"]).t5_max_length,
         num_inference_steps=cfg["steps"],
         guidance_scale=cfg["guidance"],
         width=cfg["width"],
@@ -223,6 +228,14 @@ def run_worker(spec: str, cfg: dict) -> dict:
             cpus.append(time.process_time() - c)
             in_transformer.append(clock.total - before)
             cpu_transformer.append(clock.cpu - before_cpu)
+    gpu = {}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        # GPU memory is not in the process RSS: the allocator's peak over this process (load,
+        # warm-up and timed runs, as peak_rss_gib), and what the caching allocator held
+        gpu = {
+            "cuda_peak_allocated_gib": torch.cuda.max_memory_allocated() / env.GIB,
+            "cuda_peak_reserved_gib": torch.cuda.max_memory_reserved() / env.GIB,
+        }
     return {
         "variant": variant.label,
         "spec": asdict(variant),
@@ -240,9 +253,13 @@ def run_worker(spec: str, cfg: dict) -> dict:
         "resolved_profile": _profile_name(pipe),
         "rss_after_load_gib": rss_load / env.GIB,
         "peak_rss_gib": env.peak_rss_bytes() / env.GIB,
-        "energy_joules": meter.joules,
+        "energy_joules": meter.joules,  # all `repeats` timed images together
+        "energy_joules_per_image": (
+            meter.joules / len(walls) if meter.joules is not None and walls else None
+        ),
         "energy_method": meter.method,
         "torch_threads": torch.get_num_threads(),
+        **gpu,
     }
 
 

@@ -18,7 +18,23 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from flashgen.devices import synchronize
 
-CLIP_TOKENS = 77
+CLIP_TOKENS = 77  # CLIP's context length: SD3's tokenizers, and the fallback below
+
+
+def text_lengths(folder: str | Path) -> tuple[int, int]:
+    """(CLIP tokens, T5 tokens) a prompt of this model is encoded to: CLIP-L's tokenizer
+    model_max_length (77 for SD3.5; 32 for the Shapes models) and the card's t5_max_length
+    (256, diffusers' default, without a card), as flashgen's prompt encoding pads them."""
+    from flashgen.models.modelcard import read_card
+
+    folder = Path(folder)
+    clip = CLIP_TOKENS
+    tok = folder / "tokenizer" / "tokenizer_config.json"
+    if tok.is_file():
+        length = json.loads(tok.read_text()).get("model_max_length")
+        if isinstance(length, int) and 0 < length < 10_000:  # HF writes 1e30 for "none set"
+            clip = length
+    return clip, read_card(folder).t5_max_length
 
 
 def _count(fn) -> int:
@@ -35,16 +51,19 @@ def _meta_model(folder: Path, slot: str):
 
 
 def transformer_step_flops(
-    folder: str | Path, *, width: int, height: int, batch: int = 1, t5_len: int = 256
+    folder: str | Path, *, width: int, height: int, batch: int = 1, t5_len: int | None = None
 ) -> int:
-    """FLOPs of one transformer call (one NFE) for `batch` latents of width x height pixels."""
+    """FLOPs of one transformer call (one NFE) for `batch` latents of width x height pixels,
+    with the model's own text lengths (`text_lengths`; `t5_len` overrides the T5 part)."""
     folder = Path(folder)
+    clip_len, card_t5 = text_lengths(folder)
+    t5_len = card_t5 if t5_len is None else t5_len
     model = _meta_model(folder, "transformer")
     cfg = model.config
     vae = json.loads((folder / "vae" / "config.json").read_text())
     f = 2 ** (len(vae["block_out_channels"]) - 1)
     x = torch.empty(batch, cfg.in_channels, height // f, width // f, device="meta")
-    ctx = torch.empty(batch, CLIP_TOKENS + t5_len, cfg.joint_attention_dim, device="meta")
+    ctx = torch.empty(batch, clip_len + t5_len, cfg.joint_attention_dim, device="meta")
     pooled = torch.empty(batch, cfg.pooled_projection_dim, device="meta")
     t = torch.empty(batch, device="meta")
     return _count(lambda: model(x, ctx, pooled, t, return_dict=False))
@@ -98,12 +117,15 @@ def image_flops(
     steps: int,
     cfg: bool,
     t5: bool,
-    t5_len: int = 256,
+    t5_len: int | None = None,
 ) -> ImageFlops:
-    """One image with `steps` sampler steps (CFG doubles the batch of every call)."""
+    """One image with `steps` sampler steps (CFG doubles the batch of every call), at the
+    model's own text lengths (`text_lengths`; `t5_len` overrides the T5 part)."""
     batch = 2 if cfg else 1
-    enc = text_encoder_flops(folder, "text_encoder", tokens=CLIP_TOKENS, batch=batch)
-    enc += text_encoder_flops(folder, "text_encoder_2", tokens=CLIP_TOKENS, batch=batch)
+    clip_len, card_t5 = text_lengths(folder)
+    t5_len = card_t5 if t5_len is None else t5_len
+    enc = text_encoder_flops(folder, "text_encoder", tokens=clip_len, batch=batch)
+    enc += text_encoder_flops(folder, "text_encoder_2", tokens=clip_len, batch=batch)
     if t5:
         enc += text_encoder_flops(folder, "text_encoder_3", tokens=t5_len, batch=batch)
     step = transformer_step_flops(folder, width=width, height=height, batch=batch, t5_len=t5_len)

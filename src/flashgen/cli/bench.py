@@ -121,6 +121,9 @@ def _make_model(args) -> int:
         out=str(cfg.out),
         seconds=time.perf_counter() - t0,
         peak_rss_gib=env.peak_rss_bytes() / env.GIB,
+        device_info=env.device_info("cpu"),
+        versions=env.package_versions(),
+        git_commit=env.git_commit(),
     )
     emit(summary, None)
     return 0
@@ -202,7 +205,14 @@ def _peak(args) -> int:
         measure_matmul_peak(k, size=args.size, device=str(device))
         for k in matmul_peak_kinds(device.type)
     ]
-    emit({"bench": "peak", "device_info": env.device_info(str(device)), "peaks": peaks}, None)
+    record = {
+        "bench": "peak",
+        "device_info": env.device_info(str(device)),
+        "versions": env.package_versions(),
+        "git_commit": env.git_commit(),
+        "peaks": peaks,
+    }
+    emit(record, None)
     return 0
 
 

@@ -194,8 +194,10 @@ class DMDTask(StageTask):
     def after_student_step(self) -> None:
         self.emas["ema"].update(self.ctx.unwrap(self.student))
 
-    def no_sync(self, last: bool):
-        if last:
+    def no_sync(self, index: int):
+        """DDP: the backward of student step `index` accumulates locally, except the last step's,
+        which all-reduces the student's gradients of every step."""
+        if index == len(self.sigmas) - 2:
             return contextlib.nullcontext()
         return self.ctx.accelerator.no_sync(self.student)
 
@@ -266,7 +268,7 @@ class DMDTask(StageTask):
         return metrics
 
     def generator_update(self, idx: torch.Tensor, step: int) -> dict[str, float]:
-        ctx, cfg, adv = self.ctx, self.cfg.dmd, self.cfg.adversarial
+        ctx, cfg = self.ctx, self.cfg.dmd
         cond = self.cond(idx)
         g = ctx.generator(step, stream=1)
         plain_fake = ctx.unwrap(self.fake)
@@ -278,30 +280,14 @@ class DMDTask(StageTask):
         # the backward too (with gradient checkpointing a block re-run in backward with their
         # requires_grad restored saves other tensors than the forward did, and torch refuses)
         with frozen(plain_fake, plain_disc):
-            for st in student_steps(self.student_fn(cond), self.noise(len(idx), g), self.sigmas):
-                point = self.points(st, g)
-                x_t = point.x_t.detach()
-                with torch.no_grad(), ctx.autocast():
-                    x0_real = self.real.x0(x_t, point.sigma, cond).float()
-                    x0_fake = x0_from_v(
-                        x_t, velocity(plain_fake, x_t, point.sigma, cond).float(), point.sigma
-                    )
-                loss, m = distribution_matching_loss(st.x0_pred, x0_real, x0_fake)
-                loss = cfg.dm_weight * loss
-                if plain_disc is not None:  # the judged point itself, with its gradient
-                    with ctx.autocast(), self.tap.capture() as feats:
-                        velocity(plain_fake, point.x_t, point.sigma, cond)
-                        g_loss, gm = hinge_generator_loss(plain_disc(feats))
-                    loss = loss + adv.weight * g_loss
-                    m.update(gm)
-                if self.traj is not None:  # keep this jump on the teacher's trajectory (L_reg)
-                    rows = torch.randint(0, self.traj.shape[0], (len(idx),), generator=g)
-                    a_loss, am = self.trajectory_loss(
-                        lambda x, s, c: self.student_fn(c)(x, s), st.index, rows
-                    )
-                    loss = loss + cfg.anchor_weight * a_loss
-                    m.update(am)
-                with self.no_sync(last=st.index == n - 1):
+            walk = student_steps(self.student_fn(cond), self.noise(len(idx), g), self.sigmas)
+            for i in range(n):
+                # DDP decides at FORWARD time whether the backward all-reduces: the step's
+                # student forwards (the walk's next step, the anchor) run inside the same
+                # no_sync as its backward, or no_sync would be a no-op (an all-reduce per step)
+                with self.no_sync(i):
+                    st = next(walk)
+                    loss, m = self.step_loss(st, g, cond, len(idx), plain_fake, plain_disc)
                     ctx.backward(loss / n)
                 for key, val in m.items():
                     totals[key] = totals.get(key, 0.0) + val / n
@@ -310,6 +296,33 @@ class DMDTask(StageTask):
         self.opt_student.step()
         self.after_student_step()
         return totals
+
+    def step_loss(self, st: StudentStep, g, cond: PromptEmbeds, batch: int, plain_fake, plain_disc):
+        """The generator's loss on student step `st` (DMD, adversarial, anchor) and its metrics."""
+        ctx, cfg, adv = self.ctx, self.cfg.dmd, self.cfg.adversarial
+        point = self.points(st, g)
+        x_t = point.x_t.detach()
+        with torch.no_grad(), ctx.autocast():
+            x0_real = self.real.x0(x_t, point.sigma, cond).float()
+            x0_fake = x0_from_v(
+                x_t, velocity(plain_fake, x_t, point.sigma, cond).float(), point.sigma
+            )
+        loss, m = distribution_matching_loss(st.x0_pred, x0_real, x0_fake)
+        loss = cfg.dm_weight * loss
+        if plain_disc is not None:  # the judged point itself, with its gradient
+            with ctx.autocast(), self.tap.capture() as feats:
+                velocity(plain_fake, point.x_t, point.sigma, cond)
+                g_loss, gm = hinge_generator_loss(plain_disc(feats))
+            loss = loss + adv.weight * g_loss
+            m.update(gm)
+        if self.traj is not None:  # keep this jump on the teacher's trajectory (L_reg)
+            rows = torch.randint(0, self.traj.shape[0], (batch,), generator=g)
+            a_loss, am = self.trajectory_loss(
+                lambda x, s, c: self.student_fn(c)(x, s), st.index, rows
+            )
+            loss = loss + cfg.anchor_weight * a_loss
+            m.update(am)
+        return loss, m
 
     # -- hand-over ---------------------------------------------------------------------------
 

@@ -103,12 +103,18 @@ class SplitTask(DMDTask):
         self.emas["ema_low"].update(self.ctx.unwrap(self.low))
         self.emas["ema_high"].update(self.ctx.unwrap(self.high))
 
-    def no_sync(self, last: bool):
-        if last:
-            return contextlib.nullcontext()
+    def no_sync(self, index: int):
+        """DDP: each branch all-reduces at the step backward of the LAST step it serves, no_sync
+        before (the caller runs the step's forwards inside this context too). DDP reduces a
+        module's accumulated gradients only in a backward whose forward ran outside no_sync, so
+        syncing both branches at the student's last step (served by `low` alone) would never
+        reduce `high`'s gradients and the ranks' high branches would drift apart."""
+        serving = [branch_of(float(s), self.cfg.split.boundary) for s in self.sigmas[:-1]]
         stack = contextlib.ExitStack()
-        for m in (self.low, self.high):
-            stack.enter_context(self.ctx.accelerator.no_sync(m))
+        for name, m in (("low", self.low), ("high", self.high)):
+            last = max((i for i, b in enumerate(serving) if b == name), default=-1)
+            if index != last:
+                stack.enter_context(self.ctx.accelerator.no_sync(m))
         return stack
 
     def export(self, out_dir: Path) -> None:

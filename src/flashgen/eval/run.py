@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import platform
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -100,6 +99,8 @@ class RunResult:
     quality: dict
     folder: str
     per_image: list[dict] = field(default_factory=list, repr=False)
+    device: str = "cpu"  # where the images were made (renders: the CPU)
+    dtype: str | None = None  # the model's compute dtype (None for renders)
 
 
 def select_prompts(split: str, limit: int | None) -> list[dict]:
@@ -225,6 +226,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     runs: list[RunResult] = []
     for model, folder_name in zip(config.models, folder_names(config.models)):
         pipe = None if model == RENDERS else _load(model, config)
+        where = _where(pipe)
         for steps in config.steps if pipe is not None else (None,):  # renders: no steps
             if pipe is None:
                 make, name = _render_generator, RENDER_MODEL
@@ -236,7 +238,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
             log(f"{model} steps={label}: generating {len(lines) * k} images")
             records, images = write_image_set(lines, folder, make, name, k)
             align, quality, correct = evaluate_images(records, images, reference)
-            runs.append(_run_result(model, records, align, quality, folder, out, correct))
+            runs.append(_run_result(model, records, align, quality, folder, out, correct, *where))
             r = runs[-1]
             ci = 1.96 * align["overall_se"]
             log(
@@ -249,7 +251,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
         "n_prompts": len(lines),
         "runs": [{kk: v for kk, v in asdict(r).items() if kk != "per_image"} for r in runs],
         "reference": str((out / "reference").relative_to(out)),
-        "environment": _environment(),
+        "environment": _environment([r.device for r in runs]),
     }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_report(out, lines, runs, ref_records)
@@ -269,53 +271,73 @@ def _load(model: str, config: EvalConfig):
     )
 
 
-def _run_result(model, records, align, quality, folder, out, correct) -> RunResult:
+def _where(pipe) -> tuple[str, str | None]:
+    """(device, compute dtype) a run's images are made on: the renderer runs on the CPU."""
+    if pipe is None:
+        return "cpu", None
+    from flashgen.devices import dtype_name
+
+    dtype = getattr(pipe, "dtype", None)
+    return str(getattr(pipe, "device", "cpu")), dtype_name(dtype) if dtype is not None else None
+
+
+def _run_result(
+    model, records, align, quality, folder, out, correct, device="cpu", dtype=None
+) -> RunResult:
     steps, guidance = records[0]["steps"], records[0]["guidance"]
-    seconds = [r["seconds"] for r in records]
-    warm = seconds[1:] if len(seconds) > 1 else seconds  # the first call pays for warm-up
+    # the first call (prompt line 0) pays for warm-up; with several images per prompt every
+    # record of that line carries its time, so all of them are left out, not just the first
+    warm = [r["seconds"] for r in records if r.get("line", 0) != records[0].get("line", 0)]
+    seconds = warm or [r["seconds"] for r in records]
     per_image = [{**r, "correct": c} for r, c in zip(records, correct)]
     return RunResult(
         model=model,
         steps=steps,
         guidance=guidance,
         nfe=0 if model == RENDERS else steps * (2 if guidance > 1 else 1),
-        seconds_per_image=float(np.median(warm)),
+        seconds_per_image=float(np.median(seconds)),
         alignment=align,
         quality=quality,
         folder=str(folder.relative_to(out)),
         per_image=per_image,
+        device=device,
+        dtype=dtype,
     )
 
 
-def _environment() -> dict:
+def _environment(devices: list[str] | tuple[str, ...] = ()) -> dict:
+    """Versions, the commit of the flashgen checkout that ran (not of the working directory's
+    repository: `bench.env.git_commit`, None for an installed copy) and the device(s) used."""
     import torch
 
     from flashgen import __version__
+    from flashgen.bench import env
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    used = list(dict.fromkeys(devices)) or ["cpu"]
     return {
         "flashgen": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
-        "commit": commit,
+        "commit": env.git_commit(),
+        "versions": env.package_versions(),
+        "device": used[0] if len(used) == 1 else used,
+        "device_info": env.device_info(next((d for d in used if d != "cpu"), "cpu")),
         "tasks": list(TASKS),
     }
 
 
 def summary(result: dict) -> dict:
     """The one-line JSON `flashgen eval run` prints last: the headline numbers of each run."""
+    environment = result.get("environment", {})
     return {
         "out": result["config"]["out"],
+        **{k: environment.get(k) for k in ("device", "versions", "commit")},
         "runs": [
             {
                 "model": r["model"],
+                "device": r.get("device"),
                 "steps": r["steps"],
                 "nfe": r["nfe"],
                 "overall": r["alignment"]["overall"],
