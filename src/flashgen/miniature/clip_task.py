@@ -147,8 +147,15 @@ class ClipTask(TrainTask):
         ids = tokenize(self.tok_l, negatives)
         self.neg_l[rows] = ids.view(len(used), k, -1)
         self.neg_g[rows] = repad(ids, eos, pad_g).view(len(used), k, -1)
-        self.pos_l, self.pos_g, self.neg_l, self.neg_g = (
-            t.to(dev) for t in (self.pos_l, self.pos_g, self.neg_l, self.neg_g)
+        # a negative may be another scene's true caption ('a blue circle' made from 'a red
+        # circle'): its caption id (-1: none) lets a batch mask it for the images it describes
+        table = {c: i for i, c in enumerate(self.data.captions)}
+        self.neg_caption = torch.full((size[0], k), -1, dtype=torch.long)
+        self.neg_caption[rows] = torch.tensor(
+            [table.get(c, -1) for c in negatives], dtype=torch.long
+        ).view(len(used), k)
+        self.pos_l, self.pos_g, self.neg_l, self.neg_g, self.neg_caption = (
+            t.to(dev) for t in (self.pos_l, self.pos_g, self.neg_l, self.neg_g, self.neg_caption)
         )
         model = DualClip(cfg)
         opt = torch.optim.AdamW(
@@ -180,10 +187,11 @@ class ClipTask(TrainTask):
         ids_l = torch.cat([self.pos_l[caps], self.neg_l[rows, pick].flatten(0, 1)])
         ids_g = torch.cat([self.pos_g[caps], self.neg_g[rows, pick].flatten(0, 1)])
         same = caps[:, None] == caps[None, :]
+        neg_true = caps[:, None] == self.neg_caption[rows, pick].flatten()[None, :]  # [B, B*K]
         with self.ctx.autocast():
             img_l, img_g, txt_l, txt_g, scale = self.model(x, ids_l, ids_g)
-        loss_l, m_l = clip_contrastive_loss(img_l, txt_l[:b], txt_l[b:], same, scale[0])
-        loss_g, m_g = clip_contrastive_loss(img_g, txt_g[:b], txt_g[b:], same, scale[1])
+        loss_l, m_l = clip_contrastive_loss(img_l, txt_l[:b], txt_l[b:], same, scale[0], neg_true)
+        loss_g, m_g = clip_contrastive_loss(img_g, txt_g[:b], txt_g[b:], same, scale[1], neg_true)
         loss = loss_l + loss_g
         self.opt.zero_grad(set_to_none=True)
         self.ctx.backward(loss)

@@ -97,6 +97,7 @@ def clip_contrastive_loss(
     negative_emb: torch.Tensor,
     same_caption: torch.Tensor,
     logit_scale: torch.Tensor,
+    negative_is_caption: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """CLIP's symmetric InfoNCE with hard negative captions:
 
@@ -105,7 +106,9 @@ def clip_contrastive_loss(
     image_emb, text_emb: [B, D] (row i matches row i); negative_emb: [B*K, D], captions made false
     for their scene (a colour, shape, count or relation swapped), which every image must rank
     below its own caption. same_caption: [B, B] bool, True where two rows share a caption string:
-    those off-diagonal pairs are masked (they are not negatives). s = exp(logit_scale).
+    those off-diagonal pairs are masked (they are not negatives). negative_is_caption: [B, B*K]
+    bool, True where a negative (made from another row's caption) is image i's own caption
+    string: masked likewise (it is true of image i). s = exp(logit_scale).
     """
     img = F.normalize(image_emb.float(), dim=-1)
     txt = F.normalize(text_emb.float(), dim=-1)
@@ -116,6 +119,8 @@ def clip_contrastive_loss(
     mask = same_caption & ~eye
     i2t = scale * img @ torch.cat([txt, neg]).T  # [B, B + B*K]
     i2t[:, :b] = i2t[:, :b].masked_fill(mask, float("-inf"))
+    if negative_is_caption is not None:
+        i2t[:, b:] = i2t[:, b:].masked_fill(negative_is_caption, float("-inf"))
     t2i = (scale * txt @ img.T).masked_fill(mask, float("-inf"))
     target = torch.arange(b, device=img.device)
     loss = 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target))

@@ -104,11 +104,16 @@ def _swap_relation(words, rng):
     return words[:i] + [_replace(words[i], old, RELATION_SWAPS[old])] + words[i + 1 :]
 
 
-def _swap_pair(words, rng, pick):
+def _swap_pair(words, rng, pick, same_meaning=None):
+    """Swap two different words picked by `pick`; `same_meaning(i, j)` (word positions) tells a
+    swap that leaves the caption true (such pairs are skipped)."""
     idx = _positions(words, pick)
     values = [_strip(words[i]) for i in idx]
     pairs = [
-        (a, b) for a in range(len(idx)) for b in range(a + 1, len(idx)) if values[a] != values[b]
+        (a, b)
+        for a in range(len(idx))
+        for b in range(a + 1, len(idx))
+        if values[a] != values[b] and not (same_meaning and same_meaning(idx[a], idx[b]))
     ]
     if not pairs:
         return None
@@ -120,7 +125,19 @@ def _swap_pair(words, rng, pick):
 
 
 def _swap_binding(words, rng):
-    return _swap_pair(words, rng, lambda w: _strip(w) in COLORS)
+    # Without a relation a caption is a set of noun phrases: swapping the colours of two phrases
+    # alike but for the colour ('a purple circle and a green circle') says the same thing again.
+    if _positions(words, lambda w: _strip(w) in RELATION_SWAPS):
+        same_meaning = None
+    else:
+
+        def phrase(i):  # the colour's quantifier and noun: 'a ... circle', 'two ... squares'
+            return tuple(_strip(words[j]) if 0 <= j < len(words) else "" for j in (i - 1, i + 1))
+
+        def same_meaning(i, j):
+            return phrase(i) == phrase(j)
+
+    return _swap_pair(words, rng, lambda w: _strip(w) in COLORS, same_meaning)
 
 
 def _swap_order(words, rng):

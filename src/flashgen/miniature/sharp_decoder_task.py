@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from flashgen.miniature.data import background, batch_indices, render_set, to_model_space
@@ -111,6 +112,15 @@ def refined_pairs(
     return z, refined
 
 
+def _saved_key(path: Path) -> str | None:
+    """The key a pairs file was saved under (None: unreadable, or written without one)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("key")
+    except Exception:  # noqa: BLE001 - a truncated or foreign file is remade, never trusted
+        return None
+
+
 def starting_decoder(cfg: SharpDecoderTaskConfig) -> tuple[Path, dict]:
     """The folder to start from and its training.json; ValueError for one this task made."""
     from flashgen.models.modelcard import read_card
@@ -169,10 +179,10 @@ class SharpDecoderTask(TrainTask):
         cfg = self.cfg
         cache = self.ctx.out_dir / PAIRS_FILE
         cache.parent.mkdir(parents=True, exist_ok=True)
-        if cache.is_file():
+        key = self._pairs_key()
+        if cache.is_file() and _saved_key(cache) == key:
             saved = load_file(cache, device=str(self.ctx.device))
-            if saved["z"].shape[0] == cfg.n_pairs:
-                return saved["z"], saved["refined"]
+            return saved["z"], saved["refined"]
         t0 = time.monotonic()
         g = self.ctx.generator(2**31 - 1)  # a draw made once in setup, never a train step
         parts = []
@@ -191,9 +201,20 @@ class SharpDecoderTask(TrainTask):
         self.seconds_pairs = time.monotonic() - t0
         if self.ctx.is_main:
             tmp = cache.with_suffix(".tmp")
-            save_file({"z": z.cpu(), "refined": refined.cpu()}, tmp)
+            save_file({"z": z.cpu(), "refined": refined.cpu()}, tmp, metadata={"key": key})
             tmp.replace(cache)  # atomic: a killed setup leaves no half-written cache
         return z, refined
+
+    def _pairs_key(self) -> str:
+        """What the pairs depend on: the settings that draw them, the run's seed and the model's
+        files (a cache made by another teacher or sigma range must not be reused)."""
+        from flashgen.miniature.encode_cache import folder_digest
+
+        cfg = self.cfg
+        folder = Path(self.pipe.source.path)
+        weights = folder_digest(folder) if folder.is_dir() else str(folder)
+        settings = (cfg.model, cfg.n_pairs, cfg.pair_batch, cfg.sigma_min, cfg.sigma_max)
+        return json.dumps([*settings, self.ctx.run.seed, weights])
 
     def state(self) -> dict:
         return {"model": self.model, "opt": self.opt, **({"ema": self.ema} if self.ema else {})}
