@@ -143,16 +143,20 @@ def _header_bytes(
     (the position table cropped to `crop` patches a side), everything else as stored. With
     `packed_as_stored` a quantized layer's companions (`*.weight_*`: scales, minimums) are
     counted as stored too."""
-    from flashgen.quant.io import read_header
+    from flashgen.quant.io import META_KEY, read_header
 
     total = 0
     for path in paths:
-        for name, info in read_header(path).items():
+        header = read_header(path)
+        # a quantized file's companions load as stored whoever asks (stored_bytes, auto_plan's
+        # check, counted them at the compute dtype: fp16 scales and bf16-weight codes twice)
+        as_stored = packed_as_stored or META_KEY in (header.get("__metadata__") or {})
+        for name, info in header.items():
             if name == "__metadata__":
                 continue
             b, e = info["data_offsets"]
             stored = _ST_ITEMSIZE.get(info["dtype"])
-            if stored is None or (packed_as_stored and ".weight_" in name):
+            if stored is None or (as_stored and ".weight_" in name):
                 total += e - b
                 continue
             numel = (e - b) // stored

@@ -63,9 +63,9 @@ def weight_files(folder: Path) -> list[Path]:
 def iter_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) for every tensor of a safetensors file, each read into its own memory."""
     header = read_header(path)
-    start = 8 + struct.unpack("<Q", path.open("rb").read(8))[0]
     fd = os.open(path, os.O_RDONLY)
     try:
+        start = 8 + struct.unpack("<Q", os.pread(fd, 8, 0))[0]
         for name, info in header.items():
             if name == "__metadata__":
                 continue
@@ -172,6 +172,22 @@ def _assign(model: nn.Module, name: str, t: torch.Tensor) -> None:
         raise KeyError(name)
 
 
+def _fp32_names(model: nn.Module, dtype: torch.dtype) -> frozenset[str]:
+    """Module names the library's own from_pretrained keeps in fp32 at `dtype`: transformers'
+    and diffusers' `_keep_in_fp32_modules` under fp16 (T5's `wo`, whose outputs overflow fp16),
+    transformers' `_keep_in_fp32_modules_strict` under fp16 and bf16."""
+    keep: set[str] = set()
+    if dtype == torch.float16:
+        keep |= set(getattr(model, "_keep_in_fp32_modules", None) or ())
+    if dtype in (torch.float16, torch.bfloat16):
+        keep |= set(getattr(model, "_keep_in_fp32_modules_strict", None) or ())
+    return frozenset(keep)
+
+
+def _float_dtype(name: str, dtype: torch.dtype, keep: frozenset[str]) -> torch.dtype:
+    return torch.float32 if keep and not keep.isdisjoint(name.split(".")) else dtype
+
+
 def load_component(
     folder: str | Path,
     cls,
@@ -201,6 +217,7 @@ def load_component(
             )
         scheme = saved_scheme
     model = _empty_model(folder, cls)
+    keep = _fp32_names(model, dtype)
     report = None
     if scheme is not None:
         report = QuantReport(scheme.name, scheme.group_size)
@@ -219,20 +236,25 @@ def load_component(
                 linear.bias is not None,
                 scheme,
                 device="meta",
-                dtype=dtype,
+                dtype=_float_dtype(name, dtype, keep),
             )
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, q)
             report.quantized.append(name)
     on_the_fly = saved is None and scheme is not None
-    _stream_weights(model, folder, dtype, on_the_fly, tensor_hook)
+    _stream_weights(model, folder, dtype, on_the_fly, tensor_hook, keep)
     _trim_heap()
     model.eval().requires_grad_(False)
     return model, report
 
 
 def _stream_weights(
-    model: nn.Module, folder: Path, dtype: torch.dtype, on_the_fly: bool, hook
+    model: nn.Module,
+    folder: Path,
+    dtype: torch.dtype,
+    on_the_fly: bool,
+    hook,
+    keep: frozenset[str] = frozenset(),
 ) -> None:
     aliases = _aliases(model)
     quant_layers = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
@@ -256,7 +278,7 @@ def _stream_weights(
                 )
             is_quant_buffer = layer in quant_layers and attr != "bias"
             if t.is_floating_point() and not is_quant_buffer:
-                t = (hook(key, t) if hook else t).to(dtype)
+                t = (hook(key, t) if hook else t).to(_float_dtype(key, dtype, keep))
             if key in aliases:  # a parameter: one Parameter object for all its tied names
                 t = nn.Parameter(t, requires_grad=False)
             for name in aliases.get(key, [key]):

@@ -121,7 +121,7 @@ class QuantLinear(nn.Module):
             return self.weight_q.to(dtype)
         if s.grouped:
             codes = packing.unpack(self.weight_q, s.bits)
-            return dequantize_affine_groups(codes, self.weight_scale, self.weight_min, dtype)
+            return dequantize_affine_groups(codes, self.weight_scale, self.weight_min, dtype, s.bits)
         return dequantize_symmetric(self.weight_q, self.weight_scale).to(dtype)
 
     @property
@@ -151,8 +151,16 @@ class QuantLinear(nn.Module):
         return F.linear(x, self.dequantized_weight(x.dtype), bias)
 
     def _int_mm_ok(self, x: torch.Tensor) -> bool:
+        if x.device.type == "cpu":
+            return True
+        # CUDA's _int_mm also needs K and N multiples of 8 (else a RuntimeError, not a fallback)
         rows = x.numel() // self.in_features
-        return x.device.type == "cpu" or (x.device.type == "cuda" and rows >= _CUDA_INT_MM_MIN_ROWS)
+        return (
+            x.device.type == "cuda"
+            and rows >= _CUDA_INT_MM_MIN_ROWS
+            and self.in_features % 8 == 0
+            and self.out_features % 8 == 0
+        )
 
     def _forward_int8(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
