@@ -121,7 +121,9 @@ class QuantLinear(nn.Module):
             return self.weight_q.to(dtype)
         if s.grouped:
             codes = packing.unpack(self.weight_q, s.bits)
-            return dequantize_affine_groups(codes, self.weight_scale, self.weight_min, dtype, s.bits)
+            return dequantize_affine_groups(
+                codes, self.weight_scale, self.weight_min, dtype, s.bits
+            )
         return dequantize_symmetric(self.weight_q, self.weight_scale).to(dtype)
 
     @property
