@@ -99,7 +99,8 @@ def test_max_memory_alone_picks_the_most_faithful_profile_that_fits(tiny):
     assert roomy.load_plan.profile.name == "desktop" and roomy.has_t5  # desktop keeps T5
     side = native_resolution(tiny)
     est = {
-        name: estimate(tiny, get_profile(name), width=side, height=side).total / GIB
+        # at the model's defaults: its guidance (5) runs CFG, which the choice counts
+        name: estimate(tiny, get_profile(name), width=side, height=side, cfg=True).total / GIB
         for name in ("phone", "laptop", "desktop")
     }
     assert est["phone"] < est["laptop"] < est["desktop"]
@@ -186,8 +187,8 @@ def test_unknown_profile_names_the_choices(tiny):
 def test_a_plain_load_that_would_not_fit_degrades_to_a_profile(tiny, monkeypatch, caplog):
     from flashgen import profiles
 
-    plain = estimate(tiny, None, width=64, height=64).total / GIB
-    desktop = estimate(tiny, get_profile("desktop"), width=64, height=64).total / GIB
+    plain = estimate(tiny, None, width=64, height=64, cfg=True).total / GIB
+    desktop = estimate(tiny, get_profile("desktop"), width=64, height=64, cfg=True).total / GIB
     assert desktop < plain
     monkeypatch.setattr(profiles, "available_gib", lambda: (plain + desktop) / 2)
     pipe = flashgen.load(str(tiny))

@@ -26,11 +26,12 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def budget(tiny):
-    """GiB that the desktop profile fits only without T5 (laptop fits either way)."""
+    """GiB that the desktop profile fits only without T5 (laptop fits either way), at the
+    model's defaults (its guidance 5 runs CFG: choose_profile counts it)."""
     desktop = get_profile("desktop")
-    with_t5 = estimate(tiny, desktop, width=64, height=64).total
-    without = estimate(tiny, desktop, width=64, height=64, has_t5=False).total
-    laptop = estimate(tiny, get_profile("laptop"), width=64, height=64).total
+    with_t5 = estimate(tiny, desktop, width=64, height=64, cfg=True).total
+    without = estimate(tiny, desktop, width=64, height=64, cfg=True, has_t5=False).total
+    laptop = estimate(tiny, get_profile("laptop"), width=64, height=64, cfg=True).total
     assert laptop < without < with_t5
     return (with_t5 + without) / 2 / GIB
 
@@ -79,3 +80,23 @@ def test_a_transformer_config_without_its_width_is_a_clear_error(tiny, tmp_path,
         flashgen.load(str(broken))  # the automatic profile check leaves it to the loader
     with pytest.raises(ModelLoadError, match=f"config.json: no '{field}'"):
         flashgen.load(str(broken), max_memory=64)
+
+
+def test_a_budget_picks_a_profile_whose_default_guided_request_fits(tiny):
+    # the choice counted one unguided image while the request guard counts CFG's doubled batch
+    # at the model's default guidance: a budget between the two loaded 'desktop' and then
+    # refused every request at the defaults; now it picks the profile that serves them
+    from flashgen.errors import OutOfMemoryBudget
+
+    assert flashgen.load(str(tiny)).defaults.guidance > 1.0
+    desktop, laptop = get_profile("desktop"), get_profile("laptop")
+    unguided = estimate(tiny, desktop, width=64, height=64).total
+    guided = estimate(tiny, desktop, width=64, height=64, cfg=True).total
+    laptop_guided = estimate(tiny, laptop, width=64, height=64, cfg=True).total
+    assert unguided < laptop_guided < guided
+    budget = (laptop_guided + guided) / 2 / GIB
+    pipe = flashgen.load(str(tiny), dtype="fp32", max_memory=budget)
+    assert pipe.load_plan.profile.name == "laptop"
+    pipe.generate(pipe.request("a red circle", steps=1))  # the default guidance: no refusal
+    with pytest.raises(OutOfMemoryBudget, match="no profile fits"):
+        flashgen.load(str(tiny), dtype="fp32", max_memory=(unguided + laptop_guided) / 2 / GIB)

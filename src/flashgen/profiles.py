@@ -20,6 +20,7 @@ import torch
 
 from flashgen.errors import ModelLoadError, OutOfMemoryBudget, UsageError
 from flashgen.memory_apply import pos_embed_hook
+from flashgen.models.modelcard import read_card
 from flashgen.memory_estimate import (
     GIB,
     RUNTIME_BYTES,
@@ -76,8 +77,11 @@ def choose_profile(
     decoder_dir: Path | None = None,
     drop_t5: bool = False,
 ) -> Profile:
-    """The most faithful profile whose estimate for a width x height image fits the budget
+    """The most faithful profile whose estimate for a width x height image at the model's
+    defaults fits the budget: with classifier-free guidance when its default guidance is > 1
+    (CFG doubles the batch, as the per-request memory guard counts it) and its card's T5 length
     (drop_t5: the T5 slot is never loaded, so no profile counts it)."""
+    card = read_card(folder)
     tried = []
     has_t5 = False if drop_t5 else None  # None: whether the folder has the slot
     for name in ORDER:
@@ -88,7 +92,9 @@ def choose_profile(
             dtype=dtype,
             width=width,
             height=height,
+            cfg=card.default_guidance > 1.0,
             has_t5=has_t5,
+            t5_len=card.t5_max_length,
             decoder_dir=decoder_dir,
         )
         if est.total <= max_memory_gib * GIB:
@@ -205,13 +211,15 @@ def auto_plan(
         weights = sum(stored_bytes(d, itemsize) for d in dirs)
         side = native_resolution(folder)
         tcfg, vcfg = read_configs(folder, decoder_dir)
-        acts = estimate_activations(
+        card = read_card(folder)
+        acts = estimate_activations(  # one image at the model's defaults, as choose_profile
             tcfg,
             vcfg,
             width=side,
             height=side,
             images=1,
-            t5_len=256,
+            cfg=card.default_guidance > 1.0,
+            t5_len=card.t5_max_length,
             itemsize=itemsize,
             vae_tile=None,
         )
