@@ -20,7 +20,6 @@ import torch
 
 from flashgen.errors import ModelLoadError, OutOfMemoryBudget, UsageError
 from flashgen.memory_apply import pos_embed_hook
-from flashgen.models.modelcard import read_card
 from flashgen.memory_estimate import (
     GIB,
     RUNTIME_BYTES,
@@ -34,6 +33,7 @@ from flashgen.memory_estimate import (
     slot_dir,
     stored_bytes,
 )
+from flashgen.models.modelcard import read_card
 
 PROFILES = {
     "phone": Profile("phone", True, "int4-group", "int4-group", None, 256, 96, True),
