@@ -60,10 +60,19 @@ def test_a_prequantized_folder_that_fits_loads_plainly(quantized, monkeypatch):
     """auto_plan's check must count a pre-quantized folder as the estimate (and the loader) do:
     with just the estimated memory available, the plain load fits and no profile is forced."""
     from flashgen import profiles
+    from flashgen.models.modelcard import read_card
 
     folder = quantized["bf16-weight"]
     side = native_resolution(folder)
-    est = estimate(folder, None, width=side, height=side)
+    card = read_card(folder)  # one image at the model's defaults, as auto_plan counts it
+    est = estimate(
+        folder,
+        None,
+        width=side,
+        height=side,
+        cfg=card.default_guidance > 1.0,
+        t5_len=card.t5_max_length,
+    )
     monkeypatch.setattr(profiles, "available_gib", lambda: (est.total + 4096) / GIB)
     assert profiles.auto_plan(folder, torch.device("cpu"), torch.float32, False) is None
 

@@ -9,6 +9,7 @@ import itertools
 
 import numpy as np
 import pytest
+from test_scorer import SPEC_PALETTE  # the spec's palette, restated once for the tests
 
 from flashgen.shapes.prompts import scene_for_prompt
 from flashgen.shapes.render import ObjectSpec, Scene, sample_scene
@@ -21,15 +22,6 @@ from flashgen.shapes.world import (
     SHAPES,
     is_held_out,
 )
-
-SPEC_PALETTE = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 70),
-    "blue": (40, 90, 220),
-    "yellow": (235, 200, 30),
-    "purple": (145, 60, 190),
-    "cyan": (30, 190, 200),
-}
 
 
 def blank():

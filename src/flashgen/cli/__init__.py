@@ -98,7 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flashgen: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _end_process_group()
     return int(rc or 0)
+
+
+def _end_process_group() -> None:
+    """Close the process group a multi-process launch opened (the trainer keeps it open between
+    the runs of one command): left to interpreter exit, gloo's threads were sometimes destroyed
+    while joinable and a rank died with SIGABRT after a successful run."""
+    dist = sys.modules.get("torch.distributed")  # never imported: no group to close
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
