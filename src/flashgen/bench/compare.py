@@ -15,6 +15,7 @@ plot, and prints the record as its last line.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import subprocess
@@ -160,6 +161,14 @@ def _load(variant: Variant, model: str, device: str, decoder: str = "tiny"):
     return pipe.to(device), pipe.transformer
 
 
+@functools.lru_cache(maxsize=4)
+def _t5_length(model: str) -> int:
+    """The card's T5 length, read once per process (not inside the timed generations)."""
+    from flashgen.models.modelcard import read_card
+
+    return read_card(model).t5_max_length
+
+
 def _generate(variant: Variant, pipe, cfg: dict, prompt: str) -> None:
     import torch
 
@@ -177,14 +186,12 @@ def _generate(variant: Variant, pipe, cfg: dict, prompt: str) -> None:
             )
         )
         return
-    from flashgen.models.modelcard import read_card
-
     g = torch.Generator("cpu").manual_seed(cfg["seed"])
     pipe(
         prompt,
         # the T5 length flashgen pads to (the card's; 256, diffusers' default, without one):
         # both pipelines then do the same work and make the same image
-        max_sequence_length=read_card(cfg["model"]).t5_max_length,
+        max_sequence_length=_t5_length(cfg["model"]),
         num_inference_steps=cfg["steps"],
         guidance_scale=cfg["guidance"],
         width=cfg["width"],
@@ -342,11 +349,9 @@ def run_compare(cfg: CompareConfig) -> dict:
         "name": cfg.name,
         "config": asdict(cfg),
         "model_path": str(folder),
-        "device_info": env.device_info(
+        **env.provenance(
             next((v.get("device") for v in variants.values() if "device" in v), "cpu")
         ),
-        "versions": env.package_versions(),
-        "git_commit": env.git_commit(),
         "variants": variants,
     }
     base = next(iter(variants.values()))

@@ -72,6 +72,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def provenance(device: str = "cpu") -> dict:
+    """What every benchmark record carries: the hardware, the package versions and the commit."""
+    return {
+        "device_info": device_info(device),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+    }
+
+
 def device_info(device: str = "cpu") -> dict:
     """Hardware description for a result file (CPU always, GPU when `device` is one)."""
     import torch

@@ -121,9 +121,7 @@ def _make_model(args) -> int:
         out=str(cfg.out),
         seconds=time.perf_counter() - t0,
         peak_rss_gib=env.peak_rss_bytes() / env.GIB,
-        device_info=env.device_info("cpu"),
-        versions=env.package_versions(),
-        git_commit=env.git_commit(),
+        **env.provenance("cpu"),
     )
     emit(summary, None)
     return 0
@@ -207,9 +205,7 @@ def _peak(args) -> int:
     ]
     record = {
         "bench": "peak",
-        "device_info": env.device_info(str(device)),
-        "versions": env.package_versions(),
-        "git_commit": env.git_commit(),
+        **env.provenance(str(device)),
         "peaks": peaks,
     }
     emit(record, None)

@@ -277,8 +277,7 @@ def _where(pipe) -> tuple[str, str | None]:
         return "cpu", None
     from flashgen.devices import dtype_name
 
-    dtype = getattr(pipe, "dtype", None)
-    return str(getattr(pipe, "device", "cpu")), dtype_name(dtype) if dtype is not None else None
+    return str(pipe.device), dtype_name(pipe.dtype)
 
 
 def _run_result(
