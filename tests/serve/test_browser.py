@@ -90,8 +90,8 @@ def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tm
     jobs_posted = []
     page.on("request", lambda r: r.method == "POST" and jobs_posted.append(r.url))
 
+    steps = httpx.get(url + "/health").json()["defaults"]["steps"]  # the model's: left blank
     page.fill("#prompt", PROMPT)
-    page.fill("#steps", "2")
     page.fill("#count", "2")
     page.click("#dice")
     seed = int(page.input_value("#seed"))
@@ -105,7 +105,7 @@ def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tm
     assert sizes == [[True, 64], [True, 64]]
     captions = page.eval_on_selector_all("#gallery figcaption", "cs => cs.map(c => c.textContent)")
     assert f"seed {seed + 1}" in captions[0] and f"seed {seed}" in captions[1]
-    assert all(PROMPT in c and "2 steps" in c for c in captions)
+    assert all(PROMPT in c and f"{steps} steps" in c for c in captions)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "webui.png"))
 
@@ -124,7 +124,7 @@ def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tm
     page.click("#gallery figure:first-child .tools button")
     assert page.input_value("#prompt") == PROMPT
     assert page.input_value("#seed") == str(seed + 1)
-    assert page.input_value("#steps") == "2"
+    assert page.input_value("#steps") == str(steps)
 
     # cancel stops a long job between steps
     page.fill("#steps", "100")
@@ -161,6 +161,23 @@ def test_negative_prompt_is_off_for_a_model_without_guidance(browser, served):
     expect(page.locator("#model")).to_have_text(SERVE_MODEL)
     expect(page.locator("#negative")).to_be_disabled()
     expect(page.locator("#negative")).to_have_attribute("placeholder", re.compile("not used"))
+    expect(page.locator("#guidance")).to_have_attribute("placeholder", "default 1")
+
+    # a typed scale > 1 turns guidance, and with it the negative prompt, on; <= 1 off again
+    page.fill("#guidance", "3")
+    expect(page.locator("#negative")).to_be_enabled()
+    page.fill("#negative", "a green triangle")
+    page.fill("#prompt", PROMPT)
+    page.fill("#steps", "1")
+    page.click("#generate")
+    expect(page.locator("#gallery figcaption")).to_contain_text("not: a green triangle")
+    expect(page.locator("#gallery figcaption")).to_contain_text("cfg 3")
+    page.fill("#guidance", "1")
+    expect(page.locator("#negative")).to_be_disabled()
+    page.fill("#guidance", "")
+    page.click("#gallery figure .tools button")  # reuse settings brings the scale back
+    assert page.input_value("#guidance") == "3"
+    expect(page.locator("#negative")).to_be_enabled()
     assert outside == []
 
 
