@@ -3,7 +3,9 @@ run's logs (benchmarks/results/gpu-training/), then the CPU continuation at the 
 (benchmarks/results/teacher-continuation-cpu/: in-run points on 48 prompts and the harness's
 paired scores of its snapshots on all 147 validation prompts at the teacher's defaults), and the
 one-session fifth continuation of session 12 (s12-*), a branch from the shipped teacher that was
-not installed.
+not installed, and the sixth, chained over sessions from session 16 (s16-stepN-validation: its EMA
+snapshots, scored like the shipped teacher re-scored in session 17, shipped-s17-validation, whose
+images use session 16's bf16 Euler arithmetic).
 
     .venv/bin/python benchmarks/results/eval-learning-curve/plot.py
 """
@@ -46,11 +48,23 @@ s12_steps = json.loads((CONT / "s12-summary.json").read_text())["stages"]["teach
 s12 = (points[-1][0] + s12_steps, s12_runs[-1]["alignment"]["overall"])
 
 
+def overall(folder):
+    return json.loads((CONT / folder / "results.json").read_text())["runs"][-1]["alignment"][
+        "overall"
+    ]
+
+
+# the sixth (session 16 on): from the shipped teacher, re-scored in session 17, to each snapshot
+sixth = [(points[-1][0], overall("shipped-s17-validation"))]
+for folder in sorted(CONT.glob("s16-step*-validation"), key=lambda f: int(f.name[8:-11])):
+    sixth.append((points[-1][0] + int(folder.name[8:-11]), overall(folder.name)))
+
+
 def msamples(step):
     return step * BATCH / 1e6
 
 
-fig, ax = plt.subplots(figsize=(7, 3.8))
+fig, ax = plt.subplots(figsize=(6.5, 4))
 steps = [r["step"] for r in ev]
 ax.plot(
     [msamples(s) for s in steps],
@@ -86,16 +100,22 @@ ax.plot(
     color="tab:orange",
     label="harness: fifth continuation (session 12, not installed)",
 )
+ax.plot(
+    [msamples(s) for s, _ in sixth],
+    [v for _, v in sixth],
+    "D-",
+    color="tab:green",
+    label="harness: sixth continuation (session 16 on, in progress; re-scored shipped first)",
+)
 ax.axvline(msamples(final_step), color="gray", lw=0.5)
 ax.axhline(0.8, color="r", ls=":", label="target 0.80")
 ax.set_xlabel("teacher training samples (millions; batch 512): H100 run, then CPU continuation")
 ax.set_ylabel("Shapes-GenEval (validation)")
 ax.set_ylim(0, 1.05)
-ax.legend(fontsize=5.5, ncol=2, loc="lower right")
+ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 record = json.loads(Path("src/flashgen/models/builtin/shapes-teacher/training.json").read_text())
 cpu_minutes = record["teacher_runs"][1]["train_seconds"] / 60  # the continuation's, all sessions
 ax.set_title(f"shapes-teacher: {minutes:.1f} H100 minutes, then {cpu_minutes:.0f} CPU minutes")
-fig.tight_layout()
-fig.savefig(Path(__file__).parent / "teacher_learning_curve.png", dpi=90)
+fig.savefig(Path(__file__).parent / "teacher_learning_curve.png", dpi=90, bbox_inches="tight")
 print([(r["step"], round(r["val_overall"], 3)) for r in ev], final_step, round(final, 3))
-print([(s, round(v, 3)) for s, v in points], s12)
+print([(s, round(v, 3)) for s, v in points], s12, [(s, round(v, 3)) for s, v in sixth])
