@@ -11,6 +11,7 @@ images use session 16's bf16 Euler arithmetic).
 """
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -33,31 +34,30 @@ BATCH = 512  # both runs
 CONT = Path("benchmarks/results/teacher-continuation-cpu")
 with open(CONT / "s9-eval.jsonl") as f:
     cont = [json.loads(line) for line in f]
+
+
+def overall(folder, run=-1):
+    """The harness's overall score of one run (default: the last) in a results.json folder."""
+    runs = json.loads((CONT / folder / "results.json").read_text())["runs"]
+    return runs[run]["alignment"]["overall"]
+
+
 # the harness (flashgen eval run, validation 147 x 1, 50 steps, CFG 4.5, tiny decoder, bf16):
 # the H100 teacher, then the continuation's snapshots, by continuation step
 harness = {0: "s9-validation", 1250: "s9-validation", 2000: "s10-step2000-validation"}
 harness[3000] = "final-validation"
-points = []
-for step, folder in harness.items():
-    runs = json.loads((CONT / folder / "results.json").read_text())["runs"]
-    run = runs[0] if step == 0 else runs[-1]  # s9-validation holds the H100 teacher first
-    points.append((final_step + step, run["alignment"]["overall"]))
+# s9-validation holds the H100 teacher first
+points = [(final_step + step, overall(f, 0 if step == 0 else -1)) for step, f in harness.items()]
 # session 12: 1,000 more steps from the shipped teacher (step 3,000 of the fourth), not installed
-s12_runs = json.loads((CONT / "s12-validation" / "results.json").read_text())["runs"]
 s12_steps = json.loads((CONT / "s12-summary.json").read_text())["stages"]["teacher"]["steps"]
-s12 = (points[-1][0] + s12_steps, s12_runs[-1]["alignment"]["overall"])
-
-
-def overall(folder):
-    return json.loads((CONT / folder / "results.json").read_text())["runs"][-1]["alignment"][
-        "overall"
-    ]
-
-
+s12 = (points[-1][0] + s12_steps, overall("s12-validation"))
 # the sixth (session 16 on): from the shipped teacher, re-scored in session 17, to each snapshot
+snapshots = {
+    int(re.fullmatch(r"s16-step(\d+)-validation", f.name)[1]): f.name
+    for f in CONT.glob("s16-step*-validation")
+}
 sixth = [(points[-1][0], overall("shipped-s17-validation"))]
-for folder in sorted(CONT.glob("s16-step*-validation"), key=lambda f: int(f.name[8:-11])):
-    sixth.append((points[-1][0] + int(folder.name[8:-11]), overall(folder.name)))
+sixth += [(points[-1][0] + step, overall(snapshots[step])) for step in sorted(snapshots)]
 
 
 def msamples(step):
