@@ -102,3 +102,10 @@ def served():
     """One real server process for the browser and load tests: (base_url, Popen)."""
     with serve_process() as running:
         yield running
+
+
+@pytest.fixture
+def served_model_settings():
+    """A server process started with `--model-settings` (clients' steps and guidance ignored)."""
+    with serve_process("--model-settings") as running:
+        yield running

@@ -181,6 +181,24 @@ def test_negative_prompt_is_off_for_a_model_without_guidance(browser, served):
     assert outside == []
 
 
+def test_model_settings_grey_out_steps_and_guidance(browser, served_model_settings):
+    url, _ = served_model_settings  # `flashgen serve --model-settings`
+    outside: list[str] = []
+    page = open_page(browser, url, outside)
+    for field in ("#steps", "#guidance"):
+        expect(page.locator(field)).to_be_disabled()
+        expect(page.locator(field)).to_have_attribute("title", re.compile("--model-settings"))
+    bodies = []
+    page.on("request", lambda r: r.method == "POST" and bodies.append(r.post_data_json))
+    page.fill("#prompt", PROMPT)
+    page.click("#generate")
+    expect(page.locator("#gallery figure img")).to_have_count(1)
+    assert len(bodies) == 1 and "steps" not in bodies[0] and "guidance" not in bodies[0]
+    page.click("#gallery figure .tools button")  # reuse settings leaves them to the model
+    assert page.input_value("#steps") == "" and page.input_value("#guidance") == ""
+    assert outside == []
+
+
 def test_page_fits_a_phone_screen(browser, served):
     url, _ = served
     outside: list[str] = []

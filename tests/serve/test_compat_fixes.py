@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import threading
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -28,6 +30,14 @@ def png_text(b64: str) -> dict:
 def basic(user: str, password: str) -> dict:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
+
+
+def finished(client, job_id: str) -> dict:
+    job = client.get(f"/v1/jobs/{job_id}")
+    while job.json()["status"] in ("queued", "running"):
+        threading.Event().wait(0.05)
+        job = client.get(f"/v1/jobs/{job_id}")
+    return job.json()
 
 
 def test_api_key_as_http_basic_password(make_client):
@@ -76,13 +86,41 @@ def test_unused_negative_prompt_is_not_reported(client):
     assert "Negative prompt" not in info["infotexts"][0]
     assert "Negative prompt" not in png_text(out["images"][0])[PARAMETERS_KEY]
     r = client.post("/v1/jobs", json={"prompt": "x", "negative_prompt": "blue", "guidance": 1})
-    job = client.get(f"/v1/jobs/{r.json()['id']}")
-    while job.json()["status"] in ("queued", "running"):
-        threading.Event().wait(0.05)
-        job = client.get(f"/v1/jobs/{r.json()['id']}")
-    result = job.json()["result"]
+    result = finished(client, r.json()["id"])["result"]
     assert result["settings"]["negative_prompt"] == ""
     assert result["request"]["negative_prompt"] == "blue"  # as given
+
+
+def test_model_settings_ignore_the_steps_and_guidance_clients_send(make_client, tiny_pipeline):
+    steps, guidance = tiny_pipeline.defaults.steps, tiny_pipeline.defaults.guidance
+    client = make_client(model_settings=True)
+    body = {"prompt": "x", "steps": 3, "cfg_scale": 7, "seed": 1}  # SillyTavern-like
+    info = json.loads(client.post(TXT2IMG, json=body).json()["info"])
+    assert (info["steps"], info["cfg_scale"]) == (steps, guidance)
+    out = client.post(OPENAI, json={"prompt": "x", "steps": 3, "seed": 1}).json()
+    assert f"Steps: {steps}," in png_text(out["data"][0]["b64_json"])[PARAMETERS_KEY]
+    r = client.post("/v1/jobs", json={"prompt": "x", "steps": 3, "guidance": 7})
+    settings = finished(client, r.json()["id"])["result"]["settings"]
+    assert (settings["steps"], settings["guidance"]) == (steps, guidance)
+    assert client.get("/health").json()["model_settings"] is True
+    assert '"modelSettings": true' in client.get("/").text  # the page greys its two fields out
+    # without the switch the same request is honoured
+    info = json.loads(make_client().post(TXT2IMG, json=body).json()["info"])
+    assert (info["steps"], info["cfg_scale"]) == (3, 7)
+
+
+def test_guidance_on_a_guidance_free_model_is_honoured_with_one_warning(
+    make_client, tiny_pipeline, monkeypatch, caplog
+):
+    monkeypatch.setattr(tiny_pipeline, "defaults", replace(tiny_pipeline.defaults, guidance=1.0))
+    client = make_client()
+    body = {"prompt": "x", "steps": 1, "cfg_scale": 7, "seed": 1}
+    with caplog.at_level(logging.WARNING, logger="flashgen.serve"):
+        for _ in range(2):
+            assert json.loads(client.post(TXT2IMG, json=body).json()["info"])["cfg_scale"] == 7
+        client.post(TXT2IMG, json=dict(body, cfg_scale=1))
+    warned = [r.getMessage() for r in caplog.records if "asked for guidance" in r.getMessage()]
+    assert len(warned) == 1 and "--model-settings" in warned[0], warned
 
 
 def test_memory_budget_is_refused_before_queueing(client, tiny_pipeline, monkeypatch):

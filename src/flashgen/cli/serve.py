@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-metadata", action="store_true", help="put no generation parameters in the PNGs"
     )
+    p.add_argument(
+        "--model-settings",
+        action="store_true",
+        help="always use the model's own steps and guidance, ignoring those clients send "
+        "(A1111 clients send cfg_scale 7 and Open WebUI 50 steps to a 4-step model)",
+    )
     p.set_defaults(func=run)
 
 
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key or None,
         queue_size=args.queue_size,
         metadata=not args.no_metadata,
+        model_settings=args.model_settings,
     )
     sock = bind(args.host, args.port)
     if not is_loopback(args.host):

@@ -58,6 +58,8 @@ class ServeConfig:
     queue_size: int = 16
     limits: ServeLimits = field(default_factory=ServeLimits)
     metadata: bool = True  # PNG text chunks (prompt, settings); False = strip them
+    # True = ignore the steps and guidance (cfg_scale) clients send: always the model's defaults
+    model_settings: bool = False
     # extra Host header names to accept while bound to loopback (e.g. a reverse proxy's name)
     allowed_hosts: tuple[str, ...] = ()
 
@@ -238,7 +240,11 @@ def create_app(pipeline, config: ServeConfig | None = None) -> FastAPI:
 
     config = config or ServeConfig()
     service = Service(
-        pipeline, limits=config.limits, queue_size=config.queue_size, metadata=config.metadata
+        pipeline,
+        limits=config.limits,
+        queue_size=config.queue_size,
+        metadata=config.metadata,
+        model_settings=config.model_settings,
     )
 
     @asynccontextmanager
@@ -292,6 +298,7 @@ def create_app(pipeline, config: ServeConfig | None = None) -> FastAPI:
                 "steps": service.default_steps,
                 "guidance": service.default_guidance,
             },
+            "model_settings": service.model_settings,  # True: clients' steps/guidance ignored
             "version": __version__,
         }
 
@@ -310,5 +317,9 @@ def _telemetry_off() -> dict:
 
 def _page(config: ServeConfig) -> str:
     html = resources.files("flashgen.serve").joinpath("static/index.html").read_text("utf-8")
-    settings = {"needsKey": bool(config.api_key), "limits": vars(config.limits)}
+    settings = {
+        "needsKey": bool(config.api_key),
+        "limits": vars(config.limits),
+        "modelSettings": config.model_settings,
+    }
     return html.replace("/*FLASHGEN_SETTINGS*/{}", json.dumps(settings))

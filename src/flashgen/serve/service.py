@@ -7,12 +7,15 @@ the PNGs carry the same metadata chunks as the CLI's (flashgen.images).
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, replace
 
 from flashgen import images
 from flashgen.request import GenerationRequest, GenerationResult
 from flashgen.serve.jobs import Job, JobQueue
 from flashgen.serve.limits import ServeLimits, check_request
+
+log = logging.getLogger("flashgen.serve")
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,20 @@ def render(result: GenerationResult, *, metadata: bool = True) -> Rendered:
 class Service:
     """Owns the pipeline; only its worker thread ever calls `pipeline.generate`."""
 
-    def __init__(self, pipeline, *, limits: ServeLimits, queue_size: int, metadata: bool = True):
+    def __init__(
+        self,
+        pipeline,
+        *,
+        limits: ServeLimits,
+        queue_size: int,
+        metadata: bool = True,
+        model_settings: bool = False,
+    ):
         self.pipeline = pipeline
         self.limits = limits
         self.metadata = metadata
+        self.model_settings = model_settings  # ignore clients' steps and guidance
+        self._warned_guidance = False
         self.queue = JobQueue(self._run, max_waiting=queue_size)
 
     @property
@@ -90,6 +103,10 @@ class Service:
 
     def submit(self, req: GenerationRequest, *, listed: bool = True) -> Job:
         """Check the request against the limits, then queue it (QueueFull when full)."""
+        if self.model_settings:  # --model-settings: the model's own steps and guidance
+            req = replace(req, steps=None, guidance=None)
+        elif req.guidance is not None and req.guidance > 1 >= self.default_guidance:
+            self._warn_guidance(req.guidance)
         check_request(req, self.limits)
         model_check = getattr(self.pipeline, "check_request", None)
         if model_check is not None:  # sizes the model itself cannot make
@@ -98,6 +115,22 @@ class Service:
         if guard is not None:  # a memory profile's budget: OutOfMemoryBudget now, not once queued
             guard(req, self.pipeline.resolve(req))
         return self.queue.submit(req, listed=listed)
+
+    def _warn_guidance(self, guidance: float) -> None:
+        """A1111 clients send their own cfg_scale (often 7) with every request; on a model made
+        to run without guidance that is rarely what the person behind them wants."""
+        if self._warned_guidance:
+            return
+        self._warned_guidance = True
+        log.warning(
+            "flashgen: a client asked for guidance %g; %s is made to run without it (default "
+            "%g), so its images may come out overexposed. The request is honoured; "
+            "`flashgen serve --model-settings` uses the model's own steps and guidance "
+            "whatever clients send (warned once)",
+            guidance,
+            self.model_id,
+            self.default_guidance,
+        )
 
     def _run(self, req: GenerationRequest, on_step) -> Rendered:
         result = self.pipeline.generate(
