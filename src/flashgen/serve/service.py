@@ -123,8 +123,9 @@ class Service:
             return
         self._warned_guidance = True
         log.warning(
-            "flashgen: a client asked for guidance %g; %s is made to run without it (default "
-            "%g), so its images may come out overexposed. The request is honoured; "
+            "flashgen: a client asked for guidance %g; %s was distilled to run without it "
+            "(default %g), and its images at that scale are not what it was trained for. The "
+            "request is honoured; "
             "`flashgen serve --model-settings` uses the model's own steps and guidance "
             "whatever clients send (warned once)",
             guidance,
