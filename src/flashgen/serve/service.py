@@ -125,9 +125,8 @@ class Service:
         log.warning(
             "flashgen: a client asked for guidance %g; %s was distilled to run without it "
             "(default %g), and its images at that scale are not what it was trained for. The "
-            "request is honoured; "
-            "`flashgen serve --model-settings` uses the model's own steps and guidance "
-            "whatever clients send (warned once)",
+            "request is honoured; `flashgen serve --model-settings` uses the model's own steps "
+            "and guidance whatever clients send (warned once)",
             guidance,
             self.model_id,
             self.default_guidance,
