@@ -9,6 +9,7 @@ import torch
 from two_process import DDP, launch_argv
 
 from flashgen.cli import main
+from flashgen.train import stage_seed
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,10 @@ def test_cpu_smoke_distillation_writes_a_loadable_student(teacher, tmp_path, cap
     card = json.loads((folder / "flashgen.json").read_text())
     record = json.loads((folder / "distill.json").read_text())
     assert record["config"]["dmd"]["dm_timesteps"] == "shared" and record["provenance"]
+    seeds = [s["seed"] for s in record["stages"]]  # each stage draws its own noise stream
+    assert len(set(seeds)) == 3 and seeds[0] == stage_seed(
+        record["config"]["run"]["seed"], "warmup"
+    )
     schedule = record["schedule"]  # the sampling schedule searched on validation
     assert schedule["trained_sigmas"] == [1.0, 0.5] and len(schedule["scores"]) == 5
     assert card["kind"] == "student" and card["sigmas"] == schedule["sigmas"]

@@ -40,7 +40,7 @@ from flashgen.distill.split import (
 from flashgen.distill.task import STUDENT_DIR, device_key, load_student, teacher_pipeline
 from flashgen.distill.validate import validation_lines, validation_score
 from flashgen.distill.warmup import WarmupTask, WarmupTaskConfig
-from flashgen.train import Interrupted, TrainRunConfig, run
+from flashgen.train import Interrupted, TrainRunConfig, run, stage_seed
 from flashgen.train.provenance import provenance
 
 STAGE_FILE = "stage.json"
@@ -56,6 +56,7 @@ class StageResult:
     export_dir: str
     last_metrics: dict
     validation: dict | None = None
+    seed: int | None = None  # the stage's own run seed (stage_seed); None in older records
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ class _StageRunner:
             return StageResult(**json.loads(done.read_text()))
         r = self.cfg.run
         run_cfg = TrainRunConfig(
-            seed=r.seed,
+            seed=stage_seed(r.seed, name),
             max_steps=steps,
             max_minutes=minutes,
             log_every=r.log_every,
@@ -226,6 +227,7 @@ class _StageRunner:
             export,
             _last_metrics(stage_dir),
             validation,
+            run_cfg.seed,
         )
         if main:
             done.write_text(json.dumps(asdict(stage), indent=2) + "\n")

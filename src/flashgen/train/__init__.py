@@ -10,7 +10,7 @@ from flashgen.train.config import TrainConfig, TrainRunConfig, load_config, pars
 from flashgen.train.ema import EMA
 from flashgen.train.loop import RunResult, run
 from flashgen.train.registry import TASKS, resolve_task
-from flashgen.train.task import TrainContext, TrainTask, generator_for
+from flashgen.train.task import TrainContext, TrainTask, generator_for, stage_seed
 
 __all__ = [
     "EMA",
@@ -26,4 +26,5 @@ __all__ = [
     "parse_overrides",
     "resolve_task",
     "run",
+    "stage_seed",
 ]

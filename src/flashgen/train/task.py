@@ -210,6 +210,18 @@ def generator_for(
     return g
 
 
+def stage_seed(seed: int, stage: str) -> int:
+    """The run seed of one named stage of a multi-stage run, derived from the run's seed.
+
+    Stages run one after another with the same loop, so with one shared seed stage B's step k
+    would draw exactly the noise stage A drew at its step k (`generator_for`). Each stage gets
+    its own stream instead: a seed that depends only on (seed, stage name), below 2**31 so that
+    `accelerate.utils.set_seed` (numpy takes 32 bits) can add the process index to it.
+    """
+    state = np.random.SeedSequence([seed, *stage.encode()]).generate_state(1, np.uint32)
+    return int(state[0]) >> 1
+
+
 class TrainTask(ABC):
     """One trainable thing: a VAE, CLIP encoders, the teacher, a distillation game.
 
