@@ -1,0 +1,21 @@
+#!/bin/bash
+# The seventh teacher continuation: the first link of a chain of one-session segments.
+# Session 20 found /work/runs gone (a new checkout): the sixth continuation (s16-command.sh),
+# ~6,000 of its 8,000 steps over sessions 16-19, was lost with it; only its scores survive. A
+# checkpoint with optimizer state (~110 MB) is too big to commit, so from now on each session
+# runs one self-contained segment that anneals within the session (warm-up 100, cosine
+# 1.0e-4 -> 2.5e-5 over 1,100 steps at batch 512, bf16, regional compile, EMA 0.999), starting
+# from the previous segment's EMA (CONTINUE_FROM; the shipped teacher for the first), and the
+# segment's EMA (14 MB fp16 transformer) is committed under s20-ema/ so the next session can
+# continue from it. 50k fresh training images per segment (seed 5 here; the next link uses 6).
+cd "$(dirname "$0")/../../.."  # the repository root
+OMP_NUM_THREADS=${THREADS:-2} exec .venv/bin/flashgen train miniature --preset cpu --device cpu \
+  --out-dir "${OUT_DIR:-/work/runs/teacher-cont-s20}" --resume \
+  --set continue_from="${CONTINUE_FROM:-shapes-teacher}" --set seed="${SEED:-5}" \
+  --set precision=bf16 --set compile=regional \
+  --set teacher_budget.steps="${STEPS:-1100}" --set teacher_budget.minutes=100000 \
+  --set n_images=50000 --set teacher.n_images=50000 \
+  --set teacher.batch_size=512 --set teacher.lr=1.0e-4 --set teacher.warmup_steps=100 \
+  --set teacher.min_lr_ratio=0.25 --set teacher.ema_decay=0.999 \
+  --set log_every=10 --set ckpt_every=25 --set teacher.eval_every=500 --set teacher.eval_prompts=48 \
+  --set teacher.select_prompts=0 --set 'teacher.select_shifts=[2.0]' --set 'teacher.select_guidances=[4.5]'
