@@ -4,8 +4,15 @@ A long teacher continuation on the CPU spans several sessions (docs/miniature.md
 the teacher"); its export only happens at the end. This copies the model it continues (`--like`,
 a built-in name or folder: VAE, text encoders, tokenizers, tiny decoder, card) and replaces the
 transformer's weights with the checkpoint's EMA shadow, in fp16 as the shipped folders are, so
-`flashgen eval run --model OUT` scores the run so far. The card and training record are the
-source's; `snapshot.json` says which checkpoint the weights are.
+`flashgen eval run --model OUT` scores the run so far. The card is the source's; `snapshot.json`
+says which checkpoint the weights are. When the checkpoint lies in a `flashgen train miniature`
+run folder (RUN/teacher/checkpoints/step_N, RUN/config.toml), training.json is that run's record
+up to the checkpoint, as the run's export would write it: its config, one teacher stage of N
+steps (stopped "snapshot"), `continued_from` = the source (`--like`) with its whole record, and
+`teacher_runs` / `teacher_totals` over the chain. So a snapshot can be continued in turn
+(`--set continue_from=OUT`) and the lineage stays whole: the one-session segments of
+teacher-continuation-cpu/s20-command.sh are chained this way. Elsewhere the source's
+training.json is kept as it is.
 
     .venv/bin/python benchmarks/ema_snapshot.py \
         --checkpoint /work/runs/teacher-cont-s9/teacher/checkpoints/step_00001000 \
@@ -17,23 +24,25 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tomllib
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from flashgen.miniature.continuation import TRAINING_FILE, teacher_runs, teacher_totals
 from flashgen.models.registry import resolve
 from flashgen.train.statefile import load_state
 
 WEIGHTS = "transformer/diffusion_pytorch_model.safetensors"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path, required=True, help="a step_NNNNNNNN folder")
     p.add_argument("--like", default="shapes-teacher", help="the model the run continues")
     p.add_argument("--out", type=Path, required=True, help="new model folder")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.out.exists():
         raise SystemExit(f"--out {args.out} exists; give a new folder")
     ema = load_state(args.checkpoint / "ema")
@@ -44,6 +53,8 @@ def main() -> int:
     if extra or not shadow:
         raise SystemExit(f"the EMA does not belong to {args.like}: e.g. {sorted(extra)[:3]}")
     kept = sorted(set(reference) - set(shadow))  # buffers (the fixed position table): as saved
+    meta = json.loads((args.checkpoint / "meta.json").read_text())
+    run_record = training_record(args.checkpoint, args.like, source, meta)
     tmp = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
@@ -51,7 +62,6 @@ def main() -> int:
         k: shadow.get(k, reference[k]).to(reference[k].dtype).contiguous() for k in reference
     }
     save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt"})
-    meta = json.loads((args.checkpoint / "meta.json").read_text())
     record = {
         "checkpoint": str(args.checkpoint.resolve()),
         "meta": meta,
@@ -64,9 +74,52 @@ def main() -> int:
         ),
     }
     (tmp / "snapshot.json").write_text(json.dumps(record, indent=2) + "\n")
+    if run_record is not None:
+        (tmp / TRAINING_FILE).write_text(json.dumps(run_record, indent=2) + "\n")
     tmp.rename(args.out)
     print(json.dumps({"bench": "ema_snapshot", "out": str(args.out), **record}))
     return 0
+
+
+def training_record(checkpoint: Path, like: str, source: Path, meta: dict) -> dict | None:
+    """The run's training record up to `checkpoint` (None outside a miniature run folder)."""
+    stage_dir = checkpoint.resolve().parent.parent  # RUN/teacher
+    config = stage_dir.parent / "config.toml"
+    if stage_dir.name != "teacher" or not config.is_file():
+        return None
+    step = meta["step"]
+    seconds = None
+    metrics = stage_dir / "metrics.jsonl"
+    if metrics.is_file():  # the loop's clock at the last logged step up to the checkpoint
+        logged = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        seconds = max((r["seconds"] for r in logged if r.get("step", 0) <= step), default=None)
+    text = config.read_text()
+    started = tomllib.loads(text).get("continue_from")
+    if started is not None and started != like:
+        raise SystemExit(f"the run continued {started!r}, not {like!r}: pass --like {started}")
+    parent = source / TRAINING_FILE
+    parent_record = json.loads(parent.read_text()) if parent.is_file() else {}
+    record = {
+        "preset": tomllib.loads(text).get("preset"),
+        "config": text,
+        "parameters": parent_record.get("parameters", {}),
+        "stages": [
+            {
+                "name": "teacher",
+                "steps": step,
+                "stopped": "snapshot",
+                "train_seconds": seconds,
+                "checkpoint": str(checkpoint.resolve()),
+                "report": {},
+            }
+        ],
+        "provenance": meta.get("provenance", {}),
+    }
+    if started is not None:  # a fresh run's snapshot has no parent, only the source's card
+        record["continued_from"] = {"model": like, "path": str(source), "training": parent_record}
+    record["teacher_runs"] = teacher_runs(record)
+    record["teacher_totals"] = teacher_totals(record["teacher_runs"])
+    return record
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Continuing the shipped teacher (`continue_from`): a few steps at toy batch on the CPU."""
 
 import filecmp
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 from flashgen.miniature.components import TransformerConfig, build_transformer
-from flashgen.miniature.continuation import load_transformer_weights, teacher_runs
+from flashgen.miniature.continuation import (
+    load_transformer_weights,
+    resolve_source,
+    teacher_runs,
+)
 from flashgen.miniature.presets import preset, with_overrides
 from flashgen.miniature.recipe import train_miniature
 from flashgen.models.modelcard import read_card
@@ -138,6 +144,43 @@ def test_training_json_records_the_lineage(continued):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["continued_from"] == SOURCE and set(summary["stages"]) == {"teacher"}
     assert summary["clip"] == _first_report(source, "clip") != {}
+
+
+_SNAPSHOT = Path(__file__).parents[2] / "benchmarks" / "ema_snapshot.py"
+_spec = importlib.util.spec_from_file_location("ema_snapshot", _SNAPSHOT)
+ema_snapshot = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ema_snapshot)
+
+
+def test_an_ema_snapshot_records_the_run_so_far_and_can_be_continued(continued, tmp_path):
+    # the one-session segments (teacher-continuation-cpu/s20-command.sh) are chained through
+    # snapshots committed to the repository: their lineage must stay whole
+    out, _, _ = continued
+    ckpt = max((out / "teacher" / "checkpoints").glob("step_*"))
+    snap = tmp_path / "snap"
+    argv = ["--checkpoint", str(ckpt), "--like", SOURCE, "--out", str(snap)]
+    assert ema_snapshot.main(argv) == 0
+    record = json.loads((snap / "training.json").read_text())
+    source = json.loads((builtin_path(SOURCE) / "training.json").read_text())
+    assert record["continued_from"]["model"] == SOURCE
+    assert record["continued_from"]["training"] == source
+    assert record["config"] == (out / "config.toml").read_text()
+    (stage,) = record["stages"]
+    assert (
+        stage["stopped"] == "snapshot"
+        and stage["steps"] == json.loads((ckpt / "meta.json").read_text())["step"]
+    )
+    *earlier, ours = record["teacher_runs"]
+    assert earlier == teacher_runs(source) and ours["batch_size"] == 4
+    assert record["teacher_totals"]["steps"] == sum(r["steps"] for r in earlier) + stage["steps"]
+    # a snapshot is a continue_from source in turn, carrying this record
+    arch = TransformerConfig(num_layers=5, num_heads=3, head_dim=64, dual_attention_layers=(0, 1))
+    assert resolve_source(str(snap), arch).training == record
+    # a --like that is not what the run continued is refused before anything is written
+    wrong = tmp_path / "wrong"
+    with pytest.raises(SystemExit, match="continued 'shapes-teacher'"):
+        ema_snapshot.main(["--checkpoint", str(ckpt), "--like", str(snap), "--out", str(wrong)])
+    assert not wrong.exists() and not wrong.with_name("wrong.partial").exists()
 
 
 def _first_report(record: dict, name: str) -> dict:
