@@ -87,12 +87,6 @@ def training_record(checkpoint: Path, like: str, source: Path, meta: dict) -> di
     config = stage_dir.parent / "config.toml"
     if stage_dir.name != "teacher" or not config.is_file():
         return None
-    step = meta["step"]
-    seconds = None
-    metrics = stage_dir / "metrics.jsonl"
-    if metrics.is_file():  # the loop's clock at the last logged step up to the checkpoint
-        logged = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        seconds = max((r["seconds"] for r in logged if r.get("step", 0) <= step), default=None)
     text = config.read_text()
     started = tomllib.loads(text).get("continue_from")
     if started is not None and started != like:
@@ -106,9 +100,9 @@ def training_record(checkpoint: Path, like: str, source: Path, meta: dict) -> di
         "stages": [
             {
                 "name": "teacher",
-                "steps": step,
+                "steps": meta["step"],
                 "stopped": "snapshot",
-                "train_seconds": seconds,
+                "train_seconds": meta.get("train_seconds"),
                 "checkpoint": str(checkpoint.resolve()),
                 "report": {},
             }

@@ -8,6 +8,13 @@
 # from the previous segment's EMA (CONTINUE_FROM; the shipped teacher for the first), and the
 # segment's EMA (14 MB fp16 transformer) is committed under s20-ema/ so the next session can
 # continue from it. 50k fresh training images per segment (seed 5 here; the next link uses 6).
+# Session 20 stopped its segment at step 954 (SIGTERM; LR 2.8e-5) to leave time to score it:
+# s20-ema/ is that checkpoint's EMA (benchmarks/ema_snapshot.py, with the run's training.json).
+# The next link, from a folder rebuilt from it (the VAE and encoders are the shipped ones):
+#   cp -r src/flashgen/models/builtin/shapes-teacher /work/runs/link-s20
+#   cp -r benchmarks/results/teacher-continuation-cpu/s20-ema/. /work/runs/link-s20/
+#   CONTINUE_FROM=/work/runs/link-s20 SEED=6 OUT_DIR=/work/runs/teacher-cont-s21 \
+#     benchmarks/results/teacher-continuation-cpu/s20-command.sh
 cd "$(dirname "$0")/../../.."  # the repository root
 OMP_NUM_THREADS=${THREADS:-2} exec .venv/bin/flashgen train miniature --preset cpu --device cpu \
   --out-dir "${OUT_DIR:-/work/runs/teacher-cont-s20}" --resume \
