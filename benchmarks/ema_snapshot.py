@@ -88,13 +88,14 @@ def training_record(checkpoint: Path, like: str, source: Path, meta: dict) -> di
     if stage_dir.name != "teacher" or not config.is_file():
         return None
     text = config.read_text()
-    started = tomllib.loads(text).get("continue_from")
+    run_config = tomllib.loads(text)
+    started = run_config.get("continue_from")
     if started is not None and started != like:
         raise SystemExit(f"the run continued {started!r}, not {like!r}: pass --like {started}")
     parent = source / TRAINING_FILE
     parent_record = json.loads(parent.read_text()) if parent.is_file() else {}
     record = {
-        "preset": tomllib.loads(text).get("preset"),
+        "preset": run_config.get("preset"),
         "config": text,
         "parameters": parent_record.get("parameters", {}),
         "stages": [
