@@ -24,13 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tomllib
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from flashgen.miniature.continuation import TRAINING_FILE, teacher_runs, teacher_totals
+from flashgen.miniature.continuation import (
+    TRAINING_FILE,
+    lineage,
+    resolve_source,
+    teacher_runs,
+    teacher_totals,
+)
+from flashgen.miniature.presets import load_config
 from flashgen.models.registry import resolve
 from flashgen.train.statefile import load_state
 
@@ -82,21 +88,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def training_record(checkpoint: Path, like: str, source: Path, meta: dict) -> dict | None:
-    """The run's training record up to `checkpoint` (None outside a miniature run folder)."""
+    """The run's training record up to `checkpoint` (None outside a miniature run folder),
+    built as the run's export builds it (miniature/recipe.py)."""
     stage_dir = checkpoint.resolve().parent.parent  # RUN/teacher
     config = stage_dir.parent / "config.toml"
     if stage_dir.name != "teacher" or not config.is_file():
         return None
-    text = config.read_text()
-    run_config = tomllib.loads(text)
-    started = run_config.get("continue_from")
-    if started is not None and started != like:
-        raise SystemExit(f"the run continued {started!r}, not {like!r}: pass --like {started}")
+    cfg = load_config(config)
+    if cfg.continue_from is not None and cfg.continue_from != like:
+        raise SystemExit(
+            f"the run continued {cfg.continue_from!r}, not {like!r}: pass --like {cfg.continue_from}"
+        )
     parent = source / TRAINING_FILE
     parent_record = json.loads(parent.read_text()) if parent.is_file() else {}
     record = {
-        "preset": run_config.get("preset"),
-        "config": text,
+        "preset": cfg.preset,
+        "config": config.read_text(),
         "parameters": parent_record.get("parameters", {}),
         "stages": [
             {
@@ -110,8 +117,8 @@ def training_record(checkpoint: Path, like: str, source: Path, meta: dict) -> di
         ],
         "provenance": meta.get("provenance", {}),
     }
-    if started is not None:  # a fresh run's snapshot has no parent, only the source's card
-        record["continued_from"] = {"model": like, "path": str(source), "training": parent_record}
+    if cfg.continue_from is not None:  # a fresh run's snapshot has no parent, only the card
+        record["continued_from"] = lineage(resolve_source(like, cfg.teacher.transformer))
     record["teacher_runs"] = teacher_runs(record)
     record["teacher_totals"] = teacher_totals(record["teacher_runs"])
     return record

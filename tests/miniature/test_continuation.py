@@ -174,8 +174,7 @@ def test_an_ema_snapshot_records_the_run_so_far_and_can_be_continued(continued, 
     assert earlier == teacher_runs(source) and ours["batch_size"] == 4
     assert record["teacher_totals"]["steps"] == sum(r["steps"] for r in earlier) + stage["steps"]
     # a snapshot is a continue_from source in turn, carrying this record
-    arch = TransformerConfig(num_layers=5, num_heads=3, head_dim=64, dual_attention_layers=(0, 1))
-    assert resolve_source(str(snap), arch).training == record
+    assert resolve_source(str(snap), _continue_cfg().teacher.transformer).training == record
     # a --like that is not what the run continued is refused before anything is written
     wrong = tmp_path / "wrong"
     with pytest.raises(SystemExit, match="continued 'shapes-teacher'"):
