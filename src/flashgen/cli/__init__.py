@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES = [
     "train",
     "distill",
     "quantize",
+    "import_gguf",
     "serve",
 ]
 
