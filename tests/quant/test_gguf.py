@@ -214,3 +214,6 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny, tmp_path, caps
     assert not (tmp_path / "sub").exists()  # no output, no half-made parent folders
     out.mkdir(parents=True)
     _fails(["import-gguf", str(good), *base], capsys, "already exists")
+    # a GGUF given where a model goes says how to make a model folder of it
+    _fails(["generate", "x", "--model", str(good), "--out-dir", str(tmp_path / "g")], capsys,
+           "flashgen import-gguf")  # fmt: skip

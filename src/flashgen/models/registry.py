@@ -76,6 +76,12 @@ def resolve(spec: str | Path | None = None) -> ModelSource:
     path = Path(text).expanduser()
     if path.is_file():
         _refuse_pickle(path)
+        if path.suffix.lower() == ".gguf":
+            raise ModelLoadError(
+                f"{path}: a GGUF file holds only the transformer; make a model folder from it "
+                "and the model it was made from: flashgen import-gguf FILE.gguf --base "
+                "MODEL_FOLDER --out DIR, then --model DIR"
+            )
         if path.suffix.lower() != ".safetensors":
             raise ModelLoadError(
                 f"{path}: not a .safetensors file; give a built-in name, a diffusers folder "
