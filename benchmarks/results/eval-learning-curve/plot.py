@@ -5,7 +5,10 @@ paired scores of its snapshots on all 147 validation prompts at the teacher's de
 one-session fifth continuation of session 12 (s12-*), a branch from the shipped teacher that was
 not installed, and the sixth, chained over sessions from session 16 (s16-stepN-validation: its EMA
 snapshots, scored like the shipped teacher re-scored in session 17, shipped-s17-validation, whose
-images use session 16's bf16 Euler arithmetic).
+images use session 16's bf16 Euler arithmetic), and the seventh, one annealed segment per session
+from session 20 on (sN-stepK-validation: segment K steps long, from the previous segment's EMA;
+scored against shipped-s20-validation, the shipped teacher on the AMD EPYC CPU of session 20,
+whose bf16 results differ from the AMX CPU's).
 
     .venv/bin/python benchmarks/results/eval-learning-curve/plot.py
 """
@@ -58,6 +61,16 @@ snapshots = {
 }
 sixth = [(points[-1][0], overall("shipped-s17-validation"))]
 sixth += [(points[-1][0] + step, overall(snapshots[step])) for step in sorted(snapshots)]
+# the seventh (session 20 on): one annealed segment per session, each from the last one's EMA;
+# scored on the AMD EPYC machines of those sessions, against the shipped teacher re-scored there
+segments = sorted(
+    (int(m[1]), int(m[2]), f.name)
+    for f in CONT.glob("s*-step*-validation")
+    if (m := re.fullmatch(r"s(\d+)-step(\d+)-validation", f.name)) and int(m[1]) >= 20
+)
+seventh = [(points[-1][0], overall("shipped-s20-validation"))]
+for _, step, folder in segments:
+    seventh.append((seventh[-1][0] + step, overall(folder)))
 
 
 def msamples(step):
@@ -105,7 +118,15 @@ ax.plot(
     [v for _, v in sixth],
     "D-",
     color="tab:green",
-    label="harness: sixth continuation (session 16 on, in progress; re-scored shipped first)",
+    label="harness: sixth continuation (sessions 16-19, lost at ~6,000 steps; re-scored shipped first)",
+)
+ax.plot(
+    [msamples(s) for s, _ in seventh],
+    [v for _, v in seventh],
+    "v-",
+    color="tab:purple",
+    label="harness: seventh continuation, one segment per session (session 20 on; "
+    "re-scored shipped first, AMD EPYC bf16)",
 )
 ax.axvline(msamples(final_step), color="gray", lw=0.5)
 ax.axhline(0.8, color="r", ls=":", label="target 0.80")

@@ -151,8 +151,7 @@ def row_sources(shapes: dict[str, tuple[int, ...]], layout: str) -> dict[str, tu
     }
     out = {}
     for key, p in original_layout.to_diffusers_transformer(probes).items():
-        ids = p[:, 0].long().unique()
-        if p.ndim != 2 or p.shape[1] != 2 or len(ids) != 1:
+        if p.ndim != 2 or p.shape[1] != 2 or len(ids := p[:, 0].long().unique()) != 1:
             raise ModelLoadError(f"{key}: the SD3 conversion mixes tensors; cannot import it")
         out[key] = (names[int(ids[0])], p[:, 1].long().tolist())
     return out
@@ -197,7 +196,7 @@ def build_transformer(
     report = QuantReport(scheme.name, BLOCK) if scheme else None
     linears = {n: m for n, m in model.named_modules() if type(m) is nn.Linear}
     dequantized: Counter = Counter()
-    cache: dict[str, tuple] = {}
+    cache: dict[tuple[str, bool], tuple] = {}
     for key, (src, rows) in sorted(sources.items(), key=lambda kv: kv[1][0]):
         t = tensors[src]
         layer, _, attr = key.rpartition(".")
@@ -207,16 +206,17 @@ def build_transformer(
                 f"the GGUF tensor {src} {t.shape} does not fit the base model's {key} {want}; "
                 "give the base model this file was made from (--base)"
             )
-        if t.qtype == kept and attr == "weight" and layer in linears:
-            if src not in cache:
-                cache = {src: legacy_codes(t)}  # one source tensor's codes at a time
-            codes, d, lo = (torch.from_numpy(a[rows]) for a in cache[src])
-            _put_codes(model, layer, linears[layer], scheme, codes, d, lo, dtype)
+        as_codes = t.qtype == kept and attr == "weight" and layer in linears
+        if (src, as_codes) not in cache:  # one source at a time (q, k, v share one)
+            cache = {(src, as_codes): legacy_codes(t) if as_codes else (t.dequantize(),)}
+        parts = [torch.from_numpy(a[rows]) for a in cache[src, as_codes]]
+        if as_codes:
+            _put_codes(model, layer, linears[layer], scheme, *parts, dtype)
             report.quantized.append(layer)
             continue
         if t.qtype not in FLOAT_TYPES:
             dequantized[t.qtype] += 1
-        _set(model, key, torch.from_numpy(t.dequantize()[rows]).to(dtype))
+        _set(model, key, parts[0].to(dtype))
     if report is not None:
         report.kept_float = {
             n: "not stored as " + kept
