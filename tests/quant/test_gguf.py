@@ -1,8 +1,10 @@
-"""GGUF transformer import (`flashgen import-gguf`): legacy block types carry over bit-exact into
+"""GGUF transformer import (`flashgen import-gguf`) and export (`flashgen export`): legacy block
+types carry over bit-exact into
 flashgen's group-32 codes, every other type is stored dequantized, both of Stability's and
 diffusers' tensor names load, and bad input exits 2 with one line, leaving nothing behind."""
 
 import json
+import re
 import shutil
 
 import gguf
@@ -217,3 +219,57 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny, tmp_path, caps
     # a GGUF given where a model goes says how to make a model folder of it
     _fails(["generate", "x", "--model", str(good), "--out-dir", str(tmp_path / "g")], capsys,
            "flashgen import-gguf")  # fmt: skip
+
+
+# -- export: `flashgen export MODEL --out FILE.gguf|FILE.safetensors` --------------------------
+
+
+def test_export_gguf_writes_city96s_layout_and_imports_back_exactly(tiny, tmp_path, capsys):
+    path = tmp_path / "tiny-Q4_0.gguf"
+    assert main(["export", str(tiny), "--out", str(path), "--type", "Q4_0"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["format"] == "gguf" and printed["bytes"] == path.stat().st_size
+    tensors = read_gguf(path)
+    original = _original(tiny)
+    assert set(tensors) == set(original)  # Stability's names, no prefix
+    quantized = {n for n, t in tensors.items() if t.qtype == "Q4_0"}
+    blocks = r"^joint_blocks\.\d+\..*\.(qkv|proj|fc1|fc2)\.weight$"  # not x_embedder.proj
+    assert quantized == {n for n in original if re.search(blocks, n)}
+    assert all(tensors[n].qtype == "F32" for n in set(original) - quantized)
+    reader = gguf.GGUFReader(str(path))
+    assert bytes(reader.fields["general.architecture"].parts[-1]).decode() == "sd3"
+    # what comes back is gguf's own quantize -> dequantize of the model's weights
+    record = flashgen.quant.gguf.import_gguf(path, tiny, tmp_path / "back")
+    assert record["gguf"]["codes_kept"] == "Q4_0"
+    model = flashgen.load(str(tmp_path / "back"), dtype="fp32").transformer
+    w = original["joint_blocks.1.x_block.mlp.fc2.weight"].float().numpy()
+    want = gguf.quants.dequantize(gguf.quants.quantize(w, Q.Q4_0), Q.Q4_0)
+    got = model.transformer_blocks[1].ff.net[2].dequantized_weight()
+    assert torch.equal(got, torch.from_numpy(want))
+
+
+def test_export_single_file_from_the_cli_loads_back(tiny, tmp_path, capsys):
+    path = tmp_path / "tiny.safetensors"
+    assert main(["export", str(tiny), "--out", str(path), "--dtype", "fp16"]) == 0
+    assert json.loads(capsys.readouterr().out)["format"] == "single-file safetensors"
+    a = flashgen.load(str(tiny), dtype="fp32")
+    b = flashgen.load(str(path), dtype="fp32")
+    assert b.transformer.pos_embed.proj.weight.dtype == torch.float32
+    assert np.abs(_pixels(a).astype(int) - _pixels(b)).mean() <= 1
+
+
+def test_export_refuses_bad_input_with_one_line(tiny, tmp_path, capsys):
+    _fails(["export", str(tiny), "--out", str(tmp_path / "x.bin")], capsys, ".safetensors or .gguf")
+    taken = tmp_path / "taken.gguf"
+    taken.write_bytes(b"mine")
+    _fails(["export", str(tiny), "--out", str(taken)], capsys, "already exists")
+    assert taken.read_bytes() == b"mine"
+    quantized = tmp_path / "q"
+    assert main(["quantize", str(tiny), "--scheme", "int8-weight", "--out", str(quantized)]) == 0
+    capsys.readouterr()
+    _fails(["export", str(quantized), "--out", str(tmp_path / "q.gguf")], capsys,
+           "already quantized")  # fmt: skip
+    with pytest.raises(SystemExit) as e:  # argparse: the GGUF package cannot write K-quants
+        main(["export", str(tiny), "--out", str(tmp_path / "k.gguf"), "--type", "Q4_K"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))

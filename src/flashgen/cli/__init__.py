@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = [
     "distill",
     "quantize",
     "import_gguf",
+    "export",
     "serve",
 ]
 

@@ -21,6 +21,11 @@ reference code and stored as float at the base transformer's dtype, and reported
 component holds one scheme, so when a file mixes legacy types, the most common one (by weights)
 is kept as codes and the others are stored dequantized.
 
+The other way, `flashgen export MODEL --out FILE.gguf --type Q4_0` writes a model's transformer
+as such a file (`export_gguf`), so a flashgen student runs in those runtimes: Stability's tensor
+names, the joint blocks' attention and MLP weights in the chosen type and everything else F32,
+as city96's SD3 files are made (ComfyUI-GGUF's tools).
+
 Why hand-written: the gguf package (llama.cpp's own) reads the file and dequantizes every type,
 and diffusers can load GGUF, but it keeps its own GGUFParameter tensors and dequantizes them in
 its own Linear at every call, outside flashgen's quantized format, profiles and fast paths. What
@@ -32,6 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +68,14 @@ FLOAT_TYPES = ("F32", "F16", "BF16")
 ORIGINAL_PREFIX = "model.diffusion_model."
 ORIGINAL_MARKER = "joint_blocks.0.context_block.attn.qkv.weight"  # Stability's MMDiT names
 DIFFUSERS_MARKER = "transformer_blocks.0.attn.to_q.weight"
+
+
+# what export_gguf quantizes (city96's SD3 policy); embedders, final layer, 1-D tensors stay F32
+EXPORT_QUANTIZED = (
+    r"^joint_blocks\.\d+\.(x_block|context_block)\.attn2?\.(qkv|proj)\.weight$",
+    r"^joint_blocks\.\d+\.(x_block|context_block)\.mlp\.(fc1|fc2)\.weight$",
+)
+EXPORT_TYPES = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "BF16", "F16", "F32")
 
 
 @dataclass(frozen=True)
@@ -331,3 +347,58 @@ def import_gguf(gguf_path: str | Path, base: str | Path, out: str | Path) -> dic
                 folder.rmdir()
         raise
     return record
+
+
+def export_gguf(model: str | Path, out_file: str | Path, qtype: str = "Q8_0") -> dict:
+    """Write the transformer of `model` (a built-in name or diffusers folder with float weights)
+    to `out_file` as a GGUF file in Stability's tensor names (atomically; an existing file is
+    refused). Returns {tensor type: count}."""
+    import gguf
+
+    from flashgen.models import original_layout
+    from flashgen.models.loading import load_diffusers_model
+    from flashgen.models.registry import resolve
+    from flashgen.quant.io import is_quantized
+
+    out = Path(out_file)
+    if qtype not in EXPORT_TYPES:
+        raise ValueError(f"unknown GGUF type {qtype!r}; use one of {', '.join(EXPORT_TYPES)}")
+    if out.suffix.lower() != ".gguf":
+        raise ValueError(f"{out}: a GGUF file name must end in .gguf")
+    if out.exists():
+        raise ValueError(f"{out} already exists; choose a new --out file or delete it first")
+    source = resolve(str(model))
+    if source.kind == "single_file":
+        raise ModelLoadError(f"{model}: export a diffusers folder or a built-in name")
+    if is_quantized(source.path / "transformer"):
+        raise ModelLoadError(
+            f"{model}: its transformer is already quantized; export from the float model"
+        )
+    transformer = load_diffusers_model(
+        source.path / "transformer", "SD3Transformer2DModel", torch.float32
+    )
+    state = original_layout.to_original_transformer(transformer.state_dict())
+    types: Counter = Counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        writer = gguf.GGUFWriter(tmp, arch="sd3")
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        for name, t in state.items():
+            data = t.detach().float().numpy()
+            chosen = qtype
+            if not any(re.search(p, name) for p in EXPORT_QUANTIZED) or data.shape[-1] % BLOCK:
+                chosen = "F32"
+            ggml = gguf.GGMLQuantizationType[chosen]
+            writer.add_tensor(name, gguf.quants.quantize(data, ggml), raw_dtype=ggml)
+            types[chosen] += 1
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dict(types)
