@@ -1,7 +1,7 @@
 """GGUF transformer import (`flashgen import-gguf`) and export (`flashgen export`): legacy block
-types carry over bit-exact into
-flashgen's group-32 codes, every other type is stored dequantized, both of Stability's and
-diffusers' tensor names load, and bad input exits 2 with one line, leaving nothing behind."""
+types carry over bit-exact into flashgen's group-32 codes, every other type is stored
+dequantized, both of Stability's and diffusers' tensor names load, an export reads back exactly,
+and bad input exits 2 with one line, leaving nothing behind."""
 
 import json
 import re
