@@ -273,3 +273,15 @@ def test_export_refuses_bad_input_with_one_line(tiny, tmp_path, capsys):
         main(["export", str(tiny), "--out", str(tmp_path / "k.gguf"), "--type", "Q4_K"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_base_without_transformer_weights_imports_in_bf16(tiny, tmp_path):
+    """Someone who keeps only the GGUF may have deleted the base's own transformer weights."""
+    base = shutil.copytree(tiny, tmp_path / "base")
+    (base / WEIGHTS).unlink()
+    path = write_gguf(tmp_path / "t.gguf", _original(tiny), quantized_2d(Q.Q8_0))
+    flashgen.quant.gguf.import_gguf(path, base, tmp_path / "out")
+    model = flashgen.load(str(tmp_path / "out"), dtype="fp32").transformer
+    assert model.transformer_blocks[0].attn.to_q.weight_scale.dtype == torch.float16
+    stored = load_file(str(tmp_path / "out" / WEIGHTS))
+    assert stored["pos_embed.proj.weight"].dtype == torch.bfloat16

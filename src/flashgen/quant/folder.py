@@ -12,6 +12,7 @@ import json
 import secrets
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -93,23 +94,33 @@ def quantize_folder(
     card = read_card(src).to_dict()
     if scheme is None:
         components = ()
+    with new_folder(out) as tmp:
+        copy_unquantized(src, tmp, components, drop_t5)
+        record = {
+            "scheme": scheme.name if scheme else None,
+            "group_size": scheme.group_size if scheme else None,
+            "components": _quantize_components(src, tmp, scheme, components, skip, drop_t5),
+            "skip": list(skip),
+            "t5_dropped": drop_t5,
+        }
+        if drop_t5:
+            _drop_t5_slots(tmp, card)
+        card["quantization"] = record
+        (tmp / "flashgen.json").write_text(json.dumps(card, indent=2) + "\n")
+    return record
+
+
+@contextlib.contextmanager
+def new_folder(out: Path) -> Iterator[Path]:
+    """Build the folder `out` atomically: the block fills an empty hidden folder beside it, which
+    becomes `out` when the block succeeds. On failure nothing is left behind, not even the parent
+    folders of `out` that this created."""
     created = _missing_folders(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp = _new_folder_beside(out)
         try:
-            _copy_unquantized(src, tmp, components, drop_t5)
-            record = {
-                "scheme": scheme.name if scheme else None,
-                "group_size": scheme.group_size if scheme else None,
-                "components": _quantize_components(src, tmp, scheme, components, skip, drop_t5),
-                "skip": list(skip),
-                "t5_dropped": drop_t5,
-            }
-            if drop_t5:
-                _drop_t5_slots(tmp, card)
-            card["quantization"] = record
-            (tmp / "flashgen.json").write_text(json.dumps(card, indent=2) + "\n")
+            yield tmp
             tmp.rename(out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -118,7 +129,6 @@ def quantize_folder(
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
-    return record
 
 
 def _missing_folders(folder: Path) -> list[Path]:
@@ -138,7 +148,7 @@ def _new_folder_beside(out: Path) -> Path:
     return tmp
 
 
-def _copy_unquantized(src: Path, tmp: Path, components: tuple[str, ...], drop_t5: bool) -> None:
+def copy_unquantized(src: Path, tmp: Path, components: tuple[str, ...], drop_t5: bool) -> None:
     """Copy every file and folder of `src` except the slots to quantize (and T5, if dropped)."""
     for item in src.iterdir():
         if item.name in components and (item / "config.json").is_file():

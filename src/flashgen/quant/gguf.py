@@ -35,7 +35,6 @@ header read of each block's fp16 scale and min, is all this module adds.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -287,12 +286,7 @@ def import_gguf(gguf_path: str | Path, base: str | Path, out: str | Path) -> dic
     from flashgen.models.loading import check_component_folder
     from flashgen.models.modelcard import read_card
     from flashgen.models.registry import resolve
-    from flashgen.quant.folder import (
-        _copy_unquantized,
-        _missing_folders,
-        _new_folder_beside,
-        stored_float_dtype,
-    )
+    from flashgen.quant.folder import copy_unquantized, new_folder, stored_float_dtype
     from flashgen.quant.io import save_component
 
     gguf_path, out = Path(gguf_path), Path(out)
@@ -311,7 +305,10 @@ def import_gguf(gguf_path: str | Path, base: str | Path, out: str | Path) -> dic
         raise ValueError(f"{out} already exists; choose a new --out folder or delete it first")
     tensors = read_gguf(gguf_path)
     config = json.loads((src / "transformer" / "config.json").read_text())
-    dtype = stored_float_dtype(src / "transformer")
+    try:  # what the base's own transformer is stored in (its weights may have been removed)
+        dtype = stored_float_dtype(src / "transformer")
+    except ModelLoadError:
+        dtype = torch.bfloat16  # SD3.5's published transformers are bf16
     model, report, summary = build_transformer(tensors, config, dtype)
     card = read_card(src).to_dict()
     record = {
@@ -327,25 +324,11 @@ def import_gguf(gguf_path: str | Path, base: str | Path, out: str | Path) -> dic
         "t5_dropped": False,
         "gguf": {"file": gguf_path.name, **summary},
     }
-    created = _missing_folders(out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp = _new_folder_beside(out)
-        try:
-            _copy_unquantized(src, tmp, ("transformer",), drop_t5=False)
-            save_component(model, tmp / "transformer", report)
-            card["quantization"] = record
-            (tmp / "flashgen.json").write_text(json.dumps(card, indent=2) + "\n")
-            tmp.rename(out)
-        finally:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        for folder in created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
+    with new_folder(out) as tmp:
+        copy_unquantized(src, tmp, ("transformer",), drop_t5=False)
+        save_component(model, tmp / "transformer", report)
+        card["quantization"] = record
+        (tmp / "flashgen.json").write_text(json.dumps(card, indent=2) + "\n")
     return record
 
 
