@@ -263,14 +263,7 @@ def _set(model: nn.Module, name: str, value: torch.Tensor) -> None:
 def _put_codes(model, layer, linear, scheme, codes, d, lo, dtype) -> None:
     """Swap `linear` for a QuantLinear holding the given codes; a bias already read moves over,
     one not read yet stays meta until its own tensor comes."""
-    q = QuantLinear(
-        linear.in_features,
-        linear.out_features,
-        linear.bias is not None,
-        scheme,
-        device="meta",
-        dtype=dtype,
-    )
+    q = QuantLinear.meta_like(linear, scheme, dtype)
     q.weight_q = packing.pack(codes, scheme.bits)
     q.weight_scale, q.weight_min = d.contiguous(), lo.contiguous()
     if linear.bias is not None and not linear.bias.is_meta:

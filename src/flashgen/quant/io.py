@@ -230,14 +230,7 @@ def load_component(
             if why:
                 report.kept_float[name] = why
                 continue
-            q = QuantLinear(
-                linear.in_features,
-                linear.out_features,
-                linear.bias is not None,
-                scheme,
-                device="meta",
-                dtype=_float_dtype(name, dtype, keep),
-            )
+            q = QuantLinear.meta_like(linear, scheme, _float_dtype(name, dtype, keep))
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, q)
             report.quantized.append(name)

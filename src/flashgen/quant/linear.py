@@ -84,6 +84,19 @@ class QuantLinear(nn.Module):
         )
 
     @classmethod
+    def meta_like(cls, linear: nn.Module, scheme: QuantScheme, dtype: torch.dtype) -> QuantLinear:
+        """A QuantLinear of `linear`'s shape and bias with no storage yet (the meta device), for
+        loaders that fill its buffers themselves."""
+        return cls(
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            scheme,
+            device="meta",
+            dtype=dtype,
+        )
+
+    @classmethod
     def from_linear(cls, linear: nn.Linear, scheme: QuantScheme) -> QuantLinear:
         """Quantize a float nn.Linear (its weight is read once; the result owns new storage)."""
         w = linear.weight.detach()
