@@ -49,6 +49,7 @@ from torch import nn
 
 from flashgen.errors import ModelLoadError
 from flashgen.quant import packing
+from flashgen.quant.io import assign
 from flashgen.quant.linear import QuantLinear
 from flashgen.quant.quantize import QuantReport
 from flashgen.quant.schemes import get_scheme
@@ -231,7 +232,7 @@ def build_transformer(
             continue
         if t.qtype not in FLOAT_TYPES:
             dequantized[t.qtype] += 1
-        _set(model, key, parts[0].to(dtype))
+        assign(model, key, parts[0].to(dtype))
     if report is not None:
         report.kept_float = {
             n: "not stored as " + kept
@@ -249,15 +250,6 @@ def build_transformer(
         "dequantized_tensors": dict(dequantized),
     }
     return model.eval().requires_grad_(False), report, summary
-
-
-def _set(model: nn.Module, name: str, value: torch.Tensor) -> None:
-    mod_name, _, attr = name.rpartition(".")
-    mod = model.get_submodule(mod_name) if mod_name else model
-    if attr in mod._parameters:
-        mod._parameters[attr] = nn.Parameter(value, requires_grad=False)
-    else:
-        mod._buffers[attr] = value
 
 
 def _put_codes(model, layer, linear, scheme, codes, d, lo, dtype) -> None:

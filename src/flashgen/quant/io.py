@@ -160,7 +160,7 @@ def _aliases(model: nn.Module) -> dict[str, list[str]]:
     return {n: names for names in groups.values() for n in names}
 
 
-def _assign(model: nn.Module, name: str, t: torch.Tensor) -> None:
+def assign(model: nn.Module, name: str, t: torch.Tensor) -> None:
     """Put `t` at `name` (a Parameter stays a Parameter: pass the same one for tied names)."""
     mod_name, _, attr = name.rpartition(".")
     mod = model.get_submodule(mod_name) if mod_name else model
@@ -275,7 +275,7 @@ def _stream_weights(
             if key in aliases:  # a parameter: one Parameter object for all its tied names
                 t = nn.Parameter(t, requires_grad=False)
             for name in aliases.get(key, [key]):
-                _assign(model, name, t)
+                assign(model, name, t)
                 seen.add(name)
     missing = sorted(n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta)
     if missing:
