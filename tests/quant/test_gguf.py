@@ -100,6 +100,21 @@ def test_legacy_types_import_bit_exact_and_generate_like_the_reference(tiny, tmp
     assert np.abs(_pixels(pipe).astype(int) - _pixels(ref_pipe)).max() <= 1
 
 
+def test_share_base_import_names_the_bases_parts_and_makes_the_same_images(tiny, tmp_path):
+    path = write_gguf(tmp_path / "s.gguf", _original(tiny), quantized_2d(Q.Q8_0))
+    copied, shared = tmp_path / "copied", tmp_path / "shared"
+    assert main(["import-gguf", str(path), "--base", str(tiny), "--out", str(copied)]) == 0
+    argv = ["import-gguf", str(path), "--base", str(tiny), "--out", str(shared), "--share-base"]
+    assert main(argv) == 0
+    card = json.loads((shared / "flashgen.json").read_text())
+    assert card["external_components"] == {
+        s: f"path:{tiny.resolve()}" for s in ("vae", "text_encoder", "text_encoder_2")
+    }
+    assert not (shared / "vae").exists() and (shared / "transformer").is_dir()
+    a, b = (flashgen.load(str(f), dtype="fp32") for f in (shared, copied))
+    assert np.array_equal(_pixels(a), _pixels(b))
+
+
 def test_diffusers_names_and_model_prefix_import(tiny, tmp_path):
     sd = load_file(str(tiny / WEIGHTS))
     path = write_gguf(tmp_path / "d.gguf", sd, quantized_2d(Q.Q8_0))

@@ -7,6 +7,12 @@ import json
 from flashgen.quant.folder import QUANTIZABLE
 from flashgen.quant.schemes import SCHEMES
 
+SHARE_HELP = (
+    "name the base model's unchanged VAE and text encoders in the new folder instead of "
+    "copying them (for SD3.5, gigabytes less on disk); the new model then loads only while the "
+    "base folder stays where it is"
+)
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -31,6 +37,7 @@ def register(sub) -> None:
         help=f"comma-separated slots to quantize (default: {','.join(QUANTIZABLE)})",
     )
     p.add_argument("--skip", action="append", default=[], help="glob of layer names kept float")
+    p.add_argument("--share-base", action="store_true", help=SHARE_HELP)
     p.set_defaults(func=_run)
 
 
@@ -54,6 +61,7 @@ def _run(args) -> int:
         components=components,
         skip=tuple(args.skip),
         drop_t5=args.drop_t5,
+        share_base=args.share_base,
     )
     print(json.dumps({"out": str(args.out), **record}, sort_keys=True))
     return 0

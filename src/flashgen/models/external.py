@@ -10,10 +10,15 @@ only its transformer and names the rest as "builtin:<model>" (that built-in mode
 same slot), so the shipped weights stay small. Their CLIP tokenizers are "clip:<max_length>" or
 "clip:<max_length>:<pad token>": the real CLIP tokenizer rebuilt from the BPE merges that ship with
 flashgen (models/assets), cached once as a tokenizer folder.
+
+A folder made with `flashgen quantize --share-base` or `flashgen import-gguf --share-base` names
+the base model's unchanged VAE and text encoders as "path:<absolute folder>" (the same slot of that
+model folder, followed through its own flashgen.json) instead of holding copies of them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -77,6 +82,8 @@ def resolve_external(name: str, slot: str) -> tuple[Path, str]:
         )
     if name.startswith("builtin:"):
         return _builtin_slot(name.removeprefix("builtin:"), slot)
+    if name.startswith(PATH_PREFIX):
+        return _path_slot(name, slot)
     if name.startswith("clip:") and slot.startswith("tokenizer"):
         return _clip_tokenizer_dir(name), "CLIPTokenizer"
     try:
@@ -116,8 +123,6 @@ def _clip_tokenizer_dir(name: str) -> Path:
 
 
 def _builtin_slot(model: str, slot: str) -> tuple[Path, str]:
-    import json
-
     from flashgen.models.registry import BUILTIN_DIR
 
     folder = BUILTIN_DIR / model
@@ -131,6 +136,61 @@ def _builtin_slot(model: str, slot: str) -> tuple[Path, str]:
             f"installed in {BUILTIN_DIR}; reinstall flashgen"
         )
     return folder / slot, entry[1]
+
+
+PATH_PREFIX = "path:"
+MAX_PATH_HOPS = 8  # a chain of shared bases longer than this is taken for a loop
+
+
+def _path_slot(name: str, slot: str, hops: int = 0) -> tuple[Path, str]:
+    """Slot `slot` of the model folder a "path:<folder>" names: its own subfolder, or (when that
+    folder shares it in turn) whatever its flashgen.json names for the slot."""
+    from flashgen.models.modelcard import read_card
+
+    folder = Path(name.removeprefix(PATH_PREFIX))
+    if not folder.is_absolute():
+        raise ModelLoadError(
+            f"flashgen.json names {name!r} for {slot!r}; the path must be absolute"
+        )
+    if hops >= MAX_PATH_HOPS:
+        raise ModelLoadError(
+            f"flashgen.json: the {slot!r} component goes through more than {MAX_PATH_HOPS} shared "
+            f"model folders (a loop?); last: {folder}"
+        )
+    try:
+        card = read_card(folder)
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        index, card = None, None
+    if index is None or not isinstance(index, dict):
+        raise ModelLoadError(
+            f"this model shares {slot!r} with the model folder {folder}, which is gone or is no "
+            f"longer a model folder; put it back, or recreate this model without --share-base"
+        )
+    inner = card.external_components.get(slot)
+    if inner is not None:
+        if inner.startswith(PATH_PREFIX):
+            return _path_slot(inner, slot, hops + 1)
+        return resolve_external(inner, slot)
+    entry = index.get(slot)
+    if not entry or entry[1] is None or not (folder / slot).is_dir():
+        raise ModelLoadError(
+            f"this model shares {slot!r} with the model folder {folder}, which has no such "
+            f"component; recreate this model without --share-base"
+        )
+    return folder / slot, entry[1]
+
+
+def share_name(folder: Path) -> str:
+    """What a derived model's flashgen.json names to share the components of `folder`:
+    "builtin:<name>" for an installed built-in model (valid wherever flashgen is installed),
+    otherwise "path:<absolute folder>"."""
+    from flashgen.models.registry import BUILTIN_DIR
+
+    folder = Path(folder).resolve()
+    if folder.parent == BUILTIN_DIR.resolve():
+        return f"builtin:{folder.name}"
+    return f"{PATH_PREFIX}{folder}"
 
 
 def resolve_external_components(spec: dict[str, str]) -> dict[str, tuple[Path, str]]:

@@ -23,6 +23,12 @@ from flashgen.quant.schemes import QuantScheme, get_scheme
 
 QUANTIZABLE = ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
 T5_SLOTS = ("text_encoder_3", "tokenizer_3")
+SHAREABLE = (
+    "vae",
+    "text_encoder",
+    "text_encoder_2",
+    "text_encoder_3",
+)  # the big ones (--share-base)
 _DTYPE_NAMES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
@@ -65,6 +71,7 @@ def quantize_folder(
     components: tuple[str, ...] = QUANTIZABLE,
     skip: tuple[str, ...] = (),
     drop_t5: bool = False,
+    share_base: bool = False,
 ) -> dict:
     """Write a quantized copy of the diffusers folder `src` to `out` (atomically: built in a
     temporary folder beside `out`, renamed into place). Returns the quantization record that is
@@ -72,7 +79,9 @@ def quantize_folder(
 
     scheme None copies the weights unchanged; drop_t5 leaves the T5 slot out of the copy (the
     text-encoder restructuring of the phone/laptop profiles, as a model of its own). Layers whose
-    names match a glob in `skip` stay float. On failure nothing is left behind, not even the
+    names match a glob in `skip` stay float. share_base: the components copied unchanged (VAE,
+    text encoders) are named by the card instead of copied, so `out` holds only what changed and
+    loads only while `src` is where it was. On failure nothing is left behind, not even the
     parent folders of `out` that this call created."""
     from flashgen.models.modelcard import read_card
 
@@ -95,7 +104,7 @@ def quantize_folder(
     if scheme is None:
         components = ()
     with new_folder(out) as tmp:
-        copy_unquantized(src, tmp, components, drop_t5)
+        shared = copy_unquantized(src, tmp, components, drop_t5, share=share_base)
         record = {
             "scheme": scheme.name if scheme else None,
             "group_size": scheme.group_size if scheme else None,
@@ -103,6 +112,7 @@ def quantize_folder(
             "skip": list(skip),
             "t5_dropped": drop_t5,
         }
+        card["external_components"].update(shared)
         if drop_t5:
             _drop_t5_slots(tmp, card)
         card["quantization"] = record
@@ -148,17 +158,28 @@ def _new_folder_beside(out: Path) -> Path:
     return tmp
 
 
-def copy_unquantized(src: Path, tmp: Path, components: tuple[str, ...], drop_t5: bool) -> None:
-    """Copy every file and folder of `src` except the slots to quantize (and T5, if dropped)."""
+def copy_unquantized(
+    src: Path, tmp: Path, components: tuple[str, ...], drop_t5: bool, *, share: bool = False
+) -> dict[str, str]:
+    """Copy every file and folder of `src` except the slots to quantize (and T5, if dropped).
+    share: the VAE and text encoders copied unchanged are named instead of copied (flashgen.json
+    external_components: models.external.share_name). Returns {slot: name} of those."""
+    from flashgen.models.external import share_name
+
+    shared = {}
     for item in src.iterdir():
         if item.name in components and (item / "config.json").is_file():
             continue
         if drop_t5 and item.name in T5_SLOTS:
             continue
+        if share and item.name in SHAREABLE and (item / "config.json").is_file():
+            shared[item.name] = share_name(src)
+            continue
         if item.is_dir():
             shutil.copytree(item, tmp / item.name)
         else:
             shutil.copy2(item, tmp / item.name)
+    return shared
 
 
 def _quantize_components(

@@ -264,10 +264,13 @@ def _put_codes(model, layer, linear, scheme, codes, d, lo, dtype) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, q)
 
 
-def import_gguf(gguf_path: str | Path, base: str | Path, out: str | Path) -> dict:
+def import_gguf(
+    gguf_path: str | Path, base: str | Path, out: str | Path, *, share_base: bool = False
+) -> dict:
     """Write `base` (a built-in name or diffusers folder) with its transformer replaced by the
     GGUF file's to the new folder `out` (atomically). Returns the import record, also stored in
-    out/flashgen.json under "quantization"."""
+    out/flashgen.json under "quantization". share_base: the base's VAE and text encoders are
+    named by the card instead of copied (quant.folder.copy_unquantized)."""
     from flashgen.models.loading import check_component_folder
     from flashgen.models.modelcard import read_card
     from flashgen.models.registry import resolve
@@ -310,8 +313,9 @@ def import_gguf(gguf_path: str | Path, base: str | Path, out: str | Path) -> dic
         "gguf": {"file": gguf_path.name, **summary},
     }
     with new_folder(out) as tmp:
-        copy_unquantized(src, tmp, ("transformer",), drop_t5=False)
+        shared = copy_unquantized(src, tmp, ("transformer",), drop_t5=False, share=share_base)
         save_component(model, tmp / "transformer", report)
+        card["external_components"].update(shared)
         card["quantization"] = record
         (tmp / "flashgen.json").write_text(json.dumps(card, indent=2) + "\n")
     return record
