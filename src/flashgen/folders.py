@@ -2,12 +2,45 @@
 
 Every writer of a model or export folder builds it complete beside its destination, then swaps it
 in here, so a reader sees the old folder or the new one, never a mix.
+
+`usual_permissions` undoes a safetensors quirk on the way: since 0.8.0 its writer saves through a
+temporary file that is always mode 0600 (safetensors#782, a fix is open upstream), so weights a
+model folder holds would be readable by their owner only, unlike its JSON files (another user, a
+container, a web server running as someone else could not load them).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+
+WEIGHT_SUFFIX = ".safetensors"
+
+
+def process_umask() -> int:
+    """The process umask, read without changing it where Linux reports it (/proc/self/status:
+    thread-safe); elsewhere by the usual set-and-restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_permissions(path: Path) -> None:
+    """Give a file (or every .safetensors file under a folder) that safetensors left at 0600 the
+    mode a plain open() would have given it: 0666 minus the umask."""
+    path = Path(path)
+    files = [path] if path.is_file() else path.rglob(f"*{WEIGHT_SUFFIX}")
+    mode = 0o666 & ~process_umask()
+    for f in files:
+        if f.is_file() and (f.stat().st_mode & 0o777) == 0o600:
+            f.chmod(mode)
 
 
 def replace_folder(new: Path, dest: Path, aside: Path | None = None) -> Path:
@@ -15,6 +48,7 @@ def replace_folder(new: Path, dest: Path, aside: Path | None = None) -> Path:
     `aside` (default `dest.old`; a stale one, left by a kill during an earlier swap, is removed
     first) until `new` is in place, is put back if that rename fails, and is deleted after."""
     aside = aside or dest.with_name(dest.name + ".old")
+    usual_permissions(new)
     shutil.rmtree(aside, ignore_errors=True)
     had = dest.exists()
     if had:

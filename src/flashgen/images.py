@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from importlib import metadata as _pkg_metadata
@@ -27,6 +28,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from flashgen.errors import UsageError
+from flashgen.folders import usual_permissions
 from flashgen.request import GenerationRequest, ResolvedSettings
 
 PARAMETERS_KEY = "parameters"
@@ -184,27 +186,34 @@ def free_path(path: str | os.PathLike) -> Path:
         i += 1
 
 
-def write_atomic(path: str | os.PathLike, write) -> Path:
-    """Call write(file_object) on a temporary file beside `path`, then rename it to `path`.
-
-    The temporary file is created with the usual permissions (0666 minus the umask) and removed if
-    `write` fails, so `path` is either untouched or complete. Missing parent folders are created.
-    """
+@contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside `path` for the block to fill (by name: a library that writes to a
+    path); renamed over `path` when the block succeeds, removed when it fails, so `path` is either
+    untouched or complete. It is created with the usual permissions (0666 minus the umask, not
+    mkstemp's 0600). Missing parent folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # not derived from path.name: a name near the 255-byte limit would push the temporary one over
     tmp = path.with_name(f".flashgen-{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        usual_permissions(tmp)  # a library may have renamed its own 0600 file over it
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_atomic(path: str | os.PathLike, write) -> Path:
+    """Call write(file_object) on a temporary file beside `path`, then rename it to `path`
+    (atomic_target; the data is fsynced before the rename)."""
+    with atomic_target(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def save_png(

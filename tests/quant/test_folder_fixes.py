@@ -63,9 +63,16 @@ def test_output_folder_has_the_usual_permissions(tiny, tmp_path, umask):
     old = os.umask(umask)
     try:
         quantize_folder(tiny, tmp_path / "copy", None)
+        quantize_folder(tiny, tmp_path / "q", "int8-weight", components=("transformer",))
     finally:
         os.umask(old)
     assert (tmp_path / "copy").stat().st_mode & 0o777 == 0o777 & ~umask
+    # the weights too, copied or written: safetensors writes 0600 (folders.usual_permissions)
+    for folder in ("copy", "q"):
+        weights = list((tmp_path / folder).rglob("*.safetensors"))
+        assert len(weights) >= 4
+        for f in weights:
+            assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f
 
 
 def test_out_inside_the_source_is_refused_and_leaves_nothing(tiny, tmp_path, capsys):

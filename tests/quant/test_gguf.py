@@ -4,6 +4,7 @@ dequantized, both of Stability's and diffusers' tensor names load, an export rea
 and bad input exits 2 with one line, leaving nothing behind."""
 
 import json
+import os
 import re
 import shutil
 
@@ -253,6 +254,7 @@ def test_export_gguf_writes_city96s_layout_and_imports_back_exactly(tiny, tmp_pa
     assert all(tensors[n].qtype == "F32" for n in set(original) - quantized)
     reader = gguf.GGUFReader(str(path))
     assert bytes(reader.fields["general.architecture"].parts[-1]).decode() == "sd3"
+    assert _mode(path) == _umask_mode()  # readable as any other file made here, not 0600
     # what comes back is gguf's own quantize -> dequantize of the model's weights
     record = flashgen.quant.gguf.import_gguf(path, tiny, tmp_path / "back")
     assert record["gguf"]["codes_kept"] == "Q4_0"
@@ -267,10 +269,37 @@ def test_export_single_file_from_the_cli_loads_back(tiny, tmp_path, capsys):
     path = tmp_path / "tiny.safetensors"
     assert main(["export", str(tiny), "--out", str(path), "--dtype", "fp16"]) == 0
     assert json.loads(capsys.readouterr().out)["format"] == "single-file safetensors"
+    assert _mode(path) == _umask_mode()
     a = flashgen.load(str(tiny), dtype="fp32")
     b = flashgen.load(str(path), dtype="fp32")
     assert b.transformer.pos_embed.proj.weight.dtype == torch.float32
     assert np.abs(_pixels(a).astype(int) - _pixels(b)).mean() <= 1
+
+
+def _mode(path):
+    return path.stat().st_mode & 0o777
+
+
+def _umask_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def test_an_export_that_fails_midway_leaves_no_file(tiny, tmp_path, monkeypatch):
+    calls = []
+
+    def failing(data, qtype):
+        calls.append(qtype)
+        if len(calls) > 3:
+            raise RuntimeError("disk full")
+        return real(data, qtype)
+
+    real = gguf.quants.quantize
+    monkeypatch.setattr(gguf.quants, "quantize", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        flashgen.quant.gguf.export_gguf(tiny, tmp_path / "x.gguf")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_refuses_bad_input_with_one_line(tiny, tmp_path, capsys):

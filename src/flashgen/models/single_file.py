@@ -12,13 +12,13 @@ T5-slot tokenizer in the safetensors metadata, so small non-standard models load
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 
 from flashgen.errors import ModelLoadError
+from flashgen.images import atomic_target
 from flashgen.models import original_layout as layout
 from flashgen.models.external import resolve_external_components
 from flashgen.models.loading import (
@@ -352,13 +352,6 @@ def export_single_file(model: str | Path, out_file: str | Path, *, dtype=None) -
         meta["flashgen.tokenizer_3_class"] = type(c.tokenizer_3).__name__
     meta["flashgen.configs"] = json.dumps(configs, default=str)
     meta["flashgen.card"] = json.dumps(card.to_dict())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=meta)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_target(out) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
     return out

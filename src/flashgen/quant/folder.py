@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from flashgen.errors import ModelLoadError
+from flashgen.folders import usual_permissions
 from flashgen.quant.io import load_component, read_header, save_component, weight_files
 from flashgen.quant.schemes import QuantScheme, get_scheme
 
@@ -131,6 +132,7 @@ def new_folder(out: Path) -> Iterator[Path]:
         tmp = _new_folder_beside(out)
         try:
             yield tmp
+            usual_permissions(tmp)
             tmp.rename(out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

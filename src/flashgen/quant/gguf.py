@@ -36,9 +36,7 @@ header read of each block's fp16 scale and min, is all this module adds.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ import torch
 from torch import nn
 
 from flashgen.errors import ModelLoadError
+from flashgen.images import atomic_target
 from flashgen.quant import packing
 from flashgen.quant.io import assign
 from flashgen.quant.linear import QuantLinear
@@ -351,11 +350,8 @@ def export_gguf(model: str | Path, out_file: str | Path, qtype: str = "Q8_0") ->
     )
     state = original_layout.to_original_transformer(transformer.state_dict())
     types: Counter = Counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp, arch="sd3")
+    with atomic_target(out) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), arch="sd3")
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for name, t in state.items():
             data = t.detach().float().numpy()
@@ -369,8 +365,4 @@ def export_gguf(model: str | Path, out_file: str | Path, qtype: str = "Q8_0") ->
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dict(types)
