@@ -65,6 +65,7 @@ def a1111_parameters(
         f"CFG scale: {settings.guidance:g}",
         f"Seed: {seed}",
         f"Size: {settings.width}x{settings.height}",
+        *([f"Denoising strength: {settings.strength:g}"] if settings.strength is not None else []),
         f"Model: {settings.model}",
         *([f"VAE: {settings.decoder}"] if settings.decoder != "full" else []),
         f"Version: flashgen {__version__}",

@@ -1,4 +1,5 @@
 """Text-to-image in four thin stages: encode_prompt -> prepare_latents -> denoise -> decode.
+Image-to-image swaps the second for prepare_image_latents (a request with an init_image).
 
 For the same weights, seed, steps and guidance the images equal diffusers'
 StableDiffusion3Pipeline (noise per image from its own CPU generator, the scheduler's shifted
@@ -25,8 +26,13 @@ from flashgen.models.loading import Components, load_components
 from flashgen.models.prompt_encoding import PromptEmbeds, PromptEncoder
 from flashgen.models.registry import ModelSource, resolve
 from flashgen.models.tiny_decoder import check_decoder, decoder_label, default_decoder
-from flashgen.request import GenerationRequest, GenerationResult, ResolvedSettings
-from flashgen.sampling import make_sigmas, sample_euler, sigmas_from_list
+from flashgen.request import (
+    DEFAULT_STRENGTH,
+    GenerationRequest,
+    GenerationResult,
+    ResolvedSettings,
+)
+from flashgen.sampling import make_sigmas, sample_euler, sigmas_from_list, strength_sigmas
 from flashgen.sampling.guidance import batched_cfg_model_fn
 from flashgen.sampling.samplers import ModelFn, StepInfo
 
@@ -125,11 +131,15 @@ class Pipeline:
         guidance = self.defaults.guidance if request.guidance is None else float(request.guidance)
         # only classifier-free guidance (> 1) runs the negative prompt: report what is used
         negative_prompt = request.negative_prompt if guidance > 1.0 else ""
+        sigmas, strength = self.sigmas(steps), None
+        if request.init_image is not None:
+            strength = DEFAULT_STRENGTH if request.strength is None else float(request.strength)
+            sigmas = strength_sigmas(sigmas, strength)
         return ResolvedSettings(
             model=self.model_id,
             steps=steps,
             guidance=guidance,
-            sigmas=float32_decimals(self.sigmas(steps)),
+            sigmas=float32_decimals(sigmas),
             width=request.width,
             height=request.height,
             device=str(self.device),
@@ -137,6 +147,7 @@ class Pipeline:
             t5=self.has_t5 and not request.drop_t5,
             decoder=self.decoder,
             negative_prompt=negative_prompt,
+            strength=strength,
         )
 
     def request(self, prompt: str, **fields) -> GenerationRequest:
@@ -196,6 +207,34 @@ class Pipeline:
             for s in seeds
         ]
         return torch.cat(noise).to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def prepare_image_latents(
+        self, image: Image.Image, seeds: list[int], sigma, height: int, width: int
+    ) -> torch.Tensor:
+        """Image-to-image start points [len(seeds), C, h, w]: the image resized to width x height
+        and encoded by the pipeline's VAE (the tiny one too: its encoder), then noised to `sigma`,
+        image i with a CPU generator seeded with seeds[i] that draws, as diffusers' SD3 img2img
+        does, first the VAE posterior's sample and then the noise."""
+        from diffusers.image_processor import VaeImageProcessor
+        from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3_img2img import (
+            retrieve_latents,
+        )
+
+        processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        pixels = processor.preprocess(image.convert("RGB"), height=height, width=width)
+        encoded = self.vae.encode(pixels.to(self.device, self.vae.dtype))
+        cfg = self.vae.config
+        out = []
+        for s in seeds:
+            g = torch.Generator("cpu").manual_seed(s)
+            z = retrieve_latents(encoded, generator=g)
+            z = ((z - cfg.shift_factor) * cfg.scaling_factor).to(self.dtype)
+            noise = torch.randn(z.shape, generator=g, dtype=torch.float32).to(
+                self.device, self.dtype
+            )
+            out.append(flow.interpolate(z, noise, sigma))
+        return torch.cat(out)
 
     # -- stage 3: sampling -------------------------------------------------------------------
 
@@ -260,7 +299,13 @@ class Pipeline:
                 uncond = self.encode_prompt([settings.negative_prompt], drop_t5).repeat(n)
         seeds = [request.seed + i for i in range(n)]
         with clock("prepare_latents"):
-            latents = self.prepare_latents(seeds, request.height, request.width)
+            if request.init_image is None:
+                latents = self.prepare_latents(seeds, request.height, request.width)
+            else:
+                sigma = torch.tensor(settings.sigmas[0], dtype=torch.float32)  # as the schedule
+                latents = self.prepare_image_latents(
+                    request.init_image, seeds, sigma, request.height, request.width
+                )
         with clock("denoise"):
             fn = self.model_fn(cond, settings.guidance, uncond)
             x0 = self.denoise(latents, torch.tensor(settings.sigmas), fn, callback)

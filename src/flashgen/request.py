@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 MAX_SIDE = 4096
 MAX_STEPS = 1000
 MAX_IMAGES = 64
+DEFAULT_STRENGTH = 0.6  # image-to-image, as diffusers' StableDiffusion3Img2ImgPipeline
 
 
 def _nearest16(v: int) -> str:
@@ -45,6 +48,10 @@ class GenerationRequest:
     height: int = 64
     num_images: int = 1
     drop_t5: bool = False
+    # image-to-image: a PIL image, resized to width x height, noised to the schedule point that
+    # `strength` picks (None: DEFAULT_STRENGTH; 1: pure noise, the image ignored) and denoised
+    init_image: Any = None
+    strength: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -87,8 +94,39 @@ class GenerationRequest:
                 f"below 2**63; with num_images {n} use a seed of at most {2**63 - n}"
             )
 
+        self._check_image_to_image()
+
+    def _check_image_to_image(self) -> None:
+        if self.init_image is not None:
+            from PIL import Image
+
+            if not isinstance(self.init_image, Image.Image):
+                raise ValueError(
+                    f"init_image must be a PIL image, got {type(self.init_image).__name__}"
+                )
+        if self.strength is None:
+            return
+        if self.init_image is None:
+            raise ValueError("strength applies only to image-to-image: give an init image too")
+        v = self.strength
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"strength must be a finite number, got {v!r}")
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"strength must be in (0, 1] (1: ignore the image), got {v}")
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as JSON-ready values; an init image as `image_digest` (not its pixels)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.init_image is not None:
+            out["init_image"] = image_digest(self.init_image)
+        return out
+
+
+def image_digest(image) -> str:
+    """ "sha256:<first 16 hex> <W>x<H> <mode>" of a PIL image's pixels: names a start image in
+    metadata without storing it."""
+    digest = hashlib.sha256(image.tobytes()).hexdigest()[:16]
+    return f"sha256:{digest} {image.width}x{image.height} {image.mode}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +145,9 @@ class ResolvedSettings:
     decoder: str = "full"  # the image decoder: "full" (the VAE), "tiny" or a tiny folder's name
     # the negative prompt guidance used: "" when guidance <= 1, which has no unconditional pass
     negative_prompt: str = ""
+    # image-to-image: the strength used (sigmas is then the tail of the steps-long schedule that
+    # ran); None for text-to-image
+    strength: float | None = None
 
 
 @dataclass

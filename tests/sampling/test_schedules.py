@@ -41,3 +41,32 @@ def test_sigmas_from_list_validates():
             sigmas_from_list(bad)
     with pytest.raises(ValueError):
         make_sigmas(0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 60), st.floats(1e-4, 1.0))
+def test_strength_sigmas_is_the_tail_diffusers_img2img_runs(steps, strength):
+    from diffusers import StableDiffusion3Img2ImgPipeline
+
+    from flashgen.sampling import strength_sigmas
+
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    sched.set_timesteps(steps)
+    pipe = StableDiffusion3Img2ImgPipeline.__new__(StableDiffusion3Img2ImgPipeline)
+    pipe.scheduler = sched  # get_timesteps reads only the scheduler
+    timesteps, n_run = pipe.get_timesteps(steps, strength, "cpu")
+    tail = strength_sigmas(make_sigmas(steps, 3.0), strength)
+    assert torch.equal(tail[:-1] * 1000, timesteps) and len(tail) - 1 == n_run >= 1
+    assert tail[-1] == 0.0
+
+
+def test_strength_sigmas_bounds():
+    from flashgen.sampling import strength_sigmas
+
+    full = sigmas_from_list([1.0, 0.857, 0.667, 0.4])
+    assert torch.equal(strength_sigmas(full, 1.0), full)
+    assert strength_sigmas(full, 0.5).tolist() == pytest.approx([0.667, 0.4, 0.0])
+    assert len(strength_sigmas(full, 0.01)) == 2  # one step, never none
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="strength"):
+            strength_sigmas(full, bad)

@@ -2,6 +2,13 @@
 
 from flashgen.sampling.guidance import cfg_model_fn
 from flashgen.sampling.samplers import StepInfo, sample_euler
-from flashgen.sampling.schedules import make_sigmas, sigmas_from_list
+from flashgen.sampling.schedules import make_sigmas, sigmas_from_list, strength_sigmas
 
-__all__ = ["StepInfo", "cfg_model_fn", "make_sigmas", "sample_euler", "sigmas_from_list"]
+__all__ = [
+    "StepInfo",
+    "cfg_model_fn",
+    "make_sigmas",
+    "sample_euler",
+    "sigmas_from_list",
+    "strength_sigmas",
+]

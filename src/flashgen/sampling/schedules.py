@@ -43,3 +43,15 @@ def sigmas_from_list(values: Sequence[float]) -> torch.Tensor:
     if any(a <= b for a, b in itertools.pairwise(vals)):
         raise ValueError(f"sigmas must be strictly decreasing, got {vals}")
     return torch.tensor(vals, dtype=torch.float32)
+
+
+def strength_sigmas(sigmas: torch.Tensor, strength: float) -> torch.Tensor:
+    """Image-to-image: the tail of a schedule that a start image, noised to the tail's first
+    sigma, is denoised along. Of the schedule's n steps the last min(n * strength, n) run,
+    counted as diffusers' SD3 img2img counts them (t_start = int(n - n * strength)), so
+    strength 1 is the whole schedule and any strength > 0 runs at least one step."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    n = len(sigmas) - 1
+    t_start = int(max(n - min(n * strength, n), 0))
+    return sigmas[t_start:]
