@@ -50,6 +50,28 @@ def _git_commit() -> str | None:
     return git_commit()
 
 
+def open_image(source: str | os.PathLike | bytes, what: str) -> Image.Image:
+    """A start image from a file or from encoded bytes (PNG, JPEG, WebP, ... whatever Pillow
+    reads), fully decoded and in RGB; UsageError, naming `what`, for anything else (a missing
+    file, not an image, a truncated file, a decompression bomb)."""
+    import io
+
+    if isinstance(source, bytes):
+        stream = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"{what} {path}: no such file")
+        stream = path
+    try:
+        with Image.open(stream) as im:
+            im.load()
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"{what} is not an image Pillow can read ({first})") from None
+
+
 def a1111_parameters(
     prompt: str, negative_prompt: str, settings: ResolvedSettings, seed: int
 ) -> str:

@@ -27,11 +27,12 @@ from flashgen.images import (
     check_writable_dir,
     free_path,
     image_metadata,
+    open_image,
     save_png,
 )
 from flashgen.manifest import MANIFEST_NAME, ManifestRecord, append_record
 from flashgen.models.tiny_decoder import HELP as DECODER_HELP
-from flashgen.request import GenerationRequest
+from flashgen.request import DEFAULT_STRENGTH, GenerationRequest
 
 DEFAULT_OUT_DIR = Path("outputs")
 DTYPES = ("fp32", "bf16", "fp16")
@@ -77,6 +78,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, help="multiple of 16 (default: the model's resolution)")
     p.add_argument("--num-images", type=int, default=1, metavar="K", help="images per prompt")
     p.add_argument("--negative-prompt", default="", metavar="TEXT")
+    p.add_argument(
+        "--init-image",
+        type=Path,
+        metavar="FILE",
+        help="image-to-image: start from this picture (PNG, JPEG, ...), resized to the output "
+        "size; the output size defaults to the picture's, rounded down to multiples of 16",
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        metavar="S",
+        help="image-to-image: how much to change the picture, in (0, 1]: the share of the "
+        f"schedule that runs (default {DEFAULT_STRENGTH:g}; 1 ignores the picture)",
+    )
     p.add_argument(
         "--no-t5",
         action="store_true",
@@ -201,6 +216,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise UsageError("give a PROMPT or --prompts-file F (exactly one of them)")
     if args.prompts_file is not None and args.out is not None:
         raise UsageError("--prompts-file writes many images: use --out-dir DIR, not --out")
+    if args.strength is not None and args.init_image is None:
+        raise UsageError("--strength applies only to image-to-image: give --init-image FILE too")
+    init = open_image(args.init_image, "--init-image") if args.init_image is not None else None
     # sizes are checked here with a stand-in; the model's resolution fills the ones not given
     probe = GenerationRequest(
         prompt=args.prompt or "",
@@ -212,6 +230,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
         height=args.height if args.height is not None else 64,
         num_images=args.num_images,
         drop_t5=args.no_t5,
+        init_image=init,
+        strength=args.strength,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.prompts_file is None:
@@ -244,9 +264,14 @@ def _plan(args: argparse.Namespace) -> _Plan:
 
 
 def _with_model_size(request: GenerationRequest, pipe, args: argparse.Namespace):
-    resolution = pipe.defaults.resolution
-    width = args.width if args.width is not None else resolution
-    height = args.height if args.height is not None else resolution
+    """The sizes not given: the start image's (rounded down to multiples of 16), else the
+    model's resolution."""
+    image = request.init_image
+    width = height = pipe.defaults.resolution
+    if image is not None:
+        width, height = (max(16, side // 16 * 16) for side in image.size)
+    width = args.width if args.width is not None else width
+    height = args.height if args.height is not None else height
     return replace(request, width=width, height=height)
 
 

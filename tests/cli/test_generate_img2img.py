@@ -1,0 +1,79 @@
+"""`flashgen generate --init-image FILE --strength S`: image-to-image from the command line on the
+built-in tiny model: the output size follows the picture, the metadata records the strength,
+and bad input exits 2 with one line, writing nothing."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flashgen.cli import main
+from flashgen.images import read_metadata
+from flashgen.request import image_digest
+
+P = "a red circle and a blue square"
+
+
+@pytest.fixture
+def picture(tmp_path):
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (50, 90, 3), dtype=np.uint8))
+    path = tmp_path / "start.jpg"
+    image.save(path, quality=95)
+    return path
+
+
+def _run(capsys, *argv):
+    rc = main(["generate", "--model", "tiny-random", "--steps", "4", *argv])
+    out, err = capsys.readouterr()
+    return rc, out.splitlines(), err
+
+
+def test_img2img_writes_the_pictures_size_and_records_the_strength(cache, capsys, picture):
+    out = picture.parent / "out.png"
+    rc, lines, err = _run(capsys, P, "--init-image", str(picture), "--strength", "0.5",
+                          "--out", str(out))  # fmt: skip
+    assert (rc, err, lines) == (0, "", [str(out)])
+    with Image.open(out) as im:
+        assert im.size == (80, 48)  # 90 x 50 rounded down to multiples of 16
+    meta = read_metadata(out)
+    assert "Denoising strength: 0.5" in meta["parameters"]
+    assert "Size: 80x48" in meta["parameters"]
+    with Image.open(picture) as im:
+        assert meta["flashgen"]["request"]["init_image"] == image_digest(im.convert("RGB"))
+    assert len(meta["flashgen"]["settings"]["sigmas"]) == 3  # 4 steps at 0.5: the last 2
+
+
+def test_explicit_size_and_default_strength(cache, capsys, picture):
+    out = picture.parent / "o.png"
+    argv = [P, "--init-image", str(picture), "--width", "64", "--height", "32", "--out", str(out)]
+    rc, _, err = _run(capsys, *argv)
+    assert (rc, err) == (0, "")
+    with Image.open(out) as im:
+        assert im.size == (64, 32)
+    assert "Denoising strength: 0.6" in read_metadata(out)["parameters"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--strength", "0.5"], "--strength applies only to image-to-image"),
+        (["--init-image", "{tmp}/missing.png"], "missing.png: no such file"),
+        (["--init-image", "{tmp}/notes.png"], "is not an image Pillow can read"),
+        (["--init-image", "{tmp}/start.jpg", "--strength", "0"], "strength must be in (0, 1]"),
+        (["--init-image", "{tmp}/start.jpg", "--strength", "1.5"], "strength must be in (0, 1]"),
+        (["--init-image", "{tmp}/start.jpg", "--strength", "nan"], "strength must be a finite"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(cache, capsys, picture, monkeypatch, argv, message):
+    tmp = picture.parent
+    (tmp / "notes.png").write_text("not a picture")
+    monkeypatch.chdir(tmp)
+    before = sorted(os.listdir(tmp))
+    rc, _, err = _run(capsys, P, *[a.replace("{tmp}", str(tmp)) for a in argv])
+    assert rc == 2 and err.count("\n") == 1 and message in err, err
+    assert "Traceback" not in err
+    assert sorted(os.listdir(tmp)) == before
