@@ -50,10 +50,13 @@ def _git_commit() -> str | None:
     return git_commit()
 
 
-def open_image(source: str | os.PathLike | bytes, what: str) -> Image.Image:
+def open_image(
+    source: str | os.PathLike | bytes, what: str, *, max_pixels: int | None = None
+) -> Image.Image:
     """A start image from a file or from encoded bytes (PNG, JPEG, WebP, ... whatever Pillow
     reads), fully decoded and in RGB; UsageError, naming `what`, for anything else (a missing
-    file, not an image, a truncated file, a decompression bomb)."""
+    file, not an image, a truncated file, a decompression bomb, more than `max_pixels` pixels:
+    checked from the header, before decoding)."""
     import io
 
     if isinstance(source, bytes):
@@ -65,6 +68,11 @@ def open_image(source: str | os.PathLike | bytes, what: str) -> Image.Image:
         stream = path
     try:
         with Image.open(stream) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise UsageError(
+                    f"{what} is {im.width}x{im.height}, more than the {max_pixels} pixels "
+                    "allowed here; send a smaller picture"
+                )
             im.load()
             return im.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

@@ -28,7 +28,7 @@ from flashgen import __version__
 from flashgen.errors import OutOfMemoryBudget
 from flashgen.serve.errors import ApiError, error_response
 from flashgen.serve.jobs import QueueFull
-from flashgen.serve.limits import ServeLimits
+from flashgen.serve.limits import UPLOAD_PATHS, ServeLimits
 from flashgen.serve.service import Service
 
 log = logging.getLogger("flashgen.serve")
@@ -99,9 +99,9 @@ class GuardMiddleware:
         if refusal is not None:
             return await refusal(scope, receive, send)
         if scope["method"] in ("POST", "PUT", "PATCH"):
-            body = await self._read_body(receive, headers)
+            cap = self._body_cap(scope["path"])
+            body = await self._read_body(receive, headers, cap)
             if body is None:
-                cap = self.config.limits.max_body_bytes
                 response = error_response(
                     413, f"request body is larger than {cap} bytes", "request_too_large"
                 )
@@ -137,8 +137,11 @@ class GuardMiddleware:
                 )
         return None
 
-    async def _read_body(self, receive, headers) -> bytes | None:
-        cap = self.config.limits.max_body_bytes
+    def _body_cap(self, path: str) -> int:
+        limits = self.config.limits
+        return limits.max_upload_bytes if path in UPLOAD_PATHS else limits.max_body_bytes
+
+    async def _read_body(self, receive, headers, cap: int) -> bytes | None:
         try:
             if int(headers.get("content-length", "0")) > cap:
                 return None

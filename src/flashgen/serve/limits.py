@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from flashgen.errors import OutOfMemoryBudget
 from flashgen.request import GenerationRequest
 
+UPLOAD_PATHS = frozenset({"/sdapi/v1/img2img"})  # bodies with an image: max_upload_bytes
+
 
 @dataclass(frozen=True)
 class ServeLimits:
@@ -21,6 +23,9 @@ class ServeLimits:
     max_batch_pixels: int = 4 * 1024 * 1024  # images x pixels, per request
     max_steps: int = 100
     max_body_bytes: int = 64 * 1024
+    # routes that carry a start image (UPLOAD_PATHS): its base64, and the image's own pixels
+    max_upload_bytes: int = 16 * 1024 * 1024
+    max_upload_pixels: int = 4096 * 4096
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

@@ -8,11 +8,15 @@ and `null` for an optional field means its default (clients send `"n": null`, `"
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import secrets
+from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flashgen.images import open_image
 from flashgen.request import GenerationRequest
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
@@ -105,6 +109,52 @@ class A1111Txt2ImgRequest(_Body):
             height=self.height or default_size,
             num_images=self.batch_size * self.n_iter,
         )
+
+
+class A1111Img2ImgRequest(A1111Txt2ImgRequest):
+    """POST /sdapi/v1/img2img: txt2img's fields plus the start picture (AUTOMATIC1111's subset
+    that applies: one init image, "just resize", no inpainting mask)."""
+
+    init_images: list[str] = Field(min_length=1, description="base64 pictures; one is used")
+    denoising_strength: float = Field(0.75, gt=0, le=1, description="A1111's default 0.75")
+    resize_mode: int = Field(0, description="0 (just resize) only")
+    mask: str | None = Field(None, description="inpainting is not supported: must be omitted")
+
+    def to_request(self, default_size: int, max_pixels: int) -> GenerationRequest:
+        if self.mask:
+            raise ValueError("inpainting is not supported: send img2img without a mask")
+        if len(self.init_images) > 1:
+            raise ValueError(
+                f"{len(self.init_images)} init_images sent; this server uses one start picture "
+                "per request: send one, or one request per picture"
+            )
+        if self.resize_mode != 0:
+            raise ValueError(
+                f"resize_mode {self.resize_mode} is not supported; 0 (just resize) is: the "
+                "picture is stretched to width x height"
+            )
+        image = open_image(decode_base64_image(self.init_images[0]), "init_images[0]",
+                           max_pixels=max_pixels)  # fmt: skip
+        size = [max(16, side // 16 * 16) for side in image.size]  # omitted: the picture's
+        req = super().to_request(default_size)
+        return replace(
+            req,
+            width=self.width or size[0],
+            height=self.height or size[1],
+            init_image=image,
+            strength=self.denoising_strength,
+        )
+
+
+def decode_base64_image(data: str) -> bytes:
+    """The bytes of a base64 picture, with or without a data-URL prefix ("data:image/png;
+    base64,..."), as AUTOMATIC1111's API accepts them."""
+    if data.startswith("data:"):
+        data = data.partition(",")[2]
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("init_images[0] is not base64 data") from None
 
 
 class JobRequest(_Body):
