@@ -80,6 +80,12 @@ def open_image(
         raise UsageError(f"{what} is not an image Pillow can read ({first})") from None
 
 
+def picture_size(image: Image.Image) -> tuple[int, int]:
+    """The output size of an image-to-image request that gives none: the start picture's,
+    rounded down to multiples of 16 (SD3's latent patch), at least 16."""
+    return max(16, image.width // 16 * 16), max(16, image.height // 16 * 16)
+
+
 def a1111_parameters(
     prompt: str, negative_prompt: str, settings: ResolvedSettings, seed: int
 ) -> str:

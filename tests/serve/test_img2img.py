@@ -120,3 +120,26 @@ def _limits(**fields):
     from flashgen.serve.limits import ServeLimits
 
     return ServeLimits(**fields)
+
+
+def test_native_job_with_a_start_picture(client, tiny_pipeline):
+    picture = _picture((64, 32))
+    body = {"prompt": "a circle", "steps": 4, "seed": 9, "init_image": _b64(picture),
+            "strength": 0.75}  # fmt: skip
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    client.get(f"/v1/jobs/{job_id}/events")  # the stream ends with the job
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "done", job
+    result = job["result"]
+    assert result["settings"]["strength"] == 0.75 and len(result["settings"]["sigmas"]) == 4
+    assert result["request"]["init_image"].endswith("64x32 RGB")  # a digest, not the pixels
+    same = {"steps": 4, "seed": 9, "width": 64, "height": 32, "strength": 0.75}
+    want = tiny_pipeline.generate(GenerationRequest("a circle", init_image=picture, **same))
+    got = _png(result["images"][0]["png_base64"]).convert("RGB")
+    assert np.array_equal(np.asarray(got), np.asarray(want.images[0]))
+    bad = client.post("/v1/jobs", json={"prompt": "x", "strength": 0.5})
+    assert bad.status_code == 422 and "strength applies only" in bad.text
+    bad = client.post("/v1/jobs", json={"prompt": "x", "init_image": "???"})
+    assert bad.status_code == 422 and "init_image is not base64" in bad.text

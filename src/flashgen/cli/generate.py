@@ -28,6 +28,7 @@ from flashgen.images import (
     free_path,
     image_metadata,
     open_image,
+    picture_size,
     save_png,
 )
 from flashgen.manifest import MANIFEST_NAME, ManifestRecord, append_record
@@ -269,7 +270,7 @@ def _with_model_size(request: GenerationRequest, pipe, args: argparse.Namespace)
     image = request.init_image
     width = height = pipe.defaults.resolution
     if image is not None:
-        width, height = (max(16, side // 16 * 16) for side in image.size)
+        width, height = picture_size(image)
     width = args.width if args.width is not None else width
     height = args.height if args.height is not None else height
     return replace(request, width=width, height=height)

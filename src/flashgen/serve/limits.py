@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from flashgen.errors import OutOfMemoryBudget
 from flashgen.request import GenerationRequest
 
-UPLOAD_PATHS = frozenset({"/sdapi/v1/img2img"})  # bodies with an image: max_upload_bytes
+UPLOAD_PATHS = frozenset(
+    {"/sdapi/v1/img2img", "/v1/jobs"}
+)  # bodies with an image: max_upload_bytes
 
 
 @dataclass(frozen=True)

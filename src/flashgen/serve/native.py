@@ -47,7 +47,7 @@ def _view(service: Service, job: Job) -> dict:
 @router.post("", status_code=202)
 async def create_job(body: JobRequest, request: Request) -> dict:
     service: Service = request.app.state.service
-    job = service.submit(body.to_request(service.default_size))
+    job = service.submit(body.to_request(service.default_size, service.limits.max_upload_pixels))
     return _view(service, job)
 
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flashgen.images import open_image
+from flashgen.images import open_image, picture_size
 from flashgen.request import GenerationRequest
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
@@ -133,9 +133,10 @@ class A1111Img2ImgRequest(A1111Txt2ImgRequest):
                 f"resize_mode {self.resize_mode} is not supported; 0 (just resize) is: the "
                 "picture is stretched to width x height"
             )
-        image = open_image(decode_base64_image(self.init_images[0]), "init_images[0]",
-                           max_pixels=max_pixels)  # fmt: skip
-        size = [max(16, side // 16 * 16) for side in image.size]  # omitted: the picture's
+        what = "init_images[0]"
+        data = decode_base64_image(self.init_images[0], what)
+        image = open_image(data, what, max_pixels=max_pixels)
+        size = picture_size(image)  # for the sizes omitted
         req = super().to_request(default_size)
         return replace(
             req,
@@ -146,7 +147,7 @@ class A1111Img2ImgRequest(A1111Txt2ImgRequest):
         )
 
 
-def decode_base64_image(data: str) -> bytes:
+def decode_base64_image(data: str, what: str) -> bytes:
     """The bytes of a base64 picture, with or without a data-URL prefix ("data:image/png;
     base64,..."), as AUTOMATIC1111's API accepts them."""
     if data.startswith("data:"):
@@ -154,7 +155,7 @@ def decode_base64_image(data: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("init_images[0] is not base64 data") from None
+        raise ValueError(f"{what} is not base64 data") from None
 
 
 class JobRequest(_Body):
@@ -168,15 +169,28 @@ class JobRequest(_Body):
     width: int | None = Field(None, ge=16, description="omitted = the model's native size")
     height: int | None = Field(None, ge=16, description="omitted = the model's native size")
     num_images: int = Field(1, ge=1, le=64)
+    init_image: str | None = Field(
+        None, description="image-to-image: a base64 start picture (a data URL prefix is allowed)"
+    )
+    strength: float | None = Field(
+        None, gt=0, le=1, description="image-to-image: omitted = 0.6; 1 ignores the picture"
+    )
 
-    def to_request(self, default_size: int) -> GenerationRequest:
+    def to_request(self, default_size: int, max_pixels: int) -> GenerationRequest:
+        image, size = None, (default_size, default_size)
+        if self.init_image is not None:  # sizes omitted: the picture's
+            data = decode_base64_image(self.init_image, "init_image")
+            image = open_image(data, "init_image", max_pixels=max_pixels)
+            size = picture_size(image)
         return GenerationRequest(
             prompt=self.prompt,
             negative_prompt=self.negative_prompt,
             steps=self.steps,
             guidance=self.guidance,
             seed=random_seed() if self.seed is None else self.seed,
-            width=self.width or default_size,
-            height=self.height or default_size,
+            width=self.width or size[0],
+            height=self.height or size[1],
             num_images=self.num_images,
+            init_image=image,
+            strength=self.strength,
         )
