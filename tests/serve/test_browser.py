@@ -143,6 +143,40 @@ def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tm
     assert outside == [], f"the page fetched outside addresses: {outside}"
 
 
+def test_image_to_image_from_a_file_and_from_a_gallery_image(browser, served, tmp_path):
+    url, _ = served
+    outside: list[str] = []
+    page = open_page(browser, url, outside)
+    posted = []
+    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    picture = tmp_path / "start.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(picture)
+    expect(page.locator("#strength")).to_be_disabled()
+    page.set_input_files("#start", str(picture))
+    expect(page.locator("#startname")).to_have_text("start.png")
+    expect(page.locator("#strength")).to_be_enabled()
+    page.fill("#strength", "0.5")
+    page.fill("#prompt", PROMPT)
+    page.select_option("#size", "64x64")
+    page.click("#generate")
+    expect(page.locator("#gallery figcaption")).to_contain_text("strength 0.5")
+    assert posted[0]["init_image"].startswith("data:image/png;base64,")
+    assert posted[0]["strength"] == 0.5
+
+    # a gallery image becomes the next start picture; Clear goes back to text to image
+    page.click("#gallery figure .tools button:has-text('Start from it')")
+    expect(page.locator("#startname")).to_have_text(re.compile(r"^the image of seed \d+$"))
+    page.click("#generate")
+    expect(page.locator("#gallery figure")).to_have_count(2)
+    assert posted[1]["init_image"].startswith("data:image/png;base64,iVBOR")  # a PNG
+    page.click("#nostart")
+    expect(page.locator("#strength")).to_be_disabled()
+    page.click("#generate")
+    expect(page.locator("#gallery figure")).to_have_count(3)
+    assert "init_image" not in posted[2] and "strength" not in posted[2]
+    assert outside == [], f"the page fetched outside addresses: {outside}"
+
+
 def test_negative_prompt_is_off_for_a_model_without_guidance(browser, served):
     url, _ = served
     outside: list[str] = []
