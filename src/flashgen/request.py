@@ -123,8 +123,8 @@ class GenerationRequest:
 
 
 def image_digest(image) -> str:
-    """ "sha256:<first 16 hex> <W>x<H> <mode>" of a PIL image's pixels: names a start image in
-    metadata without storing it."""
+    """Names a start image in metadata without storing it: "sha256:<first 16 hex> <W>x<H>
+    <mode>" of its pixels."""
     digest = hashlib.sha256(image.tobytes()).hexdigest()[:16]
     return f"sha256:{digest} {image.width}x{image.height} {image.mode}"
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashgen.images import open_image, picture_size
-from flashgen.request import GenerationRequest
+from flashgen.request import DEFAULT_STRENGTH, GenerationRequest
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 SEED_MAX = 2**63 - 1
@@ -133,9 +133,7 @@ class A1111Img2ImgRequest(A1111Txt2ImgRequest):
                 f"resize_mode {self.resize_mode} is not supported; 0 (just resize) is: the "
                 "picture is stretched to width x height"
             )
-        what = "init_images[0]"
-        data = decode_base64_image(self.init_images[0], what)
-        image = open_image(data, what, max_pixels=max_pixels)
+        image = start_picture(self.init_images[0], "init_images[0]", max_pixels)
         size = picture_size(image)  # for the sizes omitted
         req = super().to_request(default_size)
         return replace(
@@ -147,15 +145,17 @@ class A1111Img2ImgRequest(A1111Txt2ImgRequest):
         )
 
 
-def decode_base64_image(data: str, what: str) -> bytes:
-    """The bytes of a base64 picture, with or without a data-URL prefix ("data:image/png;
-    base64,..."), as AUTOMATIC1111's API accepts them."""
+def start_picture(data: str, what: str, max_pixels: int):
+    """The decoded RGB picture of a base64 field, with or without a data-URL prefix
+    ("data:image/png;base64,..."), as AUTOMATIC1111's API accepts them; ValueError (422) naming
+    `what` for anything that is not a picture of at most `max_pixels` pixels."""
     if data.startswith("data:"):
         data = data.partition(",")[2]
     try:
-        return base64.b64decode(data, validate=True)
+        raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"{what} is not base64 data") from None
+    return open_image(raw, what, max_pixels=max_pixels)
 
 
 class JobRequest(_Body):
@@ -173,14 +173,16 @@ class JobRequest(_Body):
         None, description="image-to-image: a base64 start picture (a data URL prefix is allowed)"
     )
     strength: float | None = Field(
-        None, gt=0, le=1, description="image-to-image: omitted = 0.6; 1 ignores the picture"
+        None,
+        gt=0,
+        le=1,
+        description=f"image-to-image: omitted = {DEFAULT_STRENGTH}; 1 ignores the picture",
     )
 
     def to_request(self, default_size: int, max_pixels: int) -> GenerationRequest:
         image, size = None, (default_size, default_size)
         if self.init_image is not None:  # sizes omitted: the picture's
-            data = decode_base64_image(self.init_image, "init_image")
-            image = open_image(data, "init_image", max_pixels=max_pixels)
+            image = start_picture(self.init_image, "init_image", max_pixels)
             size = picture_size(image)
         return GenerationRequest(
             prompt=self.prompt,
