@@ -17,6 +17,7 @@ from PIL import Image
 
 import flashgen
 from flashgen import GenerationRequest
+from flashgen.eval.report import image_grid
 from flashgen.shapes.prompts import scene_for_prompt
 from flashgen.shapes.render import render_scene
 
@@ -44,13 +45,7 @@ def main() -> int:
             for s in STRENGTHS
         ]
         rows.append([start, *redrawn])
-    side = 64 * SCALE
-    cols = 1 + len(STRENGTHS)
-    grid = Image.new("RGB", (cols * (side + GAP) - GAP, len(rows) * (side + GAP) - GAP), "white")
-    for r, images in enumerate(rows):
-        for c, image in enumerate(images):
-            big = image.convert("RGB").resize((side, side), Image.NEAREST)
-            grid.paste(big, (c * (side + GAP), r * (side + GAP)))
+    grid = image_grid(rows, SCALE, GAP)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out)
     print(args.out)

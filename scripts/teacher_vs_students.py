@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from PIL import Image
-
 import flashgen
 from flashgen import GenerationRequest
+from flashgen.eval.report import image_grid
 
 MODELS = ("shapes-teacher", "shapes-flash-4step", "shapes-flash-2step")
 PROMPTS = (
@@ -36,13 +35,7 @@ def main() -> int:
         rows.append(
             [pipe.generate(GenerationRequest(t, seed=k)).images[0] for k, t in enumerate(PROMPTS)]
         )
-    side = 64 * SCALE
-    grid = Image.new("RGB", (len(PROMPTS) * (side + GAP) - GAP, len(MODELS) * (side + GAP) - GAP))
-    grid.paste((255, 255, 255), (0, 0, *grid.size))
-    for r, images in enumerate(rows):
-        for c, image in enumerate(images):
-            big = image.convert("RGB").resize((side, side), Image.NEAREST)
-            grid.paste(big, (c * (side + GAP), r * (side + GAP)))
+    grid = image_grid(rows, SCALE, GAP)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out)
     print(args.out)

@@ -39,6 +39,22 @@ def _open(path: Path) -> Image.Image:
         return im.convert("RGB").resize((CELL, CELL), Image.NEAREST)
 
 
+def image_grid(rows: list[list[Image.Image]], scale: int = 3, gap: int = 4) -> Image.Image:
+    """Rows of same-sized images pasted on white, each upscaled `scale` times (nearest, so the
+    pixels stay visible), `gap` pixels apart: the README's pictures."""
+    w, h = rows[0][0].size
+    cell_w, cell_h = w * scale, h * scale
+    cols = max(len(r) for r in rows)
+    grid = Image.new(
+        "RGB", (cols * (cell_w + gap) - gap, len(rows) * (cell_h + gap) - gap), "white"
+    )
+    for r, images in enumerate(rows):
+        for c, image in enumerate(images):
+            big = image.convert("RGB").resize((cell_w, cell_h), Image.NEAREST)
+            grid.paste(big, (c * (cell_w + gap), r * (cell_h + gap)))
+    return grid
+
+
 def task_grid(out: Path, task: str, lines: list[dict], runs: list, ref_records: list[dict]):
     """Rows: reference render, then each run; columns: the task's first prompt lines."""
     mine = [i for i, line in enumerate(lines) if line["task"] == task]
