@@ -42,7 +42,7 @@ def test_students_of_a_builtin_teacher_reference_its_components(tmp_path):
         tmp_path / "st",
         name="st",
         sigmas=(1.0, 0.5),
-        share_from="shapes-teacher",
+        share=True,
     )
     assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["scheduler", "transformer"]
     ext = json.loads((dest / "flashgen.json").read_text())["external_components"]
@@ -75,3 +75,32 @@ def test_the_teacher_is_loaded_with_its_full_vae_whatever_its_default_decoder():
     images = np.full((2, 64, 64, 3), 200, dtype=np.uint8)
     images[:, 20:40, 20:40] = (255, 0, 0)
     assert torch.allclose(encode_images(pipe.vae, images), encode_images(vae, images), atol=1e-4)
+
+
+def test_a_folder_teacher_shared_by_path_gives_the_same_student(tmp_path):
+    """export.share_teacher: the student of a folder teacher names its parts by path."""
+    import flashgen
+    from flashgen.distill.task import load_student
+    from flashgen.models.registry import resolve
+
+    torch.set_num_threads(1)
+    teacher = tmp_path / "my-teacher"
+    import shutil
+
+    shutil.copytree(resolve("shapes-teacher").path, teacher)
+    transformer = load_student(teacher / "transformer", torch.nn.Identity())
+    kw = {"name": "st", "sigmas": (1.0, 0.5)}
+    copied = export_student(transformer, teacher, tmp_path / "copied", **kw)
+    shared = export_student(transformer, teacher, tmp_path / "shared", share=True, **kw)
+    card = json.loads((shared / "flashgen.json").read_text())
+    path = f"path:{teacher.resolve()}"
+    ext = card["external_components"]
+    assert ext["vae"] == ext["text_encoder"] == ext["text_encoder_2"] == path
+    assert ext["tokenizer"] == "clip:32"  # the teacher names its own: kept
+    assert card["tiny_decoder"] == path
+    assert sorted(p.name for p in shared.iterdir() if p.is_dir()) == ["scheduler", "transformer"]
+    request = flashgen.GenerationRequest("a photo of a red circle", seed=2)
+    for decoder in ("tiny", "full"):
+        a = flashgen.load(str(shared), dtype="fp32", decoder=decoder).generate(request)
+        b = flashgen.load(str(copied), dtype="fp32", decoder=decoder).generate(request)
+        assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0])), decoder

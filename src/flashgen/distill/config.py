@@ -248,12 +248,17 @@ class ExportConfig:
     schedule_shifts: the exported student's sampling schedule is its trained sigmas warped by
     SD3's time shift s, s chosen among these on the validation prompts (distill/schedule.py);
     [1.0] keeps the trained sigmas (the paper's recipe).
+    share_teacher: a teacher given as a folder has its VAE, text encoders, tokenizers and tiny
+    decoder named by path in the student's flashgen.json instead of copied (for SD3.5 with T5,
+    about 10 GB less per student); the student then loads only where that folder is. A built-in
+    teacher's parts are always named ("builtin:<teacher>").
     """
 
     to: str = ""
     dtype: str = "fp16"
     pick: str = "final"
     schedule_shifts: tuple[float, ...] = (1.0,)
+    share_teacher: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in ("fp16", "bf16", "fp32"):

@@ -41,8 +41,9 @@ SHAREABLE = (
 def student_card(
     teacher_card: ModelCard, name: str, sigmas: tuple[float, ...], shared: dict[str, str]
 ) -> ModelCard:
-    """The teacher's card as a student's; `shared` (slot -> "builtin:<teacher>") may include the
-    teacher's tiny decoder folder, which becomes the student's `tiny_decoder`."""
+    """The teacher's card as a student's; `shared` (slot -> "builtin:<teacher>" or
+    "path:<teacher folder>") may include the teacher's tiny decoder folder, which becomes the
+    student's `tiny_decoder`."""
     shared = dict(shared)
     tiny = shared.pop(TINY_SUBFOLDER, None) or teacher_card.tiny_decoder
     return replace(
@@ -67,10 +68,14 @@ def export_student(
     dtype: str = "fp16",
     record: dict | None = None,
     logs: dict[str, Path] | None = None,
-    share_from: str | None = None,
+    share: bool = False,
 ) -> Path:
     """The student folder at `dest` (replaced atomically if it exists). `logs` (name -> file,
-    e.g. each stage's metrics.jsonl) are copied into distill-logs/ for provenance."""
+    e.g. each stage's metrics.jsonl) are copied into distill-logs/ for provenance. share: the
+    teacher's VAE, text encoders, tokenizers and tiny decoder are named (models.external.
+    share_name: "builtin:<teacher>" for a built-in, else "path:<teacher folder>"), not copied."""
+    from flashgen.models.external import share_name
+
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -79,8 +84,8 @@ def export_student(
     for item in Path(teacher_dir).iterdir():
         if item.name in SKIP or item.name.startswith("."):
             continue
-        if share_from and item.name in (*SHAREABLE, TINY_SUBFOLDER) and item.is_dir():
-            shared[item.name] = f"builtin:{share_from}"
+        if share and item.name in (*SHAREABLE, TINY_SUBFOLDER) and item.is_dir():
+            shared[item.name] = share_name(teacher_dir)
             continue
         if item.is_dir():
             shutil.copytree(item, tmp / item.name)

@@ -158,7 +158,7 @@ def distill(
         dtype=cfg.export.dtype,
         record=record,
         logs={f"{s.name}.metrics.jsonl": out / s.name / "metrics.jsonl" for s in stages},
-        share_from=runner.pipe.source.model_id if runner.pipe.source.kind == "builtin" else None,
+        share=runner.pipe.source.kind == "builtin" or cfg.export.share_teacher,
     )
     score = f"validation overall {validation['overall']:.3f}, " if validation else ""
     say(f"{cfg.name}: student in {dest} ({score}{seconds / 60:.1f} min)")

@@ -46,7 +46,8 @@ def decoder_label(decoder: str | Path | None) -> str:
 
 def decoder_location(decoder: str | Path, model_folder: Path | None, card) -> Path:
     """The AutoencoderTiny folder `decoder` names: "tiny" (the model's own, from its
-    flashgen.json "tiny_decoder": "builtin:<model>" or a subfolder) or a folder path."""
+    flashgen.json "tiny_decoder": "builtin:<model>", "path:<model folder>" or a subfolder) or a
+    folder path."""
     if str(decoder) == "tiny":
         spec = card.tiny_decoder
         if not spec:
@@ -59,6 +60,8 @@ def decoder_location(decoder: str | Path, model_folder: Path | None, card) -> Pa
             from flashgen.models.registry import BUILTIN_DIR
 
             folder = BUILTIN_DIR / spec.removeprefix("builtin:") / SUBFOLDER
+        elif spec.startswith("path:"):  # a shared teacher folder's (models.external.share_name)
+            folder = Path(spec.removeprefix("path:")) / SUBFOLDER
         elif model_folder is not None:
             folder = model_folder / spec
         else:
