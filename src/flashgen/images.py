@@ -75,6 +75,8 @@ def open_image(
                 )
             im.load()
             return im.convert("RGB")
+    except UsageError:
+        raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"{what} is not an image Pillow can read ({first})") from None

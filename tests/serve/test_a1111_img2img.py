@@ -108,6 +108,7 @@ def test_picture_limits(make_client):
     body = {"init_images": [_b64(_picture((48, 80)))], "prompt": "x", "steps": 1}
     r = small.post("/sdapi/v1/img2img", json=body)
     assert r.status_code == 422 and "more than the 1000 pixels" in r.text
+    assert "not an image" not in r.text
     tight = make_client(limits=_limits(max_upload_bytes=2000))
     r = tight.post("/sdapi/v1/img2img", json=body)
     assert r.status_code == 413
