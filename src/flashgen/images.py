@@ -63,6 +63,8 @@ def open_image(
         stream = io.BytesIO(source)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise UsageError(f"{what} {path} is a folder; give a picture file")
         if not path.is_file():
             raise UsageError(f"{what} {path}: no such file")
         stream = path

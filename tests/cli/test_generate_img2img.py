@@ -63,6 +63,7 @@ def test_explicit_size_and_default_strength(cache, capsys, picture):
         (["--strength", "0.5"], "--strength applies only to image-to-image"),
         (["--init-image", "{tmp}/missing.png"], "missing.png: no such file"),
         (["--init-image", "{tmp}/notes.png"], "is not an image Pillow can read"),
+        (["--init-image", "{tmp}"], "is a folder; give a picture file"),
         (["--init-image", "{tmp}/start.jpg", "--strength", "0"], "strength must be in (0, 1]"),
         (["--init-image", "{tmp}/start.jpg", "--strength", "1.5"], "strength must be in (0, 1]"),
         (["--init-image", "{tmp}/start.jpg", "--strength", "nan"], "strength must be a finite"),
