@@ -86,7 +86,11 @@ def test_a_moved_base_is_a_clear_error_in_the_api_and_the_cli(tiny, tmp_path, ca
     base = tmp_path / "base"
     shutil.copytree(tiny, base)
     out = tmp_path / "shared"
-    quantize_folder(base, out, None, share_base=True)
+    argv = ["quantize", str(base), "--scheme", "none", "--share-base", "--out", str(out)]
+    assert main(argv) == 0  # the CLI flag
+    assert json.loads((out / "flashgen.json").read_text())["external_components"]["vae"] == (
+        f"path:{base.resolve()}"
+    )
     base.rename(tmp_path / "moved")
     with pytest.raises(ModelLoadError, match="gone or is no longer a model folder"):
         flashgen.load(str(out))
