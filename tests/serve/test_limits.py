@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from flashgen.serve.limits import ServeLimits
+
 LONG = {"prompt": "a long job", "steps": 100}  # the server's step cap: ~1-2 s on the tiny model
 
 
@@ -58,17 +60,24 @@ def test_full_queue_answers_429_with_retry_after_and_queued_jobs_cancel_at_once(
     assert client.get("/health").json()["queued"] == 0
 
 
-def test_body_over_the_cap_is_413_json(client):
+def test_body_over_the_cap_is_413_json(client, make_client):
     big = {"prompt": "x" * (70 * 1024)}
-    r = client.post("/v1/jobs", json=big)
+    r = client.post("/sdapi/v1/txt2img", json=big)
     assert r.status_code == 413 and "bytes" in r.json()["error"]["message"]
 
     def chunks():  # no Content-Length: the cap holds while the body streams in
         for _ in range(70):
             yield b"x" * 1024
 
-    r = client.post("/v1/jobs", content=chunks(), headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    r = client.post("/v1/images/generations", content=chunks(), headers=headers)
     assert r.status_code == 413
+    # /v1/jobs carries start pictures: the same body gets through the cap (then the prompt's own
+    # length limit answers), and its own cap holds the same way
+    r = client.post("/v1/jobs", json=big)
+    assert r.status_code == 422 and "at most 8000 characters" in r.text
+    tight = make_client(limits=ServeLimits(max_upload_bytes=64 * 1024))
+    assert tight.post("/v1/jobs", content=chunks(), headers=headers).status_code == 413
 
 
 @pytest.mark.parametrize(
