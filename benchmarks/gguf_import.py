@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from flashgen.bench.env import provenance
+from flashgen.bench.env import finish, provenance
 from flashgen.models.registry import resolve
 from flashgen.quant.gguf import export_gguf, import_gguf
 from flashgen.quant.linear import QuantLinear
@@ -82,11 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
         "types": rows,
         **provenance(),
     }
-    if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        args.record.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
-    return result
+    return finish(result, args.record)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from PIL import Image
 
 import flashgen
 from flashgen import GenerationRequest
-from flashgen.bench.env import provenance
+from flashgen.bench.env import finish, provenance
 from flashgen.shapes.prompts import scene_for_prompt
 from flashgen.shapes.render import render_scene
 from flashgen.shapes.scorer import detect_objects, score_image
@@ -119,11 +119,7 @@ def main() -> dict:
         "conditions": rows,
         **provenance(),
     }
-    if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        args.record.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
-    return result
+    return finish(result, args.record)
 
 
 if __name__ == "__main__":

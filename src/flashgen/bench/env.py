@@ -81,6 +81,19 @@ def provenance(device: str = "cpu") -> dict:
     }
 
 
+def finish(result: dict, record=None) -> dict:
+    """A benchmark's end: `result` written as indented JSON to `record` (a path, optional; its
+    folder is made) and printed as the one JSON line the benchmark ends with."""
+    import json
+
+    if record is not None:
+        record = Path(record)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return result
+
+
 def device_info(device: str = "cpu") -> dict:
     """Hardware description for a result file (CPU always, GPU when `device` is one)."""
     import torch
