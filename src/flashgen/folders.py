@@ -1,4 +1,4 @@
-"""Replacing a whole folder by renames: the folder-sized counterpart of images.write_atomic.
+"""Replacing a whole folder or file by renames (`replace_folder`, `atomic_target`).
 
 Every writer of a model or export folder builds it complete beside its destination, then swaps it
 in here, so a reader sees the old folder or the new one, never a mix.
@@ -11,8 +11,11 @@ container, a web server running as someone else could not load them).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 WEIGHT_SUFFIX = ".safetensors"
@@ -61,3 +64,23 @@ def replace_folder(new: Path, dest: Path, aside: Path | None = None) -> Path:
         raise
     shutil.rmtree(aside, ignore_errors=True)
     return dest
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside `path` for the block to fill (by name: a library that writes to a
+    path); renamed over `path` when the block succeeds, removed when it fails, so `path` is either
+    untouched or complete. It is created with the usual permissions (0666 minus the umask, not
+    mkstemp's 0600). Missing parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # not derived from path.name: a name near the 255-byte limit would push the temporary one over
+    tmp = path.with_name(f".flashgen-{secrets.token_hex(8)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+        usual_permissions(tmp)  # a library may have renamed its own 0600 file over it
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -18,8 +18,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from importlib import metadata as _pkg_metadata
@@ -28,7 +26,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from flashgen.errors import UsageError
-from flashgen.folders import usual_permissions
+from flashgen.folders import atomic_target
 from flashgen.request import GenerationRequest, ResolvedSettings
 
 PARAMETERS_KEY = "parameters"
@@ -225,26 +223,6 @@ def free_path(path: str | os.PathLike) -> Path:
         if not candidate.exists():
             return candidate
         i += 1
-
-
-@contextmanager
-def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary file beside `path` for the block to fill (by name: a library that writes to a
-    path); renamed over `path` when the block succeeds, removed when it fails, so `path` is either
-    untouched or complete. It is created with the usual permissions (0666 minus the umask, not
-    mkstemp's 0600). Missing parent folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # not derived from path.name: a name near the 255-byte limit would push the temporary one over
-    tmp = path.with_name(f".flashgen-{secrets.token_hex(8)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield tmp
-        usual_permissions(tmp)  # a library may have renamed its own 0600 file over it
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_atomic(path: str | os.PathLike, write) -> Path:

@@ -22,20 +22,13 @@ from torch import nn
 
 from flashgen.devices import DTYPES
 from flashgen.folders import replace_folder
+from flashgen.models.external import SLOTS
 from flashgen.models.modelcard import CARD_FILE, ModelCard, read_card
 from flashgen.models.tiny_decoder import SUBFOLDER as TINY_SUBFOLDER
 
 LOGS = "distill-logs"
 SKIP = {"transformer", CARD_FILE, "distill.json", "training.json", LOGS}
-SHAREABLE = (
-    "vae",
-    "text_encoder",
-    "text_encoder_2",
-    "text_encoder_3",
-    "tokenizer",
-    "tokenizer_2",
-    "tokenizer_3",
-)
+SHAREABLE = SLOTS  # every component slot a student can name instead of copying
 
 
 def student_card(

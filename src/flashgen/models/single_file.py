@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from flashgen.errors import ModelLoadError
-from flashgen.images import atomic_target
+from flashgen.folders import atomic_target
 from flashgen.models import original_layout as layout
 from flashgen.models.external import resolve_external_components
 from flashgen.models.loading import (

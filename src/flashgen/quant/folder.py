@@ -19,17 +19,14 @@ import torch
 
 from flashgen.errors import ModelLoadError
 from flashgen.folders import usual_permissions
+from flashgen.models.external import SLOTS, share_name
 from flashgen.quant.io import load_component, read_header, save_component, weight_files
 from flashgen.quant.schemes import QuantScheme, get_scheme
 
 QUANTIZABLE = ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
 T5_SLOTS = ("text_encoder_3", "tokenizer_3")
-SHAREABLE = (
-    "vae",
-    "text_encoder",
-    "text_encoder_2",
-    "text_encoder_3",
-)  # the big ones (--share-base)
+# --share-base names these instead of copying them: the weight-bearing slots (tokenizers are small)
+SHAREABLE = tuple(slot for slot in SLOTS if not slot.startswith("tokenizer"))
 _DTYPE_NAMES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
@@ -166,8 +163,6 @@ def copy_unquantized(
     """Copy every file and folder of `src` except the slots to quantize (and T5, if dropped).
     share: the VAE and text encoders copied unchanged are named instead of copied (flashgen.json
     external_components: models.external.share_name). Returns {slot: name} of those."""
-    from flashgen.models.external import share_name
-
     shared = {}
     for item in src.iterdir():
         if item.name in components and (item / "config.json").is_file():

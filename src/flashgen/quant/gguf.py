@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from flashgen.errors import ModelLoadError
-from flashgen.images import atomic_target
+from flashgen.folders import atomic_target
 from flashgen.quant import packing
 from flashgen.quant.io import assign
 from flashgen.quant.linear import QuantLinear
