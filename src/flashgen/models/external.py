@@ -127,14 +127,23 @@ def _builtin_slot(model: str, slot: str) -> tuple[Path, str]:
 
     folder = BUILTIN_DIR / model
     try:
-        entry = json.loads((folder / "model_index.json").read_text()).get(slot)
+        index = json.loads((folder / "model_index.json").read_text())
     except (OSError, ValueError):
-        entry = None
-    if not entry or entry[1] is None or not (folder / slot).is_dir():
+        index = {}
+    found = _own_slot(folder, index, slot)
+    if found is None:
         raise ModelLoadError(
             f"flashgen.json names component {slot!r} of built-in model {model!r}, which is not "
             f"installed in {BUILTIN_DIR}; reinstall flashgen"
         )
+    return found
+
+
+def _own_slot(folder: Path, index: dict, slot: str) -> tuple[Path, str] | None:
+    """(folder/slot, class name) when the folder holds that component itself, else None."""
+    entry = index.get(slot)
+    if not entry or entry[1] is None or not (folder / slot).is_dir():
+        return None
     return folder / slot, entry[1]
 
 
@@ -172,13 +181,13 @@ def _path_slot(name: str, slot: str, hops: int = 0) -> tuple[Path, str]:
         if inner.startswith(PATH_PREFIX):
             return _path_slot(inner, slot, hops + 1)
         return resolve_external(inner, slot)
-    entry = index.get(slot)
-    if not entry or entry[1] is None or not (folder / slot).is_dir():
+    found = _own_slot(folder, index, slot)
+    if found is None:
         raise ModelLoadError(
             f"this model shares {slot!r} with the model folder {folder}, which has no such "
             f"component; recreate this model without --share-base"
         )
-    return folder / slot, entry[1]
+    return found
 
 
 def share_name(folder: Path) -> str:
