@@ -47,8 +47,10 @@ def test_a1111_parameters_format():
     assert text == (
         "a red circle\nNegative prompt: blurry\n"
         "Steps: 2, Sampler: Euler, CFG scale: 4.5, Seed: 7, Size: 64x48, Model: tiny-random, "
-        f"Version: flashgen {__version__}"
+        f"RNG: CPU, Version: flashgen {__version__}"
     )
+    # the noise source as A1111 names its "Random number generator source" (it omits "GPU")
+    assert ", RNG: NV, " in a1111_parameters("x", "", _settings(rng="nv"), seed=0)
     # no negative prompt: no line for it, as A1111 writes it
     assert "Negative prompt" not in a1111_parameters("x", "", _settings(), seed=0)
 

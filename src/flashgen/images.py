@@ -3,8 +3,8 @@
 Every PNG gets two text chunks unless the caller opts out:
 - `parameters`: AUTOMATIC1111's format, which existing tools (A1111, ComfyUI, image viewers)
   already read:  "<prompt>\\nNegative prompt: <neg>\\nSteps: 4, Sampler: Euler, CFG scale: 1.0,
-  Seed: 0, Size: 64x64, Model: tiny-random, Version: flashgen 0.1.0" (the negative prompt
-  line only when guidance > 1 used it)
+  Seed: 0, Size: 64x64, Model: tiny-random, RNG: CPU, Version: flashgen 0.1.0" (the negative
+  prompt line only when guidance > 1 used it)
 - `flashgen`: JSON with the request as given, the resolved settings, this image's seed, the model
   id, the flashgen/torch/diffusers/transformers versions and the git commit (None outside a
   checkout): enough to reproduce the image.
@@ -106,6 +106,8 @@ def a1111_parameters(
         *([f"Denoising strength: {settings.strength:g}"] if settings.strength is not None else []),
         f"Model: {settings.model}",
         *([f"VAE: {settings.decoder}"] if settings.decoder != "full" else []),
+        # A1111's "Random number generator source"; it writes none for its default ("GPU")
+        f"RNG: {settings.rng.upper()}",
         f"Version: flashgen {__version__}",
     ]
     lines.append(", ".join(fields))

@@ -26,6 +26,7 @@ from flashgen.models.loading import Components, load_components
 from flashgen.models.prompt_encoding import PromptEmbeds, PromptEncoder
 from flashgen.models.registry import ModelSource, resolve
 from flashgen.models.tiny_decoder import check_decoder, decoder_label, default_decoder
+from flashgen.noise import DEFAULT_SOURCE, NoiseStream
 from flashgen.request import (
     DEFAULT_STRENGTH,
     GenerationRequest,
@@ -148,6 +149,7 @@ class Pipeline:
             decoder=self.decoder,
             negative_prompt=negative_prompt,
             strength=strength,
+            rng=request.rng,
         )
 
     def request(self, prompt: str, **fields) -> GenerationRequest:
@@ -196,30 +198,32 @@ class Pipeline:
 
     # -- stage 2: noise ----------------------------------------------------------------------
 
-    def prepare_latents(self, seeds: list[int], height: int, width: int) -> torch.Tensor:
-        """Initial noise [len(seeds), C, h, w]: image i drawn from a CPU generator seeded with
-        seeds[i], exactly as diffusers draws a single image (so results do not depend on batch
-        size or device)."""
+    def prepare_latents(
+        self, seeds: list[int], height: int, width: int, rng: str = DEFAULT_SOURCE
+    ) -> torch.Tensor:
+        """Initial noise [len(seeds), C, h, w]: image i drawn from its own stream, seeded with
+        seeds[i] (flashgen.noise; "cpu": a CPU generator, exactly as diffusers draws a single
+        image), so results do not depend on batch size or device."""
         f = self.vae_scale_factor
         shape = (1, self.transformer.config.in_channels, height // f, width // f)
-        noise = [
-            torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s), dtype=torch.float32)
-            for s in seeds
-        ]
+        noise = [NoiseStream(rng, s).randn(shape) for s in seeds]
         return torch.cat(noise).to(self.device, self.dtype)
 
     @torch.no_grad()
     def prepare_image_latents(
-        self, image: Image.Image, seeds: list[int], sigma, height: int, width: int
+        self,
+        image: Image.Image,
+        seeds: list[int],
+        sigma,
+        height: int,
+        width: int,
+        rng: str = DEFAULT_SOURCE,
     ) -> torch.Tensor:
         """Image-to-image start points [len(seeds), C, h, w]: the image resized to width x height
         and encoded by the pipeline's VAE (the tiny one too: its encoder), then noised to `sigma`,
-        image i with a CPU generator seeded with seeds[i] that draws, as diffusers' SD3 img2img
+        image i from its own stream seeded with seeds[i] that draws, as diffusers' SD3 img2img
         does, first the VAE posterior's sample and then the noise."""
         from diffusers.image_processor import VaeImageProcessor
-        from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3_img2img import (
-            retrieve_latents,
-        )
 
         processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         pixels = processor.preprocess(image.convert("RGB"), height=height, width=width)
@@ -227,12 +231,10 @@ class Pipeline:
         cfg = self.vae.config
         out = []
         for s in seeds:
-            g = torch.Generator("cpu").manual_seed(s)
-            z = retrieve_latents(encoded, generator=g)
+            stream = NoiseStream(rng, s)
+            z = _posterior_sample(encoded, stream)
             z = ((z - cfg.shift_factor) * cfg.scaling_factor).to(self.dtype)
-            noise = torch.randn(z.shape, generator=g, dtype=torch.float32).to(
-                self.device, self.dtype
-            )
+            noise = stream.randn(z.shape).to(self.device, self.dtype)
             out.append(flow.interpolate(z, noise, sigma))
         return torch.cat(out)
 
@@ -300,11 +302,11 @@ class Pipeline:
         seeds = [request.seed + i for i in range(n)]
         with clock("prepare_latents"):
             if request.init_image is None:
-                latents = self.prepare_latents(seeds, request.height, request.width)
+                latents = self.prepare_latents(seeds, request.height, request.width, request.rng)
             else:
                 sigma = torch.tensor(settings.sigmas[0], dtype=torch.float32)  # as the schedule
                 latents = self.prepare_image_latents(
-                    request.init_image, seeds, sigma, request.height, request.width
+                    request.init_image, seeds, sigma, request.height, request.width, request.rng
                 )
         with clock("denoise"):
             fn = self.model_fn(cond, settings.guidance, uncond)
@@ -326,6 +328,19 @@ class Pipeline:
             self.model_id,
             self.defaults.guidance,
         )
+
+
+def _posterior_sample(encoded, stream: NoiseStream) -> torch.Tensor:
+    """The VAE's latent for one image, as diffusers' `retrieve_latents(..., sample_mode="sample")`
+    makes it: a KL VAE's posterior mean + std * normals (drawn in the posterior's dtype, as
+    `randn_tensor` draws them from a CPU generator), or a tiny autoencoder's latents as they are."""
+    if hasattr(encoded, "latent_dist"):
+        dist = encoded.latent_dist
+        eps = stream.randn(dist.mean.shape, dtype=dist.parameters.dtype)
+        return dist.mean + dist.std * eps.to(dist.mean.device)
+    if hasattr(encoded, "latents"):
+        return encoded.latents
+    raise AttributeError("Could not access latents of provided encoder_output")
 
 
 class _Clock:

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from flashgen.noise import DEFAULT_SOURCE, SOURCES
+
 MAX_SIDE = 4096
 MAX_STEPS = 1000
 MAX_IMAGES = 64
@@ -52,6 +54,9 @@ class GenerationRequest:
     # `strength` picks (None: DEFAULT_STRENGTH; 1: pure noise, the image ignored) and denoised
     init_image: Any = None
     strength: float | None = None
+    # where the starting noise comes from (flashgen.noise): "cpu" (torch's CPU generator, as
+    # diffusers and ComfyUI draw it) or "nv" (AUTOMATIC1111's imitation of an NVIDIA GPU's)
+    rng: str = DEFAULT_SOURCE
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -94,6 +99,8 @@ class GenerationRequest:
                 f"below 2**63; with num_images {n} use a seed of at most {2**63 - n}"
             )
 
+        if self.rng not in SOURCES:
+            raise ValueError(f"rng must be one of {', '.join(SOURCES)}, got {self.rng!r}")
         self._check_image_to_image()
 
     def _check_image_to_image(self) -> None:
@@ -148,6 +155,7 @@ class ResolvedSettings:
     # image-to-image: the strength used (sigmas is then the tail of the steps-long schedule that
     # ran); None for text-to-image
     strength: float | None = None
+    rng: str = DEFAULT_SOURCE  # the noise source (flashgen.noise)
 
 
 @dataclass

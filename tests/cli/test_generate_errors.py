@@ -38,6 +38,7 @@ CASES = [
     ([P, "--seed", "-1"], "seed must be a non-negative integer"),
     ([P, "--num-images", "0"], "num_images must be an integer between 1 and 64"),
     ([P, "--dtype", "int8"], "invalid choice"),
+    ([P, "--rng", "gpu"], "invalid choice"),
     ([P, "--out", "{tmp}"], "is a folder"),
     ([P, "--out", "{tmp}/a_file/x.png"], "a_file is a file"),
     ([P, "--out", "{tmp}/x.jpg"], "must end in .png"),

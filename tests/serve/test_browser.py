@@ -177,6 +177,26 @@ def test_image_to_image_from_a_file_and_from_a_gallery_image(browser, served, tm
     assert outside == [], f"the page fetched outside addresses: {outside}"
 
 
+def test_noise_source_is_sent_shown_and_reused(browser, served):
+    url, _ = served
+    outside: list[str] = []
+    page = open_page(browser, url, outside)
+    posted = []
+    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    assert page.input_value("#rng") == "cpu"  # the default: the other APIs' noise
+    page.fill("#prompt", PROMPT)
+    page.fill("#seed", "11")
+    page.select_option("#size", "64x64")
+    page.select_option("#rng", "nv")
+    page.click("#generate")
+    expect(page.locator("#gallery figcaption")).to_contain_text("seed 11 (NV noise)")
+    assert posted[0]["rng"] == "nv"
+    page.select_option("#rng", "cpu")
+    page.click("#gallery figure .tools button:has-text('Reuse')")
+    assert page.input_value("#rng") == "nv"  # the image's own noise source comes back
+    assert outside == [], f"the page fetched outside addresses: {outside}"
+
+
 def test_negative_prompt_is_off_for_a_model_without_guidance(browser, served):
     url, _ = served
     outside: list[str] = []

@@ -33,6 +33,7 @@ from flashgen.images import (
 )
 from flashgen.manifest import MANIFEST_NAME, ManifestRecord, append_record
 from flashgen.models.tiny_decoder import HELP as DECODER_HELP
+from flashgen.noise import DEFAULT_SOURCE, SOURCES
 from flashgen.request import DEFAULT_STRENGTH, GenerationRequest
 
 DEFAULT_OUT_DIR = Path("outputs")
@@ -92,6 +93,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="image-to-image: how much to change the picture, in (0, 1]: the share of the "
         f"schedule that runs (default {DEFAULT_STRENGTH:g}; 1 ignores the picture)",
+    )
+    p.add_argument(
+        "--rng",
+        choices=SOURCES,
+        default=DEFAULT_SOURCE,
+        help="where the starting noise comes from: cpu (torch's CPU generator, as diffusers and "
+        "ComfyUI draw it) or nv (AUTOMATIC1111's 'NV' source, stable-diffusion.cpp's "
+        "--rng cuda: the noise an NVIDIA GPU draws for a seed); default cpu",
     )
     p.add_argument(
         "--no-t5",
@@ -233,6 +242,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         drop_t5=args.no_t5,
         init_image=init,
         strength=args.strength,
+        rng=args.rng,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.prompts_file is None:

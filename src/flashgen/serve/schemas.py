@@ -13,10 +13,12 @@ import binascii
 import re
 import secrets
 from dataclasses import replace
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashgen.images import open_image, picture_size
+from flashgen.noise import DEFAULT_SOURCE
 from flashgen.request import DEFAULT_STRENGTH, GenerationRequest
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
@@ -97,6 +99,11 @@ class A1111Txt2ImgRequest(_Body):
     seed: int = Field(-1, ge=-1, le=SEED_MAX, description="-1 = random")
     batch_size: int = Field(1, ge=1, le=64)
     n_iter: int = Field(1, ge=1, le=64, description="batches; images = batch_size * n_iter")
+    override_settings: dict = Field(
+        default_factory=dict,
+        description="of A1111's settings, randn_source (CPU, GPU or NV) applies; others are "
+        "ignored",
+    )
 
     def to_request(self, default_size: int) -> GenerationRequest:
         return GenerationRequest(
@@ -108,7 +115,20 @@ class A1111Txt2ImgRequest(_Body):
             width=self.width or default_size,
             height=self.height or default_size,
             num_images=self.batch_size * self.n_iter,
+            rng=a1111_rng(self.override_settings.get("randn_source")),
         )
+
+
+def a1111_rng(source) -> str:
+    """AUTOMATIC1111's `randn_source` setting -> flashgen's noise source. "GPU" (A1111's default)
+    is NV's stream: A1111 made NV to reproduce an NVIDIA GPU's noise; omitted means flashgen's
+    default (cpu), the noise every other route of this server draws."""
+    if source is None:
+        return DEFAULT_SOURCE
+    names = {"CPU": "cpu", "GPU": "nv", "NV": "nv"}
+    if not isinstance(source, str) or source.upper() not in names:
+        raise ValueError(f"override_settings.randn_source must be CPU, GPU or NV, got {source!r}")
+    return names[source.upper()]
 
 
 class A1111Img2ImgRequest(A1111Txt2ImgRequest):
@@ -178,6 +198,9 @@ class JobRequest(_Body):
         le=1,
         description=f"image-to-image: omitted = {DEFAULT_STRENGTH}; 1 ignores the picture",
     )
+    rng: Literal["cpu", "nv"] = Field(
+        DEFAULT_SOURCE, description="the starting noise's source (see flashgen.noise)"
+    )
 
     def to_request(self, default_size: int, max_pixels: int) -> GenerationRequest:
         image, size = None, (default_size, default_size)
@@ -195,4 +218,5 @@ class JobRequest(_Body):
             num_images=self.num_images,
             init_image=image,
             strength=self.strength,
+            rng=self.rng,
         )
