@@ -49,10 +49,14 @@ def _git_commit() -> str | None:
 
 
 def open_image(
-    source: str | os.PathLike | bytes, what: str, *, max_pixels: int | None = None
+    source: str | os.PathLike | bytes,
+    what: str,
+    *,
+    max_pixels: int | None = None,
+    mode: str = "RGB",
 ) -> Image.Image:
-    """A start image from a file or from encoded bytes (PNG, JPEG, WebP, ... whatever Pillow
-    reads), fully decoded and in RGB; UsageError, naming `what`, for anything else (a missing
+    """A start image (or a mask: mode "L") from a file or from encoded bytes (PNG, JPEG, WebP, ...
+    whatever Pillow reads), fully decoded and in `mode`; UsageError, naming `what`, for anything else (a missing
     file, not an image, a truncated file, a decompression bomb, more than `max_pixels` pixels:
     checked from the header, before decoding)."""
     import io
@@ -74,7 +78,7 @@ def open_image(
                     "allowed here; send a smaller picture"
                 )
             im.load()
-            return im.convert("RGB")
+            return im.convert(mode)
     except UsageError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

@@ -1,5 +1,7 @@
 """Text-to-image in four thin stages: encode_prompt -> prepare_latents -> denoise -> decode.
-Image-to-image swaps the second for prepare_image_latents (a request with an init_image).
+Image-to-image swaps the second for image_latents noised to the strength's sigma (a request
+with an init_image); inpainting (a mask_image too) also puts the kept region back after each step
+(sampling.inpaint), as diffusers' StableDiffusion3InpaintPipeline.
 
 For the same weights, seed, steps and guidance the images equal diffusers'
 StableDiffusion3Pipeline (noise per image from its own CPU generator, the scheduler's shifted
@@ -33,9 +35,15 @@ from flashgen.request import (
     GenerationResult,
     ResolvedSettings,
 )
-from flashgen.sampling import make_sigmas, sample_euler, sigmas_from_list, strength_sigmas
+from flashgen.sampling import (
+    keep_known,
+    make_sigmas,
+    sample_euler,
+    sigmas_from_list,
+    strength_sigmas,
+)
 from flashgen.sampling.guidance import batched_cfg_model_fn
-from flashgen.sampling.samplers import ModelFn, StepInfo
+from flashgen.sampling.samplers import AfterStep, ModelFn, StepInfo
 
 StepCallback = Callable[[StepInfo], bool | None]
 log = logging.getLogger(__name__)
@@ -210,6 +218,32 @@ class Pipeline:
         return torch.cat(noise).to(self.device, self.dtype)
 
     @torch.no_grad()
+    def image_latents(
+        self,
+        image: Image.Image,
+        seeds: list[int],
+        height: int,
+        width: int,
+        rng: str = DEFAULT_SOURCE,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(known, noise), each [len(seeds), C, h, w]: the image resized to width x height and
+        encoded by the pipeline's VAE (the tiny one too: its encoder), and the noise; image i from
+        its own stream seeded with seeds[i] that draws, as diffusers' SD3 img2img and inpainting
+        do, first the VAE posterior's sample and then the noise."""
+        from diffusers.image_processor import VaeImageProcessor
+
+        processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        pixels = processor.preprocess(image.convert("RGB"), height=height, width=width)
+        encoded = self.vae.encode(pixels.to(self.device, self.vae.dtype))
+        cfg = self.vae.config
+        known, noise = [], []
+        for s in seeds:
+            stream = NoiseStream(rng, s)
+            z = _posterior_sample(encoded, stream)
+            known.append(((z - cfg.shift_factor) * cfg.scaling_factor).to(self.dtype))
+            noise.append(stream.randn(z.shape).to(self.device, self.dtype))
+        return torch.cat(known), torch.cat(noise)
+
     def prepare_image_latents(
         self,
         image: Image.Image,
@@ -219,24 +253,26 @@ class Pipeline:
         width: int,
         rng: str = DEFAULT_SOURCE,
     ) -> torch.Tensor:
-        """Image-to-image start points [len(seeds), C, h, w]: the image resized to width x height
-        and encoded by the pipeline's VAE (the tiny one too: its encoder), then noised to `sigma`,
-        image i from its own stream seeded with seeds[i] that draws, as diffusers' SD3 img2img
-        does, first the VAE posterior's sample and then the noise."""
+        """Image-to-image start points [len(seeds), C, h, w]: `image_latents` noised to `sigma`."""
+        known, noise = self.image_latents(image, seeds, height, width, rng)
+        return flow.interpolate(known, noise, sigma)
+
+    def prepare_mask(self, mask: Image.Image, height: int, width: int) -> torch.Tensor:
+        """An inpainting mask [1, 1, h, w] at latent resolution, as diffusers' SD3 inpainting
+        makes it: grey levels, resized to width x height, binarized at 0.5 (white: redraw), then
+        resized to the latents (nearest)."""
         from diffusers.image_processor import VaeImageProcessor
 
-        processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
-        pixels = processor.preprocess(image.convert("RGB"), height=height, width=width)
-        encoded = self.vae.encode(pixels.to(self.device, self.vae.dtype))
-        cfg = self.vae.config
-        out = []
-        for s in seeds:
-            stream = NoiseStream(rng, s)
-            z = _posterior_sample(encoded, stream)
-            z = ((z - cfg.shift_factor) * cfg.scaling_factor).to(self.dtype)
-            noise = stream.randn(z.shape).to(self.device, self.dtype)
-            out.append(flow.interpolate(z, noise, sigma))
-        return torch.cat(out)
+        processor = VaeImageProcessor(
+            vae_scale_factor=self.vae_scale_factor,
+            do_normalize=False,
+            do_binarize=True,
+            do_convert_grayscale=True,
+        )
+        m = processor.preprocess(mask, height=height, width=width)
+        f = self.vae_scale_factor
+        m = torch.nn.functional.interpolate(m, size=(height // f, width // f))
+        return m.to(self.device, self.dtype)
 
     # -- stage 3: sampling -------------------------------------------------------------------
 
@@ -247,8 +283,11 @@ class Pipeline:
         sigmas: torch.Tensor,
         model_fn: ModelFn,
         callback: StepCallback | None = None,
+        after_step: AfterStep | None = None,
     ) -> torch.Tensor:
-        x0 = sample_euler(model_fn, latents, sigmas.to(self.device), callback=callback)
+        x0 = sample_euler(
+            model_fn, latents, sigmas.to(self.device), callback=callback, after_step=after_step
+        )
         if not torch.isfinite(x0).all():
             raise NonFiniteOutput(_nonfinite_message("latents", self.dtype))
         return x0
@@ -300,17 +339,20 @@ class Pipeline:
             if settings.guidance > 1.0:
                 uncond = self.encode_prompt([settings.negative_prompt], drop_t5).repeat(n)
         seeds = [request.seed + i for i in range(n)]
+        keep = None  # inpainting: puts the kept region back after each step
         with clock("prepare_latents"):
+            h, w = request.height, request.width
             if request.init_image is None:
-                latents = self.prepare_latents(seeds, request.height, request.width, request.rng)
+                latents = self.prepare_latents(seeds, h, w, request.rng)
             else:
                 sigma = torch.tensor(settings.sigmas[0], dtype=torch.float32)  # as the schedule
-                latents = self.prepare_image_latents(
-                    request.init_image, seeds, sigma, request.height, request.width, request.rng
-                )
+                known, noise = self.image_latents(request.init_image, seeds, h, w, request.rng)
+                latents = flow.interpolate(known, noise, sigma)
+                if request.mask_image is not None:
+                    keep = keep_known(known, noise, self.prepare_mask(request.mask_image, h, w))
         with clock("denoise"):
             fn = self.model_fn(cond, settings.guidance, uncond)
-            x0 = self.denoise(latents, torch.tensor(settings.sigmas), fn, callback)
+            x0 = self.denoise(latents, torch.tensor(settings.sigmas), fn, callback, keep)
         with clock("decode"):
             images = self.decode(x0)
         timings["total"] = sum(timings.values())

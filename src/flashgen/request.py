@@ -54,6 +54,9 @@ class GenerationRequest:
     # `strength` picks (None: DEFAULT_STRENGTH; 1: pure noise, the image ignored) and denoised
     init_image: Any = None
     strength: float | None = None
+    # inpainting: a PIL mask for init_image (white: redraw, black: keep; grey levels binarized at
+    # 0.5), stretched to width x height
+    mask_image: Any = None
     # where the starting noise comes from (flashgen.noise): "cpu" (torch's CPU generator, as
     # diffusers and ComfyUI draw it) or "nv" (AUTOMATIC1111's imitation of an NVIDIA GPU's)
     rng: str = DEFAULT_SOURCE
@@ -104,13 +107,14 @@ class GenerationRequest:
         self._check_image_to_image()
 
     def _check_image_to_image(self) -> None:
-        if self.init_image is not None:
-            from PIL import Image
+        from PIL import Image
 
-            if not isinstance(self.init_image, Image.Image):
-                raise ValueError(
-                    f"init_image must be a PIL image, got {type(self.init_image).__name__}"
-                )
+        for name in ("init_image", "mask_image"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, Image.Image):
+                raise ValueError(f"{name} must be a PIL image, got {type(v).__name__}")
+        if self.mask_image is not None and self.init_image is None:
+            raise ValueError("mask_image applies only to inpainting: give an init image too")
         if self.strength is None:
             return
         if self.init_image is None:
@@ -122,10 +126,11 @@ class GenerationRequest:
             raise ValueError(f"strength must be in (0, 1] (1: ignore the image), got {v}")
 
     def to_dict(self) -> dict:
-        """The fields as JSON-ready values; an init image as `image_digest` (not its pixels)."""
+        """The fields as JSON-ready values; pictures as `image_digest`s (not their pixels)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.init_image is not None:
-            out["init_image"] = image_digest(self.init_image)
+        for name in ("init_image", "mask_image"):
+            if out[name] is not None:
+                out[name] = image_digest(out[name])
         return out
 
 

@@ -57,6 +57,32 @@ def test_explicit_size_and_default_strength(cache, capsys, picture):
     assert "Denoising strength: 0.6" in read_metadata(out)["parameters"]
 
 
+def test_inpainting_keeps_what_the_mask_keeps(cache, capsys, picture):
+    """--mask: black keeps the picture (through the VAE), white redraws; the mask is recorded."""
+    mask = picture.parent / "mask.png"
+    a = np.zeros((50, 90), dtype=np.uint8)
+    a[:, 45:] = 255  # redraw the right half
+    Image.fromarray(a).save(mask)
+    outs = {}
+    for name, extra in [("inpaint", ["--mask", str(mask)]), ("img2img", [])]:
+        outs[name] = picture.parent / f"{name}.png"
+        rc, _, err = _run(capsys, P, "--init-image", str(picture), "--strength", "0.9",
+                          "--out", str(outs[name]), *extra)  # fmt: skip
+        assert (rc, err) == (0, "")
+    meta = read_metadata(outs["inpaint"])
+    with Image.open(mask) as im:
+        assert meta["flashgen"]["request"]["mask_image"] == image_digest(im.convert("L"))
+    with Image.open(outs["inpaint"]) as a_, Image.open(outs["img2img"]) as b_, \
+            Image.open(picture) as p_:  # fmt: skip
+        inpaint, img2img = np.asarray(a_, np.float32), np.asarray(b_, np.float32)
+        start = np.asarray(p_.convert("RGB").resize((80, 48)), np.float32)
+    left = slice(0, 32)  # well inside the kept half (latent cells of 8 px)
+    assert (
+        np.abs(inpaint[:, left] - start[:, left]).mean()
+        < np.abs(img2img[:, left] - start[:, left]).mean()
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -67,6 +93,12 @@ def test_explicit_size_and_default_strength(cache, capsys, picture):
         (["--init-image", "{tmp}/start.jpg", "--strength", "0"], "strength must be in (0, 1]"),
         (["--init-image", "{tmp}/start.jpg", "--strength", "1.5"], "strength must be in (0, 1]"),
         (["--init-image", "{tmp}/start.jpg", "--strength", "nan"], "strength must be a finite"),
+        (["--mask", "{tmp}/start.jpg"], "--mask applies only to inpainting"),
+        (
+            ["--init-image", "{tmp}/start.jpg", "--mask", "{tmp}/notes.png"],
+            "--mask is not an image",
+        ),
+        (["--init-image", "{tmp}/start.jpg", "--mask", "{tmp}/none.png"], "none.png: no such"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(cache, capsys, picture, monkeypatch, argv, message):

@@ -90,13 +90,19 @@ def test_a_data_url_and_an_explicit_size(client):
         ({"init_images": ["%%%"]}, 422, "not base64"),
         ({"init_images": [base64.b64encode(b"plain text").decode()]}, 422, "not an image"),
         ({"init_images": ["A", "B"]}, 422, "one start picture per request"),
-        ({"mask": "AAAA"}, 422, "inpainting is not supported"),
+        ({"mask": "%%%"}, 422, "mask is not base64"),
+        ({"mask": base64.b64encode(b"plain text").decode()}, 422, "mask is not an image"),
+        ({"mask": "{mask}", "inpainting_fill": 2}, 422, "inpainting_fill 2 (latent noise"),
+        ({"mask": "{mask}", "inpaint_full_res": True}, 422, "'only masked') is not supported"),
+        ({"mask": "{mask}", "mask_blur": -1}, 422, "mask_blur"),
         ({"resize_mode": 1}, 422, "resize_mode 1 is not supported"),
         ({"denoising_strength": 0}, 422, "denoising_strength"),
         ({"denoising_strength": 1.5}, 422, "denoising_strength"),
     ],
 )
 def test_bad_requests_get_json_errors(client, change, status, message):
+    if change.get("mask") == "{mask}":
+        change = {**change, "mask": _b64(Image.new("L", (48, 80), 255))}
     body = {"init_images": [_b64(_picture())], "prompt": "x", "steps": 1, **change}
     r = client.post("/sdapi/v1/img2img", json=body)
     assert r.status_code == status, r.text
@@ -144,3 +150,53 @@ def test_native_job_with_a_start_picture(client, tiny_pipeline):
     assert bad.status_code == 422 and "strength applies only" in bad.text
     bad = client.post("/v1/jobs", json={"prompt": "x", "init_image": "???"})
     assert bad.status_code == 422 and "init_image is not base64" in bad.text
+
+
+def _mask(size=(48, 80)) -> Image.Image:
+    a = np.zeros((size[1], size[0]), dtype=np.uint8)
+    a[:, size[0] // 2 :] = 255  # redraw the right half
+    return Image.fromarray(a)
+
+
+@pytest.mark.parametrize("fill", [0, 1])
+def test_inpainting_equals_the_python_api_with_a1111s_mask_options(client, tiny_pipeline, fill):
+    """A1111's mask, its blur, its inversion and its fill modes (0 fill: the masked area painted
+    from its surroundings first; 1 original) become the Python API's mask_image and start
+    picture (flashgen.masks)."""
+    from flashgen.masks import blur_mask, fill_masked, invert_mask
+
+    picture, mask = _picture(), _mask()
+    body = {"init_images": [_b64(picture)], "mask": _b64(mask), "prompt": "a red circle",
+            "steps": 4, "cfg_scale": 1, "seed": 5, "denoising_strength": 0.9,
+            "mask_blur": 2, "inpainting_mask_invert": 1, "inpainting_fill": fill}  # fmt: skip
+    r = client.post("/sdapi/v1/img2img", json=body)
+    assert r.status_code == 200, r.text
+    used = blur_mask(invert_mask(mask), 2)
+    start = fill_masked(picture, used) if fill == 0 else picture
+    same = {"steps": 4, "guidance": 1, "seed": 5, "width": 48, "height": 80, "strength": 0.9}
+    want = tiny_pipeline.generate(
+        GenerationRequest("a red circle", init_image=start, mask_image=used, **same)
+    )
+    got = _png(r.json()["images"][0]).convert("RGB")
+    assert np.array_equal(np.asarray(got), np.asarray(want.images[0]))
+    assert r.json()["parameters"]["mask"] is None  # not echoed back, as A1111
+
+
+def test_native_job_inpainting(client, tiny_pipeline):
+    picture, mask = _picture((64, 32)), _mask((64, 32))
+    body = {"prompt": "a circle", "steps": 4, "seed": 9, "init_image": _b64(picture),
+            "mask_image": _b64(mask), "strength": 1}  # fmt: skip
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    client.get(f"/v1/jobs/{job_id}/events")
+    result = client.get(f"/v1/jobs/{job_id}").json()["result"]
+    assert result["request"]["mask_image"].endswith("64x32 L")  # a digest, not the pixels
+    same = {"steps": 4, "seed": 9, "width": 64, "height": 32, "strength": 1.0}
+    want = tiny_pipeline.generate(
+        GenerationRequest("a circle", init_image=picture, mask_image=mask.convert("L"), **same)
+    )
+    got = _png(result["images"][0]["png_base64"]).convert("RGB")
+    assert np.array_equal(np.asarray(got), np.asarray(want.images[0]))
+    bad = client.post("/v1/jobs", json={"prompt": "x", "mask_image": _b64(mask)})
+    assert bad.status_code == 422 and "mask_image applies only to inpainting" in bad.text

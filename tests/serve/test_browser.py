@@ -10,6 +10,8 @@ shipped student by
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
 import shutil
@@ -17,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -174,6 +177,55 @@ def test_image_to_image_from_a_file_and_from_a_gallery_image(browser, served, tm
     page.click("#generate")
     expect(page.locator("#gallery figure")).to_have_count(3)
     assert "init_image" not in posted[2] and "strength" not in posted[2]
+    assert outside == [], f"the page fetched outside addresses: {outside}"
+
+
+def test_inpainting_mask_painted_on_the_start_picture(browser, served, tmp_path):
+    url, _ = served
+    outside: list[str] = []
+    page = open_page(browser, url, outside)
+    posted = []
+    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    expect(page.locator("#maskbox")).to_be_hidden()
+    from flashgen.shapes.prompts import scene_for_prompt
+    from flashgen.shapes.render import render_scene
+
+    picture = tmp_path / "start.png"
+    scene = scene_for_prompt("a photo of a blue square", np.random.default_rng(7))
+    Image.fromarray(render_scene(scene)).save(picture)
+    page.set_input_files("#start", str(picture))
+    expect(page.locator("#maskbox")).to_be_visible()
+    expect(page.locator("#clearmask")).to_be_disabled()
+    page.wait_for_function("document.getElementById('mask').width === 64")  # picture loaded
+    page.locator("#mask").scroll_into_view_if_needed()
+    box = page.locator("#mask").bounding_box()
+    assert box["width"] > 100  # shown larger than the picture's 64 px, scaled back on painting
+    for row in (0.3, 0.5, 0.7):  # three strokes over the left half
+        y = box["y"] + box["height"] * row
+        page.mouse.move(box["x"] + box["width"] * 0.1, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+        page.mouse.up()
+    expect(page.locator("#maskstate")).to_contain_text("only the painted part")
+    page.fill("#prompt", "a photo of a red circle")
+    page.select_option("#size", "64x64")
+    page.fill("#strength", "1")
+    page.fill("#seed", "4")
+    page.click("#generate")
+    expect(page.locator("#gallery figcaption")).to_contain_text("inpainted")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "webui-inpaint.png"), full_page=True)
+    data = posted[0]["mask_image"]
+    assert data.startswith("data:image/png;base64,")
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("L"))
+    assert mask.shape == (64, 64)  # the start picture's size
+    assert mask[32, 18] == 255 and mask[32, 50] == 0 and mask[2, 18] == 0
+    assert 0.1 < (mask > 127).mean() < 0.5
+    page.click("#clearmask")
+    expect(page.locator("#maskstate")).to_have_text("nothing painted")
+    page.click("#generate")
+    expect(page.locator("#gallery figure")).to_have_count(2)
+    assert "mask_image" not in posted[1] and "init_image" in posted[1]
     assert outside == [], f"the page fetched outside addresses: {outside}"
 
 

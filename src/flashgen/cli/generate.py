@@ -95,6 +95,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"schedule that runs (default {DEFAULT_STRENGTH:g}; 1 ignores the picture)",
     )
     p.add_argument(
+        "--mask",
+        type=Path,
+        metavar="FILE",
+        help="inpainting (with --init-image): redraw only where this picture is white (grey "
+        "levels: at least half white), keep where it is black; stretched to the output size",
+    )
+    p.add_argument(
         "--rng",
         choices=SOURCES,
         default=DEFAULT_SOURCE,
@@ -228,7 +235,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise UsageError("--prompts-file writes many images: use --out-dir DIR, not --out")
     if args.strength is not None and args.init_image is None:
         raise UsageError("--strength applies only to image-to-image: give --init-image FILE too")
+    if args.mask is not None and args.init_image is None:
+        raise UsageError("--mask applies only to inpainting: give --init-image FILE too")
     init = open_image(args.init_image, "--init-image") if args.init_image is not None else None
+    mask = open_image(args.mask, "--mask", mode="L") if args.mask is not None else None
     # sizes are checked here with a stand-in; the model's resolution fills the ones not given
     probe = GenerationRequest(
         prompt=args.prompt or "",
@@ -242,6 +252,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         drop_t5=args.no_t5,
         init_image=init,
         strength=args.strength,
+        mask_image=mask,
         rng=args.rng,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+AfterStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_next, sigma_next) -> x_next
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,12 @@ def sample_euler(
     sigmas: torch.Tensor,
     *,
     callback: Callable[[StepInfo], bool | None] | None = None,
+    after_step: AfterStep | None = None,
 ) -> torch.Tensor:
-    """Euler integration of dx/dsigma = v:  x_next = x + (sigma_next - sigma) v(x, sigma)."""
+    """Euler integration of dx/dsigma = v:  x_next = x + (sigma_next - sigma) v(x, sigma).
+
+    `after_step(x_next, sigma_next)`, when given, replaces each step's state before the callback
+    sees it (inpainting's known region: sampling.inpaint)."""
     total = len(sigmas) - 1
     for i in range(total):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
@@ -47,6 +52,8 @@ def sample_euler(
         acc = torch.promote_types(x.dtype, torch.float32)
         step = (sigma_next - sigma).to(acc) * (v if v.dtype == x.dtype else v.to(acc))
         x = (x.to(acc) + step).to(x.dtype)
+        if after_step is not None:
+            x = after_step(x, sigma_next)
         if callback is not None:
             keep_going = callback(StepInfo(i, total, float(sigma), float(sigma_next), x))
             if keep_going is False:

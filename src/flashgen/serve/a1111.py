@@ -61,7 +61,7 @@ async def _run(body, req, request: Request) -> dict:
     parameters = body.model_dump()
     parameters["seed"] = req.seed
     if "init_images" in parameters:  # as A1111 without include_init_images: not echoed back
-        parameters["init_images"] = None
+        parameters["init_images"] = parameters["mask"] = None
     return {"images": rendered.b64(), "parameters": parameters, "info": json.dumps(info)}
 
 

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashgen.images import open_image, picture_size
+from flashgen.masks import blur_mask, fill_masked, invert_mask
 from flashgen.noise import DEFAULT_SOURCE
 from flashgen.request import DEFAULT_STRENGTH, GenerationRequest
 
@@ -132,17 +133,22 @@ def a1111_rng(source) -> str:
 
 
 class A1111Img2ImgRequest(A1111Txt2ImgRequest):
-    """POST /sdapi/v1/img2img: txt2img's fields plus the start picture (AUTOMATIC1111's subset
-    that applies: one init image, "just resize", no inpainting mask)."""
+    """POST /sdapi/v1/img2img: txt2img's fields plus the start picture and, for inpainting, its
+    mask (AUTOMATIC1111's subset that applies: one init image, "just resize", the whole picture
+    redrawn at its size)."""
 
     init_images: list[str] = Field(min_length=1, description="base64 pictures; one is used")
     denoising_strength: float = Field(0.75, gt=0, le=1, description="A1111's default 0.75")
     resize_mode: int = Field(0, description="0 (just resize) only")
-    mask: str | None = Field(None, description="inpainting is not supported: must be omitted")
+    mask: str | None = Field(None, description="inpainting: base64 mask, white = redraw")
+    mask_blur: float = Field(4, ge=0, le=64, description="px of Gaussian blur on the mask")
+    inpainting_mask_invert: int = Field(0, ge=0, le=1, description="1: redraw the black part")
+    inpainting_fill: int = Field(
+        0, ge=0, le=3, description="masked content: 0 fill (A1111's API default), 1 original"
+    )
+    inpaint_full_res: bool = Field(False, description="'only masked': not supported")
 
     def to_request(self, default_size: int, max_pixels: int) -> GenerationRequest:
-        if self.mask:
-            raise ValueError("inpainting is not supported: send img2img without a mask")
         if len(self.init_images) > 1:
             raise ValueError(
                 f"{len(self.init_images)} init_images sent; this server uses one start picture "
@@ -154,6 +160,9 @@ class A1111Img2ImgRequest(A1111Txt2ImgRequest):
                 "picture is stretched to width x height"
             )
         image = start_picture(self.init_images[0], "init_images[0]", max_pixels)
+        mask = self._mask(image, max_pixels) if self.mask else None
+        if mask is not None and self.inpainting_fill == 0:
+            image = fill_masked(image, mask)
         size = picture_size(image)  # for the sizes omitted
         req = super().to_request(default_size)
         return replace(
@@ -162,11 +171,28 @@ class A1111Img2ImgRequest(A1111Txt2ImgRequest):
             height=self.height or size[1],
             init_image=image,
             strength=self.denoising_strength,
+            mask_image=mask,
         )
 
+    def _mask(self, image, max_pixels: int):
+        if self.inpainting_fill > 1:
+            raise ValueError(
+                f"inpainting_fill {self.inpainting_fill} (latent noise / latent nothing) is not "
+                "supported; 0 (fill) and 1 (original) are"
+            )
+        if self.inpaint_full_res:
+            raise ValueError(
+                "inpaint_full_res ('only masked') is not supported: send false, and the whole "
+                "picture is redrawn at its size where the mask is white"
+            )
+        mask = start_picture(self.mask, "mask", max_pixels, mode="L").resize(image.size)
+        if self.inpainting_mask_invert:
+            mask = invert_mask(mask)
+        return blur_mask(mask, self.mask_blur)
 
-def start_picture(data: str, what: str, max_pixels: int):
-    """The decoded RGB picture of a base64 field, with or without a data-URL prefix
+
+def start_picture(data: str, what: str, max_pixels: int, mode: str = "RGB"):
+    """The decoded picture (RGB, or `mode`) of a base64 field, with or without a data-URL prefix
     ("data:image/png;base64,..."), as AUTOMATIC1111's API accepts them; ValueError (422) naming
     `what` for anything that is not a picture of at most `max_pixels` pixels."""
     if data.startswith("data:"):
@@ -175,7 +201,7 @@ def start_picture(data: str, what: str, max_pixels: int):
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"{what} is not base64 data") from None
-    return open_image(raw, what, max_pixels=max_pixels)
+    return open_image(raw, what, max_pixels=max_pixels, mode=mode)
 
 
 class JobRequest(_Body):
@@ -198,15 +224,20 @@ class JobRequest(_Body):
         le=1,
         description=f"image-to-image: omitted = {DEFAULT_STRENGTH}; 1 ignores the picture",
     )
+    mask_image: str | None = Field(
+        None, description="inpainting: a base64 mask for init_image (white = redraw)"
+    )
     rng: Literal["cpu", "nv"] = Field(
         DEFAULT_SOURCE, description="the starting noise's source (see flashgen.noise)"
     )
 
     def to_request(self, default_size: int, max_pixels: int) -> GenerationRequest:
-        image, size = None, (default_size, default_size)
+        image, mask, size = None, None, (default_size, default_size)
         if self.init_image is not None:  # sizes omitted: the picture's
             image = start_picture(self.init_image, "init_image", max_pixels)
             size = picture_size(image)
+        if self.mask_image is not None:
+            mask = start_picture(self.mask_image, "mask_image", max_pixels, mode="L")
         return GenerationRequest(
             prompt=self.prompt,
             negative_prompt=self.negative_prompt,
@@ -218,5 +249,6 @@ class JobRequest(_Body):
             num_images=self.num_images,
             init_image=image,
             strength=self.strength,
+            mask_image=mask,
             rng=self.rng,
         )

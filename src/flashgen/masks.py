@@ -1,0 +1,53 @@
+"""AUTOMATIC1111's inpainting options, as picture operations before generation: the mask's blur
+and inversion, and its "fill" mode (the masked area painted with the colours around it before it
+is encoded). The generation itself treats any mask as diffusers does (binarized at 0.5: white
+redraws); these only prepare what the A1111 API route sends it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+FILL_RADII = (64, 16, 4, 1)  # px: coarse to fine, each pass refining the last one's colours
+
+
+def blur_mask(mask: Image.Image, radius: float) -> Image.Image:
+    """A1111's "Mask blur": a Gaussian blur of the mask (grey levels), radius in pixels."""
+    if radius < 0:
+        raise ValueError(f"mask_blur must be >= 0, got {radius}")
+    mask = mask.convert("L")
+    return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
+
+
+def invert_mask(mask: Image.Image) -> Image.Image:
+    """A1111's "Inpaint not masked": white and black swapped."""
+    return ImageOps.invert(mask.convert("L"))
+
+
+def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """A1111's "fill" masked content: where the mask is at least half white, the picture's
+    colours are replaced by a smooth fill from the kept pixels around it (a normalised
+    convolution: blur(picture * kept) / blur(kept), coarse radii first, finer ones where they
+    have support). A mask with nothing kept gives the picture's mean colour."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    redraw = np.asarray(mask.convert("L").resize(image.size), dtype=np.float64) >= 127.5
+    kept = (~redraw).astype(np.float64)
+    if not kept.any():
+        mean = rgb.reshape(-1, 3).mean(0)
+        return Image.fromarray(np.broadcast_to(mean, rgb.shape).round().astype(np.uint8))
+    fill = np.broadcast_to(rgb[~redraw].mean(0), rgb.shape).copy()
+    for radius in FILL_RADII:
+        weight = _blur(kept, radius)
+        colour = np.stack([_blur(rgb[..., c] * kept, radius) for c in range(3)], -1)
+        supported = weight > 1e-3
+        fill[supported] = colour[supported] / weight[supported, None]
+    out = np.where(redraw[..., None], fill, rgb)
+    return Image.fromarray(out.clip(0, 255).round().astype(np.uint8))
+
+
+def _blur(channel: np.ndarray, radius: float) -> np.ndarray:
+    """A Gaussian blur (sigma = radius, as Pillow's) of one float channel, zero outside."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(channel, sigma=radius, mode="constant", cval=0.0)
