@@ -30,6 +30,7 @@ def test_openapi_document_lists_every_api_and_no_cdn_docs_page(client):
     paths = client.get("/openapi.json").json()["paths"]
     for path in (
         "/v1/images/generations",
+        "/v1/images/edits",
         "/sdapi/v1/txt2img",
         "/sdapi/v1/sd-models",
         "/v1/jobs",

@@ -13,7 +13,7 @@ from flashgen.errors import OutOfMemoryBudget
 from flashgen.request import GenerationRequest
 
 UPLOAD_PATHS = frozenset(
-    {"/sdapi/v1/img2img", "/v1/jobs"}
+    {"/sdapi/v1/img2img", "/v1/jobs", "/v1/images/edits"}
 )  # bodies with an image: max_upload_bytes
 
 
