@@ -12,6 +12,7 @@ blue square"): 6 colours x 3 shapes x 2 new objects x `--scenes` scene seeds. Ve
 
 "text to image" is the same prompt without a start picture (same seeds): how often the model
 draws the pair at all. Inpainting runs at strength 1 (the redrawn region starts from noise).
+`--latent-mask` picks how the pixel mask becomes latent cells (sampling.inpaint.latent_mask).
 
     .venv/bin/python benchmarks/inpaint_add.py --model shapes-flash-4step \
         --record benchmarks/results/inpaint-add/shapes-flash-4step.json
@@ -30,11 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy.ndimage import binary_dilation
 
 import flashgen
 from flashgen import GenerationRequest
 from flashgen.bench.env import finish, provenance
+from flashgen.masks import outside_objects
+from flashgen.sampling.inpaint import LATENT_MASK_RULES
 from flashgen.shapes.prompts import scene_for_prompt
 from flashgen.shapes.render import render_scene
 from flashgen.shapes.scorer import detect_objects, score_image
@@ -55,14 +57,6 @@ def additions(scenes: int) -> list[dict]:
                     out.append({"color": color, "shape": shape, "new_color": new_color,
                                 "new_shape": new_shape, "scene": scene})  # fmt: skip
     return out
-
-
-def keep_mask(picture: Image.Image, margin: int) -> np.ndarray:
-    """True where the picture is redrawn: everything but its object and a margin around it."""
-    a = np.asarray(picture).astype(int)
-    background = np.median(a.reshape(-1, 3), axis=0)
-    thing = np.abs(a - background).max(-1) > 40
-    return ~binary_dilation(thing, iterations=margin)
 
 
 def _rate(values: list[bool]) -> dict:
@@ -97,6 +91,12 @@ def main() -> dict:
     p.add_argument("--scenes", type=int, default=2)
     p.add_argument("--margin", type=int, default=4)
     p.add_argument("--radius", type=float, default=4.0)
+    p.add_argument(
+        "--latent-mask",
+        default="cover",
+        choices=LATENT_MASK_RULES,
+        help="how the pixel mask becomes latent cells (nearest: diffusers' rule)",
+    )
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--record", type=Path, default=None)
@@ -104,6 +104,7 @@ def main() -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = flashgen.load(args.model, dtype=args.dtype)
+    pipe.mask_rule = args.latent_mask
     items = additions(args.scenes)
     rows = {}
     for condition in ("text to image", "inpaint"):
@@ -114,7 +115,7 @@ def main() -> dict:
             start_prompt = f"a photo of a {item['color']} {item['shape']}"
             picture = Image.fromarray(render_scene(scene_for_prompt(start_prompt, rng)))
             (obj,) = [o for o in detect_objects(picture)]
-            redraw = keep_mask(picture, args.margin)
+            redraw = outside_objects(picture, args.margin)
             extra = {}
             if condition == "inpaint":
                 mask = Image.fromarray(redraw.astype(np.uint8) * 255)
@@ -132,6 +133,7 @@ def main() -> dict:
         "dtype": args.dtype,
         "additions": len(items),
         "margin_px": args.margin,
+        "latent_mask": args.latent_mask,
         "radius_px": args.radius,
         "conditions": rows,
         **provenance(),

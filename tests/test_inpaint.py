@@ -39,9 +39,10 @@ def start():
 
 @pytest.fixture(scope="module")
 def mask():
-    """White (redraw) in the right half's middle, with a grey edge that binarizes both ways."""
+    """White (redraw) in the right half's middle, with a grey edge that binarizes both ways; its
+    bottom edge (row 44) is off the 8-px latent grid, where the latent rules differ."""
     a = np.zeros((64, 64), dtype=np.uint8)
-    a[16:48, 32:64] = 255
+    a[16:44, 32:64] = 255
     a[16:48, 28:32] = 140  # >= 0.5: redraw
     a[12:16, 32:64] = 100  # < 0.5: keep
     return Image.fromarray(a, mode="L")
@@ -76,8 +77,17 @@ def _pixels(images) -> np.ndarray:
     return np.stack([np.asarray(im) for im in images]).astype(np.float32) / 255.0
 
 
+@pytest.fixture
+def diffusers_rule(pipe):
+    """The pipeline with diffusers' latent-mask rule ("nearest"), restored afterwards."""
+    pipe.mask_rule = "nearest"
+    yield pipe
+    pipe.mask_rule = "cover"
+
+
 @pytest.mark.parametrize(("guidance", "strength"), [(1.0, 0.6), (5.0, 1.0)])
-def test_matches_diffusers_inpainting(tiny, pipe, start, mask, guidance, strength):
+def test_matches_diffusers_inpainting(tiny, diffusers_rule, start, mask, guidance, strength):
+    pipe = diffusers_rule
     req = GenerationRequest(
         PROMPT, steps=5, guidance=guidance, seed=3, num_images=2, init_image=start,
         mask_image=mask, strength=strength,
@@ -90,6 +100,27 @@ def test_matches_diffusers_inpainting(tiny, pipe, start, mask, guidance, strengt
         )
         assert np.abs(ours[k] - theirs[0]).mean() <= 1 / 255, seed
     assert ours.std() > 0.01
+
+
+def test_the_default_rule_never_redraws_a_cell_with_a_kept_pixel(pipe, mask):
+    cover = pipe.prepare_mask(mask, 64, 64)
+    pipe.mask_rule = "nearest"
+    try:
+        nearest = pipe.prepare_mask(mask, 64, 64)
+    finally:
+        pipe.mask_rule = "cover"
+    assert cover.shape == nearest.shape == (1, 1, 8, 8)
+    assert cover[0, 0, 2:5, 4:].eq(1).all() and cover[0, 0, 5].eq(0).all()  # rows 40-47: kept
+    assert nearest[0, 0, 2:6, 4:].eq(1).all()  # diffusers: row 40's pixel redraws the cell
+    assert cover.sum() == nearest.sum() - 4
+
+
+def test_a_mask_under_one_cell_warns_that_nothing_is_redrawn(pipe, caplog):
+    dot = np.zeros((64, 64), dtype=np.uint8)
+    dot[20:26, 20:26] = 255  # 6 px: no whole 8-px cell
+    with caplog.at_level("WARNING"):
+        m = pipe.prepare_mask(Image.fromarray(dot), 64, 64)
+    assert not m.any() and "covers no whole 8x8-pixel latent cell" in caplog.text
 
 
 def test_masks_at_the_extremes(pipe, start):

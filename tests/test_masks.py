@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from flashgen.masks import blur_mask, fill_masked, invert_mask
+from flashgen.masks import blur_mask, fill_masked, invert_mask, outside_objects
 
 
 def _halves():
@@ -64,3 +64,14 @@ def test_blur_and_invert():
     assert np.array_equal(inv, 255 - np.asarray(mask))
     with pytest.raises(ValueError, match="mask_blur must be >= 0"):
         blur_mask(mask, -1)
+
+
+def test_outside_objects_keeps_each_object_and_its_margin():
+    a = np.full((40, 64, 3), 235, np.uint8)
+    a[10:20, 10:20] = (200, 0, 0)
+    a[25:30, 40:50] = (0, 0, 200)
+    redraw = outside_objects(Image.fromarray(a), margin=3)
+    assert not redraw[10:20, 10:20].any() and not redraw[25:30, 40:50].any()
+    assert not redraw[7, 15] and redraw[6, 15]  # 3 px of margin (4-connected dilation)
+    assert redraw[0, 0] and redraw[35, 5]
+    assert np.array_equal(outside_objects(Image.fromarray(a), margin=0), a.max(-1) - a.min(-1) == 0)

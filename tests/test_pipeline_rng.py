@@ -61,10 +61,9 @@ def test_nv_img2img_draws_the_posterior_then_the_noise(pipe):
     n = encoded.mean.numel()
     eps = torch.from_numpy(philox_randn(8, n, 0)).reshape(encoded.mean.shape)
     z = (encoded.mean + encoded.std * eps - cfg.shift_factor) * cfg.scaling_factor
-    only_z = pipe.prepare_image_latents(picture, [8], torch.tensor(0.0), 64, 64, rng="nv")
-    torch.testing.assert_close(only_z, z, atol=1e-5, rtol=1e-5)
-    only_noise = pipe.prepare_image_latents(picture, [8], torch.tensor(1.0), 64, 64, rng="nv")
-    assert np.array_equal(only_noise.numpy().ravel(), philox_randn(8, n, 1))
+    known, noise = pipe.image_latents(picture, [8], 64, 64, rng="nv")
+    torch.testing.assert_close(known, z, atol=1e-5, rtol=1e-5)
+    assert np.array_equal(noise.numpy().ravel(), philox_randn(8, n, 1))
 
 
 def test_an_unknown_source_is_refused():

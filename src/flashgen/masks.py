@@ -1,7 +1,8 @@
-"""AUTOMATIC1111's inpainting options, as picture operations before generation: the mask's blur
-and inversion, and its "fill" mode (the masked area painted with the colours around it before it
-is encoded). The generation itself treats any mask as diffusers does (binarized at 0.5: white
-redraws); these only prepare what the A1111 API route sends it.
+"""Inpainting masks as picture operations before generation: AUTOMATIC1111's options (the mask's
+blur and inversion, and its "fill" mode: the masked area painted with the colours around it
+before it is encoded), and a mask that keeps a picture's objects (the inpainting benchmark's and
+the README picture's). The generation itself treats any mask as diffusers does (binarized at 0.5:
+white redraws); these only prepare what it is sent.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
         fill[supported] = colour[supported] / weight[supported, None]
     out = np.where(redraw[..., None], fill, rgb)
     return Image.fromarray(out.clip(0, 255).round().astype(np.uint8))
+
+
+def outside_objects(picture: Image.Image, margin: int, threshold: int = 40) -> np.ndarray:
+    """True where a picture on a plain background is redrawn: everything but its objects (pixels
+    more than `threshold` levels from the median colour in some channel) and `margin` px around
+    them."""
+    from scipy.ndimage import binary_dilation
+
+    a = np.asarray(picture.convert("RGB")).astype(int)
+    background = np.median(a.reshape(-1, 3), axis=0)
+    things = np.abs(a - background).max(-1) > threshold
+    return ~binary_dilation(things, iterations=margin) if margin > 0 else ~things
 
 
 def _blur(channel: np.ndarray, radius: float) -> np.ndarray:

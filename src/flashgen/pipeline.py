@@ -37,6 +37,7 @@ from flashgen.request import (
 )
 from flashgen.sampling import (
     keep_known,
+    latent_mask,
     make_sigmas,
     sample_euler,
     sigmas_from_list,
@@ -89,6 +90,9 @@ class Pipeline:
         self.card = components.card
         self.compiled = False  # flashgen.compiling: a load(compile=True) that succeeded
         self.memory_guard = None  # memory_estimate.MemoryGuard: refuses requests over the budget
+        # inpainting: how a pixel mask becomes latent cells (sampling.inpaint.LATENT_MASK_RULES;
+        # "nearest" reproduces diffusers' StableDiffusion3InpaintPipeline exactly)
+        self.mask_rule = "cover"
         self._warned_unused_negative = False
         self.prompt_encoder = PromptEncoder(components, device, cache_size=cache_size)
         vae_cfg = components.vae.config
@@ -244,23 +248,11 @@ class Pipeline:
             noise.append(stream.randn(z.shape).to(self.device, self.dtype))
         return torch.cat(known), torch.cat(noise)
 
-    def prepare_image_latents(
-        self,
-        image: Image.Image,
-        seeds: list[int],
-        sigma,
-        height: int,
-        width: int,
-        rng: str = DEFAULT_SOURCE,
-    ) -> torch.Tensor:
-        """Image-to-image start points [len(seeds), C, h, w]: `image_latents` noised to `sigma`."""
-        known, noise = self.image_latents(image, seeds, height, width, rng)
-        return flow.interpolate(known, noise, sigma)
-
     def prepare_mask(self, mask: Image.Image, height: int, width: int) -> torch.Tensor:
-        """An inpainting mask [1, 1, h, w] at latent resolution, as diffusers' SD3 inpainting
-        makes it: grey levels, resized to width x height, binarized at 0.5 (white: redraw), then
-        resized to the latents (nearest)."""
+        """An inpainting mask [1, 1, h, w] at latent resolution: grey levels, resized to width x
+        height and binarized at 0.5 (white: redraw) by diffusers' mask processor, then a latent
+        cell redrawn only where all its pixels are (`mask_rule`, sampling.inpaint.latent_mask;
+        "nearest" is diffusers' rule)."""
         from diffusers.image_processor import VaeImageProcessor
 
         processor = VaeImageProcessor(
@@ -269,9 +261,15 @@ class Pipeline:
             do_binarize=True,
             do_convert_grayscale=True,
         )
-        m = processor.preprocess(mask, height=height, width=width)
-        f = self.vae_scale_factor
-        m = torch.nn.functional.interpolate(m, size=(height // f, width // f))
+        pixels = processor.preprocess(mask, height=height, width=width)
+        m = latent_mask(pixels, self.vae_scale_factor, self.mask_rule)
+        if pixels.any() and not m.any():
+            log.warning(
+                "flashgen: the mask covers no whole %dx%d-pixel latent cell, so nothing is "
+                "redrawn: paint a larger area",
+                self.vae_scale_factor,
+                self.vae_scale_factor,
+            )
         return m.to(self.device, self.dtype)
 
     # -- stage 3: sampling -------------------------------------------------------------------

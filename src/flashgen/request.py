@@ -51,7 +51,8 @@ class GenerationRequest:
     num_images: int = 1
     drop_t5: bool = False
     # image-to-image: a PIL image, resized to width x height, noised to the schedule point that
-    # `strength` picks (None: DEFAULT_STRENGTH; 1: pure noise, the image ignored) and denoised
+    # `strength` picks (None: DEFAULT_STRENGTH; 1: pure noise, the image ignored but where a
+    # mask keeps it) and denoised
     init_image: Any = None
     strength: float | None = None
     # inpainting: a PIL mask for init_image (white: redraw, black: keep; grey levels binarized at

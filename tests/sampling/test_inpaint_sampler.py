@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flashgen import flow
-from flashgen.sampling import keep_known, make_sigmas, sample_euler
+from flashgen.sampling import keep_known, latent_mask, make_sigmas, sample_euler
+from flashgen.sampling.inpaint import LATENT_MASK_RULES
 
 seeds = st.integers(0, 2**31 - 1)
 
@@ -79,3 +80,36 @@ def test_shapes_are_checked():
         keep_known(known, torch.zeros(1, 4, 6, 6), torch.zeros(1, 1, 6, 5))
     with pytest.raises(ValueError, match=r"mask must be \[B, 1, 6, 5\]"):
         keep_known(known, known, torch.zeros(1, 4, 6, 5))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seeds, st.integers(1, 4), st.integers(1, 3))
+def test_latent_mask_cover_redraws_a_cell_only_when_all_its_pixels_are(seed, cells, factor):
+    g = torch.Generator().manual_seed(seed)
+    cell_grid = (torch.rand(2, 1, cells, cells + 1, generator=g) > 0.5).float()
+    aligned = cell_grid.repeat_interleave(factor * 2, -2).repeat_interleave(factor * 2, -1)
+    f = factor * 2
+    # on the cell grid every rule agrees with the cells
+    for rule in LATENT_MASK_RULES:
+        assert torch.equal(latent_mask(aligned, f, rule), cell_grid), rule
+    # one kept pixel anywhere in a redrawn cell keeps it under "cover", not under "nearest"
+    # unless it is the cell's top-left pixel
+    poked = aligned.clone()
+    poked[..., f - 1, f - 1] = 0.0
+    got = latent_mask(poked, f)
+    assert got[..., 0, 0].eq(0).all()
+    assert torch.equal(got[..., 1:, :], cell_grid[..., 1:, :])
+    assert torch.equal(latent_mask(poked, f, "nearest")[..., 0, 0], cell_grid[..., 0, 0])
+
+
+def test_latent_mask_rules_off_the_grid():
+    pixels = torch.zeros(1, 1, 8, 8)
+    pixels[..., :, 2:] = 1.0  # redraw columns 2-7: cell 0 is 3/4 redraw, cell 1 all
+    assert latent_mask(pixels, 4, "cover").tolist() == [[[[0.0, 1.0], [0.0, 1.0]]]]
+    assert latent_mask(pixels, 4, "nearest").tolist() == [[[[0.0, 1.0], [0.0, 1.0]]]]
+    assert latent_mask(pixels, 4, "majority").tolist() == [[[[1.0, 1.0], [1.0, 1.0]]]]
+    assert latent_mask(pixels, 4, "area").tolist() == [[[[0.5, 1.0], [0.5, 1.0]]]]
+    with pytest.raises(ValueError, match="not a multiple of 4"):
+        latent_mask(torch.zeros(1, 1, 6, 8), 4)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        latent_mask(pixels, 4, "max")

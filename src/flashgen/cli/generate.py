@@ -92,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="S",
         help="image-to-image: how much to change the picture, in (0, 1]: the share of the "
-        f"schedule that runs (default {DEFAULT_STRENGTH:g}; 1 ignores the picture)",
+        f"schedule that runs (default {DEFAULT_STRENGTH:g}; 1 ignores the picture, except where "
+        "--mask keeps it)",
     )
     p.add_argument(
         "--mask",

@@ -222,7 +222,7 @@ class JobRequest(_Body):
         None,
         gt=0,
         le=1,
-        description=f"image-to-image: omitted = {DEFAULT_STRENGTH}; 1 ignores the picture",
+        description=f"image-to-image: omitted = {DEFAULT_STRENGTH}; 1 ignores the picture but where a mask keeps it",
     )
     mask_image: str | None = Field(
         None, description="inpainting: a base64 mask for init_image (white = redraw)"
