@@ -254,19 +254,11 @@ class JobRequest(_Body):
         )
 
 
-class OpenAIEditRequest(_Body):
-    """POST /v1/images/edits (OpenAI Images API, multipart/form-data): the text fields; the
-    `image` and `mask` files come separately (`to_request`). Extensions as for generations, plus
-    `strength`."""
+class OpenAIEditRequest(OpenAIImageRequest):
+    """POST /v1/images/edits (OpenAI Images API, multipart/form-data): generations' text fields
+    plus the `strength` extension; the `image` and `mask` files come separately (`to_request`)."""
 
-    prompt: str = Field(min_length=1, max_length=8000)
-    n: int = Field(1, ge=1, le=64)
     size: str | None = Field(None, description="'WxH'; 'auto' or omitted = the picture's size")
-    response_format: str | None = Field(None, description="only 'b64_json' is supported")
-    model: str | None = Field(None, description="accepted and ignored: the server has one model")
-    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="extension; omitted = random")
-    steps: int | None = Field(None, ge=1, description="extension; omitted = the model's default")
-    negative_prompt: str = Field("", max_length=8000, description="extension")
     strength: float | None = Field(
         None,
         gt=0,
@@ -276,11 +268,7 @@ class OpenAIEditRequest(_Body):
     )
 
     def to_request(self, image: bytes, mask: bytes | None, max_pixels: int) -> GenerationRequest:
-        if self.response_format not in (None, "b64_json"):
-            raise ValueError(
-                f"response_format {self.response_format!r} is not supported: this server keeps "
-                "images private and returns them inline; use response_format 'b64_json'"
-            )
+        req = super().to_request(default_size=16)  # the shared fields; the sizes come below
         picture = open_image(image, "image", max_pixels=max_pixels, mode="RGBA")
         if mask is not None:
             given = open_image(mask, "mask", max_pixels=max_pixels, mode="RGBA")
@@ -292,18 +280,13 @@ class OpenAIEditRequest(_Body):
             edit = _transparent(given.resize(picture.size))
         else:  # OpenAI's rule: without a mask, the picture's own transparency is the mask
             edit = _transparent(picture) if _has_transparency(picture) else None
-        width, height = (
-            picture_size(picture) if self.size in (None, "auto") else parse_size(self.size, 0)
-        )
+        auto = self.size is None or self.size.strip().lower() == "auto"
+        width, height = picture_size(picture) if auto else (req.width, req.height)
         strength = self.strength if self.strength is not None else (1.0 if edit else None)
-        return GenerationRequest(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            steps=self.steps,
-            seed=random_seed() if self.seed is None else self.seed,
+        return replace(
+            req,
             width=width,
             height=height,
-            num_images=self.n,
             init_image=picture.convert("RGB"),
             strength=strength,
             mask_image=edit,
