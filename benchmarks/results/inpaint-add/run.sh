@@ -12,3 +12,6 @@ for rule in cover nearest majority area; do
 done
 .venv/bin/python benchmarks/inpaint_add.py --model shapes-teacher --scenes 1 --threads 2 \
   --record "$OUT/shapes-teacher-cover.json"
+# the student on the teacher's one scene seed, for the side-by-side row
+.venv/bin/python benchmarks/inpaint_add.py --model shapes-flash-4step --scenes 1 --threads 2 \
+  --record "$OUT/shapes-flash-4step-cover-scene0.json"
