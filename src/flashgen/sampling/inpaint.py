@@ -44,7 +44,8 @@ def latent_mask(pixels: torch.Tensor, factor: int, rule: str = "cover") -> torch
 
 def keep_known(known: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor) -> AfterStep:
     """The sampler's after_step for inpainting. known and noise [B, C, h, w]; mask [B or 1, 1,
-    h, w] with values in {0, 1} (broadcast over channels)."""
+    h, w] with values in [0, 1] (0 or 1 but for latent_mask's soft "area" rule), broadcast over
+    channels."""
     if known.shape != noise.shape:
         raise ValueError(f"known {tuple(known.shape)} and noise {tuple(noise.shape)} differ")
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2:] != known.shape[2:]:
