@@ -17,7 +17,7 @@ from PIL import Image
 
 import flashgen
 from flashgen import GenerationRequest
-from flashgen.eval.report import image_grid
+from flashgen.eval.report import save_grid
 from flashgen.shapes.prompts import scene_for_prompt
 from flashgen.shapes.render import render_scene
 
@@ -29,7 +29,6 @@ ROWS = (  # (what the start picture shows, the prompt it is redrawn with)
     ("a photo of two squares", "a photo of two circles"),
 )  # fmt: skip
 STRENGTHS = (0.25, 0.5, 0.75, 1.0)
-SCALE, GAP = 3, 4
 
 
 def main() -> int:
@@ -45,10 +44,7 @@ def main() -> int:
             for s in STRENGTHS
         ]
         rows.append([start, *redrawn])
-    grid = image_grid(rows, SCALE, GAP)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(args.out)
-    print(args.out)
+    print(save_grid(rows, args.out))
     return 0
 
 

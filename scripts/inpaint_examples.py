@@ -19,7 +19,7 @@ from PIL import Image
 
 import flashgen
 from flashgen import GenerationRequest
-from flashgen.eval.report import image_grid
+from flashgen.eval.report import save_grid
 from flashgen.masks import outside_objects
 from flashgen.shapes.prompts import scene_for_prompt
 from flashgen.shapes.render import render_scene
@@ -31,7 +31,6 @@ ROWS = (  # (the start picture's one object, the prompt that adds a second)
     ("a photo of a purple triangle", "a photo of a purple triangle and a cyan circle"),
 )
 SEEDS = (0, 1, 2, 3)
-SCALE, GAP = 3, 4
 
 
 def main() -> int:
@@ -53,10 +52,7 @@ def main() -> int:
             for s in SEEDS
         ]
         rows.append([start, Image.fromarray(shown_mask), *made])
-    grid = image_grid(rows, SCALE, GAP)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(args.out)
-    print(args.out)
+    print(save_grid(rows, args.out))
     return 0
 
 

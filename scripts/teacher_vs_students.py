@@ -13,7 +13,7 @@ from pathlib import Path
 
 import flashgen
 from flashgen import GenerationRequest
-from flashgen.eval.report import image_grid
+from flashgen.eval.report import save_grid
 
 MODELS = ("shapes-teacher", "shapes-flash-4step", "shapes-flash-2step")
 PROMPTS = (
@@ -22,7 +22,6 @@ PROMPTS = (
     "a photo of a green square below a yellow circle",
     "a photo of a purple triangle",
 )
-SCALE, GAP = 3, 4
 
 
 def main() -> int:
@@ -35,10 +34,7 @@ def main() -> int:
         rows.append(
             [pipe.generate(GenerationRequest(t, seed=k)).images[0] for k, t in enumerate(PROMPTS)]
         )
-    grid = image_grid(rows, SCALE, GAP)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(args.out)
-    print(args.out)
+    print(save_grid(rows, args.out))
     return 0
 
 

@@ -55,6 +55,14 @@ def image_grid(rows: list[list[Image.Image]], scale: int = 3, gap: int = 4) -> I
     return grid
 
 
+def save_grid(rows: list[list[Image.Image]], out: Path) -> Path:
+    """`image_grid(rows)` written to `out` (its folder made if missing): the README scripts'
+    ending."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(rows).save(out)
+    return out
+
+
 def task_grid(out: Path, task: str, lines: list[dict], runs: list, ref_records: list[dict]):
     """Rows: reference render, then each run; columns: the task's first prompt lines."""
     mine = [i for i, line in enumerate(lines) if line["task"] == task]

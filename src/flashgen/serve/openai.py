@@ -47,10 +47,8 @@ async def edits(request: Request) -> dict:
     """multipart/form-data: `image` (one picture; `image[]` as the OpenAI SDKs name a list),
     optional `mask` (a PNG, transparent where to edit), the text fields of OpenAIEditRequest."""
     service: Service = request.app.state.service
-    try:
-        form = await request.form(max_files=4, max_fields=64)
-    except (AssertionError, ValueError) as e:  # not a form (starlette asserts on the type)
-        raise ValueError(f"send multipart/form-data with an image file ({e})") from None
+    # a body that is not a form reads as an empty one (refused below); a broken one is a 400
+    form = await request.form(max_files=4, max_fields=64)
     images = [*form.getlist("image"), *form.getlist("image[]")]
     masks = form.getlist("mask")
     if len(images) != 1 or len(masks) > 1:
