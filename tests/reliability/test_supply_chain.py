@@ -157,7 +157,8 @@ def test_no_unpickling_code_in_the_package():
 def test_hub_loaders_are_local_only_and_safetensors_only():
     """Every `from_pretrained` passes local_files_only=True (a mistyped path can never become a
     hub download); every one that reads weights passes use_safetensors=True (a folder holding
-    only pickle files fails instead of being unpickled). Tokenizers and configs read no weights."""
+    only pickle files fails instead of being unpickled). Tokenizers, configs and image processors
+(preprocessor_config.json) read no weights."""
     bad, seen = [], 0
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
@@ -171,7 +172,7 @@ def test_hub_loaders_are_local_only_and_safetensors_only():
             if _kw(node, "local_files_only") != "True":
                 bad.append(f"{where}: no local_files_only=True")
             context = f"{func} {functions.get(node.lineno, '')}".lower()
-            reads_weights = not re.search(r"tokeni[sz]er|config", context)
+            reads_weights = not re.search(r"tokeni[sz]er|config|imageprocessor", context)
             if reads_weights and _kw(node, "use_safetensors") != "True":
                 bad.append(f"{where}: no use_safetensors=True")
     assert seen >= 5, "the scan found no loaders: is the package where it should be?"

@@ -2,6 +2,7 @@
 
 eval alignment MANIFEST          GenEval-style scores of a manifest.jsonl and why images fail (JSON)
 eval quality MANIFEST REFERENCE  Shapes-FID and precision/recall between two manifests
+eval clip-score MANIFEST --clip-model DIR  CLIP score of any manifest's images against its prompts
 eval run --model M [--steps N ...] generate the evaluation set, score everything, report
 """
 
@@ -25,6 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("reference", type=Path, help="reference images (e.g. `flashgen shapes render`)")
     q.add_argument("--k", type=int, default=3, help="neighbours for precision/recall (default 3)")
     q.set_defaults(func=_quality)
+
+    c = eval_sub.add_parser(
+        "clip-score",
+        help="CLIP score of a manifest's images against their prompts, with a local CLIP model",
+        description="CLIP score (100 x cosine of CLIP's image and prompt embeddings, the mean "
+        "clamped at 0, as torchmetrics) of the images a manifest.jsonl lists (`flashgen generate "
+        "--prompts FILE` writes one), with any CLIP model in transformers' CLIPModel folder "
+        "layout, e.g. a local copy of openai/clip-vit-large-patch14. Prints one JSON line.",
+    )
+    c.add_argument("manifest", type=Path)
+    c.add_argument("--clip-model", type=Path, required=True, metavar="DIR")
+    c.add_argument("--batch-size", type=int, default=32, metavar="N")
+    c.add_argument("--device", default=None)
+    c.set_defaults(func=_clip_score)
 
     r = eval_sub.add_parser(
         "run",
@@ -78,6 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decode every model's latents with this decoder (default: each model's own "
         "default decoder, its flashgen.json 'default_decoder'; the Shapes models: tiny)",
     )
+    r.add_argument(
+        "--clip-model",
+        metavar="DIR",
+        help="also report CLIP score with this local CLIP model folder (see `eval clip-score`)",
+    )
     r.set_defaults(func=_run)
 
 
@@ -92,6 +112,17 @@ def _quality(args: argparse.Namespace) -> int:
     from flashgen.eval.alignment import manifest_quality
 
     print(json.dumps(manifest_quality(args.manifest, args.reference, k=args.k).to_dict()))
+    return 0
+
+
+def _clip_score(args: argparse.Namespace) -> int:
+    from flashgen.eval.clip_score import manifest_clip_score
+
+    print(
+        json.dumps(
+            manifest_clip_score(args.manifest, args.clip_model, args.device, args.batch_size)
+        )
+    )
     return 0
 
 
@@ -115,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         drop_t5=args.no_t5,
         profile=args.profile,
         decoder=args.decoder,
+        clip_model=args.clip_model,
     )
     result = run_eval(config, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(summary(result)))

@@ -215,17 +215,25 @@ def _overall(alignment: dict) -> str:
     return f"{alignment['overall']:.3f}" + (f" ± {1.96 * se:.3f}" if se is not None else "")
 
 
+def _clip_cell(run) -> str:
+    clip = getattr(run, "clip", None)
+    if not clip:
+        return "<td></td>"
+    return f"<td>{clip['clip_score']:.2f} ± {1.96 * clip['clip_score_se']:.2f}</td>"
+
+
 def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dict]) -> Path:
     (out / "report").mkdir(parents=True, exist_ok=True)
     pictures = [task_bars(out, runs), failure_bars(out, runs)]
     if len(runs) > 1:
         pictures += tradeoff_plots(out, runs)
     pictures += [p for t in TASKS if (p := task_grid(out, t, lines, runs, ref_records))]
+    with_clip = any(getattr(r, "clip", None) for r in runs)
     rows = "".join(
         f"<tr><td>{html.escape(run_label(r))}</td><td>{r.nfe}</td>"
         f"<td>{r.seconds_per_image:.4f}</td><td>{_overall(r.alignment)}</td>"
         f"<td>{r.quality['fid']:.3f}</td><td>{r.quality['precision']:.3f}</td>"
-        f"<td>{r.quality['recall']:.3f}</td></tr>"
+        f"<td>{r.quality['recall']:.3f}</td>" + (_clip_cell(r) if with_clip else "") + "</tr>"
         for r in runs
     )
     imgs = "".join(f'<p><img src="{p.name}" style="max-width:100%"></p>' for p in pictures)
@@ -233,7 +241,9 @@ def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dic
         "<!doctype html><meta charset=utf-8><title>flashgen eval</title>"
         "<h1>Shapes World evaluation</h1><table border=1 cellpadding=4>"
         "<tr><th>run</th><th>NFE</th><th>s/image</th><th>alignment (95%)</th><th>Shapes-FID</th>"
-        f"<th>precision</th><th>recall</th></tr>{rows}</table>{imgs}"
+        "<th>precision</th><th>recall</th>"
+        + ("<th>CLIP score (95%)</th>" if with_clip else "")
+        + f"</tr>{rows}</table>{imgs}"
         "<p>Grids: green border = the image passes its prompt's verdict, red = fails.</p>"
     )
     index = out / "report" / "index.html"

@@ -53,6 +53,7 @@ class EvalConfig:
     drop_t5: bool = False  # T5-free: load and generate without the T5 slot (CLI --no-t5)
     profile: str | None = None  # memory profile every model is loaded with (flashgen.profiles)
     decoder: str | None = None  # None/"full", "tiny" or a folder (flashgen.models.tiny_decoder)
+    clip_model: str | None = None  # a CLIP folder: also report CLIP score (eval.clip_score)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -101,6 +102,7 @@ class RunResult:
     per_image: list[dict] = field(default_factory=list, repr=False)
     device: str = "cpu"  # where the images were made (renders: the CPU)
     dtype: str | None = None  # the model's compute dtype (None for renders)
+    clip: dict | None = None  # CLIP score summary and per-task means (with --clip-model)
 
 
 def select_prompts(split: str, limit: int | None) -> list[dict]:
@@ -215,6 +217,11 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
         import torch
 
         torch.set_num_threads(config.threads)
+    scorer = None
+    if config.clip_model is not None:  # a bad folder fails now, not after the images
+        from flashgen.eval.clip_score import load_clip_scorer
+
+        scorer = load_clip_scorer(config.clip_model, config.device)
     lines = select_prompts(config.split, config.limit)
     k = config.images_per_prompt
     n_ref = k * config.reference_per_prompt
@@ -240,10 +247,13 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
             align, quality, correct = evaluate_images(records, images, reference)
             runs.append(_run_result(model, records, align, quality, folder, out, correct, *where))
             r = runs[-1]
+            if scorer is not None:
+                r.clip = _clip_scores(scorer, r.per_image, images)
             ci = 1.96 * align["overall_se"]
+            clip = "" if r.clip is None else f" clip={r.clip['clip_score']:.2f}"
             log(
-                f"  overall={align['overall']:.3f}±{ci:.3f} (95%) fid={quality['fid']:.2f} "
-                f"s/img={r.seconds_per_image:.3f}"
+                f"  overall={align['overall']:.3f}±{ci:.3f} (95%) fid={quality['fid']:.2f}"
+                f"{clip} s/img={r.seconds_per_image:.3f}"
             )
     result = {
         "config": {**asdict(config), "out": str(config.out)},
@@ -256,6 +266,17 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_report(out, lines, runs, ref_records)
     return result
+
+
+def _clip_scores(scorer, per_image: list[dict], images: list[np.ndarray]) -> dict:
+    """CLIP score summary and per-task means of one run; each per-image entry gets its score."""
+    from flashgen.eval.clip_score import by_task, summarize
+
+    scores = scorer.scores(images, [r["prompt"] for r in per_image])
+    for entry, s in zip(per_image, scores):
+        entry["clip_score"] = float(s)
+    tasks = by_task(scores, [r["task"] for r in per_image])
+    return {**summarize(scores), "tasks": tasks, "clip_model": scorer.name}
 
 
 def _load(model: str, config: EvalConfig):
@@ -346,6 +367,7 @@ def summary(result: dict) -> dict:
                 "precision": r["quality"]["precision"],
                 "recall": r["quality"]["recall"],
                 "seconds_per_image": r["seconds_per_image"],
+                **({"clip_score": r["clip"]["clip_score"]} if r.get("clip") else {}),
             }
             for r in result["runs"]
         ],
