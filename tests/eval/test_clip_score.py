@@ -207,5 +207,11 @@ def test_eval_run_reports_clip_score(clip_dir, tmp_path, capsys):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     (run,) = json.loads((out / "results.json").read_text())["runs"]
     assert run["clip"]["n"] == 6 and set(run["clip"]["tasks"]) == set(run["alignment"]["tasks"])
+    manifest = out / run["folder"] / "manifest.jsonl"
+    records = [json.loads(x) for x in manifest.read_text().splitlines()]
+    expected = load_clip_scorer(clip_dir).scores(
+        [Image.open(manifest.parent / r["image"]) for r in records], [r["prompt"] for r in records]
+    )
+    np.testing.assert_allclose(run["clip"]["per_image"], expected, atol=1e-3)
     assert line["runs"][0]["clip_score"] == run["clip"]["clip_score"]
     assert "CLIP score" in (out / "report" / "index.html").read_text()

@@ -269,14 +269,18 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def _clip_scores(scorer, per_image: list[dict], images: list[np.ndarray]) -> dict:
-    """CLIP score summary and per-task means of one run; each per-image entry gets its score."""
+    """CLIP score summary, per-task means and each image's score (in the manifest's order, for
+    paired comparisons) of one run."""
     from flashgen.eval.clip_score import by_task, summarize
 
     scores = scorer.scores(images, [r["prompt"] for r in per_image])
-    for entry, s in zip(per_image, scores):
-        entry["clip_score"] = float(s)
     tasks = by_task(scores, [r["task"] for r in per_image])
-    return {**summarize(scores), "tasks": tasks, "clip_model": scorer.name}
+    return {
+        **summarize(scores),
+        "tasks": tasks,
+        "clip_model": scorer.name,
+        "per_image": [round(float(s), 4) for s in scores],
+    }
 
 
 def _load(model: str, config: EvalConfig):
