@@ -215,3 +215,18 @@ def test_eval_run_reports_clip_score(clip_dir, tmp_path, capsys):
     np.testing.assert_allclose(run["clip"]["per_image"], expected, atol=1e-3)
     assert line["runs"][0]["clip_score"] == run["clip"]["clip_score"]
     assert "CLIP score" in (out / "report" / "index.html").read_text()
+
+
+def test_sharded_weights_load_like_one_file(clip_dir, tmp_path):
+    sharded = tmp_path / "sharded"
+    CLIPModel.from_pretrained(
+        clip_dir, local_files_only=True, use_safetensors=True
+    ).save_pretrained(sharded, max_shard_size="200KB")
+    shutil.copy(clip_dir / "config.json", sharded / "config.json")
+    assert (sharded / "model.safetensors.index.json").is_file()
+    images = _images(2, seed=4)
+    np.testing.assert_allclose(
+        load_clip_scorer(sharded).scores(images, PROMPTS[:2]),
+        load_clip_scorer(clip_dir).scores(images, PROMPTS[:2]),
+        atol=1e-5,
+    )

@@ -35,7 +35,7 @@ from flashgen.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
-_WEIGHTS = "model.safetensors"
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # one file, or sharded
 
 
 @dataclass
@@ -124,9 +124,9 @@ def load_clip_scorer(path: str | Path, device: str | None = None) -> ClipScorer:
             f"{folder} holds a {model_type!r} model, not a CLIP model (model_type 'clip' with "
             "both a text and a vision tower)"
         )
-    if not (folder / _WEIGHTS).is_file():
+    if not any((folder / f).is_file() for f in _WEIGHTS):
         raise ModelLoadError(
-            f"{folder} has no {_WEIGHTS}; flashgen loads CLIP weights from safetensors only "
+            f"{folder} has no {_WEIGHTS[0]}; flashgen loads CLIP weights from safetensors only "
             "(pickled .bin files can run code when loaded)"
         )
     device = device or "cpu"
