@@ -1,7 +1,7 @@
 #!/bin/bash
 # Session 24: CLIP score of the shipped Shapes models and of the renderer on the whole evaluation
-# set (333 x 1, seed 0: the prompts and seeds of results.md section 1), at the defaults (bf16,
-# tiny decoder), with the Shapes World evaluation CLIP (./shapes-clip, made by
+# set (333 x 1, seed 0: the prompts and seeds of results.md section 1), at the defaults (fp32 on
+# this AMD CPU without AMX, tiny decoder), with the Shapes World evaluation CLIP (./shapes-clip, made by
 # `scripts/train_eval_clip.py --steps 1500`: ~28 min on one thread), then set beside the
 # GenEval-style verdicts (benchmarks/clip_vs_geneval.py). ~15 min on one thread.
 set -euo pipefail
