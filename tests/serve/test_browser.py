@@ -229,6 +229,56 @@ def test_inpainting_mask_painted_on_the_start_picture(browser, served, tmp_path)
     assert outside == [], f"the page fetched outside addresses: {outside}"
 
 
+def _decoded(data_url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+
+
+def test_reuse_settings_brings_back_the_start_picture_and_mask(browser, served, tmp_path):
+    url, _ = served
+    outside: list[str] = []
+    page = open_page(browser, url, outside)
+    posted = []
+    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    picture = tmp_path / "start.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(picture)
+    page.fill("#prompt", PROMPT)
+    page.select_option("#size", "64x64")
+    page.click("#generate")  # first a text-to-image result
+    expect(page.locator("#gallery figure")).to_have_count(1)
+    page.set_input_files("#start", str(picture))
+    page.wait_for_function("document.getElementById('mask').width === 64")
+    page.locator("#mask").scroll_into_view_if_needed()
+    box = page.locator("#mask").bounding_box()
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.55, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.95, y, steps=5)
+    page.mouse.up()
+    page.fill("#strength", "0.9")
+    page.click("#generate")  # then an inpainted one
+    expect(page.locator("#gallery figure")).to_have_count(2)
+    sent = posted[1]
+    assert (_decoded(sent["mask_image"]) > 127).any()
+    page.click("#nostart")  # the form moves on: no start picture
+    expect(page.locator("#maskbox")).to_be_hidden()
+    page.click("#gallery figure:first-child .tools button:has-text('Reuse')")
+    expect(page.locator("#maskstate")).to_contain_text("only the painted part")
+    assert page.input_value("#strength") == "0.9"
+    page.click("#generate")
+    expect(page.locator("#gallery figure")).to_have_count(3)
+    again = posted[2]
+    assert again["init_image"] == sent["init_image"] and again["strength"] == 0.9
+    assert np.array_equal(_decoded(again["mask_image"]), _decoded(sent["mask_image"]))
+    # reusing the text-to-image result goes back to text to image
+    page.click("#gallery figure:last-child .tools button:has-text('Reuse')")
+    expect(page.locator("#maskbox")).to_be_hidden()
+    expect(page.locator("#startname")).to_have_text("none, text to image")
+    page.click("#generate")
+    expect(page.locator("#gallery figure")).to_have_count(4)
+    assert "init_image" not in posted[3] and "mask_image" not in posted[3]
+    assert outside == [], f"the page fetched outside addresses: {outside}"
+
+
 def test_noise_source_is_sent_shown_and_reused(browser, served):
     url, _ = served
     outside: list[str] = []
