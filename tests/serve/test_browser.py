@@ -86,6 +86,16 @@ def open_page(browser, url, outside, **context):
     return page
 
 
+def open_recording(browser, served):
+    """(page, the JSON bodies it POSTs, the outside addresses it fetches) for the served page."""
+    url, _ = served
+    outside: list[str] = []
+    page = open_page(browser, url, outside)
+    posted: list = []
+    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    return page, posted, outside
+
+
 def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tmp_path):
     url, _ = served
     outside: list[str] = []
@@ -147,11 +157,7 @@ def test_generate_in_the_page_then_download_reuse_and_cancel(browser, served, tm
 
 
 def test_image_to_image_from_a_file_and_from_a_gallery_image(browser, served, tmp_path):
-    url, _ = served
-    outside: list[str] = []
-    page = open_page(browser, url, outside)
-    posted = []
-    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    page, posted, outside = open_recording(browser, served)
     picture = tmp_path / "start.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(picture)
     expect(page.locator("#strength")).to_be_disabled()
@@ -181,11 +187,7 @@ def test_image_to_image_from_a_file_and_from_a_gallery_image(browser, served, tm
 
 
 def test_inpainting_mask_painted_on_the_start_picture(browser, served, tmp_path):
-    url, _ = served
-    outside: list[str] = []
-    page = open_page(browser, url, outside)
-    posted = []
-    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    page, posted, outside = open_recording(browser, served)
     expect(page.locator("#maskbox")).to_be_hidden()
     from flashgen.shapes.prompts import scene_for_prompt
     from flashgen.shapes.render import render_scene
@@ -234,11 +236,7 @@ def _decoded(data_url: str) -> np.ndarray:
 
 
 def test_reuse_settings_brings_back_the_start_picture_and_mask(browser, served, tmp_path):
-    url, _ = served
-    outside: list[str] = []
-    page = open_page(browser, url, outside)
-    posted = []
-    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    page, posted, outside = open_recording(browser, served)
     picture = tmp_path / "start.png"
     Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(picture)
     page.fill("#prompt", PROMPT)
@@ -280,11 +278,7 @@ def test_reuse_settings_brings_back_the_start_picture_and_mask(browser, served, 
 
 
 def test_noise_source_is_sent_shown_and_reused(browser, served):
-    url, _ = served
-    outside: list[str] = []
-    page = open_page(browser, url, outside)
-    posted = []
-    page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json))
+    page, posted, outside = open_recording(browser, served)
     assert page.input_value("#rng") == "cpu"  # the default: the other APIs' noise
     page.fill("#prompt", PROMPT)
     page.fill("#seed", "11")
