@@ -102,7 +102,7 @@ class RunResult:
     per_image: list[dict] = field(default_factory=list, repr=False)
     device: str = "cpu"  # where the images were made (renders: the CPU)
     dtype: str | None = None  # the model's compute dtype (None for renders)
-    clip: dict | None = None  # CLIP score summary and per-task means (with --clip-model)
+    clip: dict | None = None  # with --clip-model: summary, per-task means, per-image scores
 
 
 def select_prompts(split: str, limit: int | None) -> list[dict]:
