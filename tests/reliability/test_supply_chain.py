@@ -156,8 +156,8 @@ def test_no_unpickling_code_in_the_package():
 
 def test_hub_loaders_are_local_only_and_safetensors_only():
     """Every `from_pretrained` passes local_files_only=True (a mistyped path can never become a
-        hub download); every one that reads weights passes use_safetensors=True (a folder holding
-        only pickle files fails instead of being unpickled). Tokenizers, configs and image processors
+    hub download); every one that reads weights passes use_safetensors=True (a folder holding
+    only pickle files fails instead of being unpickled). Tokenizers, configs and image processors
     (preprocessor_config.json) read no weights."""
     bad, seen = [], 0
     for path in sorted(SRC.rglob("*.py")):
