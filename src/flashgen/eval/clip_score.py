@@ -13,9 +13,10 @@ access); a folder without tokenizer files gets the real CLIP BPE tokenizer rebui
 one without `preprocessor_config.json` CLIP's standard preprocessing at the vision tower's size.
 
 Hand-written on transformers rather than calling torchmetrics: `CLIPScore` returns only the mean
-(paired comparisons need each image's score), loads local folders only through a callable, and
-would add lightning-utilities to the runtime. tests/eval/test_clip_score.py checks the scores
-against torchmetrics on a model of the real layout.
+(paired comparisons need each image's score), loads local folders only through a callable,
+would add lightning-utilities to the runtime, and (1.9.0) crashes on transformers 5, whose
+get_*_features return model outputs (torchmetrics#3407). tests/eval/test_clip_score.py checks the
+scores against torchmetrics on a model of the real layout.
 """
 
 from __future__ import annotations
