@@ -55,10 +55,11 @@ def main() -> int:
     base = next((r for r in runs if r["model"] == args.baseline), None)
     if base is None:
         raise SystemExit(f"no run of {args.baseline!r} in {args.out}")
-    b_scores, _, _, b_verdicts = run_rows(args.out, base)
+    scored = {id(run): run_rows(args.out, run) for run in runs}  # each folder scored once
+    b_scores, _, _, b_verdicts = scored[id(base)]
     rows, table = [], []
     for run in runs:
-        scores, correct, tasks, verdicts = run_rows(args.out, run)
+        scores, correct, tasks, verdicts = scored[id(run)]
         d = scores - b_scores
         clip_diff = float(d.mean())
         clip_se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")

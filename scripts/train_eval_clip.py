@@ -167,6 +167,7 @@ def main() -> None:
             * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(s, args.steps) / args.steps)))
         ),
     )
+    table = {c: i for i, c in enumerate(data.captions)}  # a negative that is a true caption
     g = torch.Generator().manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     log = []
@@ -176,7 +177,6 @@ def main() -> None:
         captions = [data.captions[i] for i in caps.tolist()]
         negatives = [hard_negative(c, rng) for c in captions]
         neg_ids = tokenize(tok, negatives)
-        table = {c: i for i, c in enumerate(data.captions)}
         neg_caps = torch.tensor([table.get(c, -1) for c in negatives])
         x = pixels(data.images[pick]).to(args.device)
         ids = torch.cat([caption_ids[caps], neg_ids]).to(args.device)

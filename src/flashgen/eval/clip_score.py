@@ -64,13 +64,13 @@ class ClipScorer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = []
+        dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 ims = [_rgb(im) for im in images[start : start + batch_size]]
                 texts = list(prompts[start : start + batch_size])
                 pixels = self.image_processor(images=ims, return_tensors="pt")["pixel_values"]
                 tokens = self._tokenize(texts)
-                dtype = next(self.model.parameters()).dtype
                 img = self.model.get_image_features(pixel_values=pixels.to(self.device, dtype))
                 txt = self.model.get_text_features(
                     **{k: v.to(self.device) for k, v in tokens.items()}
@@ -81,13 +81,15 @@ class ClipScorer:
         return np.concatenate(out) if out else np.zeros(0)
 
     def _tokenize(self, texts: list[str]) -> dict:
+        """Token ids and mask; a batch with a prompt over the model's positions is tokenized
+        again with truncation (which keeps the end token, unlike cutting the ids)."""
         limit = self.max_tokens
-        tokens = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
-        )
-        full = self.tokenizer(texts, padding=True, return_tensors="pt", verbose=False)
-        if full["input_ids"].shape[-1] > limit:
+        tokens = self.tokenizer(texts, padding=True, return_tensors="pt", verbose=False)
+        if tokens["input_ids"].shape[-1] > limit:
             log.warning(f"prompt longer than the CLIP model's {limit} tokens was truncated")
+            tokens = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+            )
         return {k: tokens[k] for k in ("input_ids", "attention_mask")}
 
 

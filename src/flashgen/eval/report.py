@@ -216,10 +216,9 @@ def _overall(alignment: dict) -> str:
 
 
 def _clip_cell(run) -> str:
-    clip = getattr(run, "clip", None)
-    if not clip:
+    if not run.clip:
         return "<td></td>"
-    return f"<td>{clip['clip_score']:.2f} ± {1.96 * clip['clip_score_se']:.2f}</td>"
+    return f"<td>{run.clip['clip_score']:.2f} ± {1.96 * run.clip['clip_score_se']:.2f}</td>"
 
 
 def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dict]) -> Path:
@@ -228,7 +227,7 @@ def write_report(out: Path, lines: list[dict], runs: list, ref_records: list[dic
     if len(runs) > 1:
         pictures += tradeoff_plots(out, runs)
     pictures += [p for t in TASKS if (p := task_grid(out, t, lines, runs, ref_records))]
-    with_clip = any(getattr(r, "clip", None) for r in runs)
+    with_clip = any(r.clip for r in runs)
     rows = "".join(
         f"<tr><td>{html.escape(run_label(r))}</td><td>{r.nfe}</td>"
         f"<td>{r.seconds_per_image:.4f}</td><td>{_overall(r.alignment)}</td>"
