@@ -150,6 +150,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args()
+    if args.steps < 1:
+        p.error(f"--steps must be >= 1, got {args.steps}")
     torch.set_num_threads(args.threads)
     t0 = time.time()
     data = render_set(args.images, seed=args.seed, workers=1)
@@ -159,7 +161,7 @@ def main() -> None:
     caption_ids = tokenize(tok, data.captions)  # one row per distinct caption
     model = build(args.seed).to(args.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warmup = min(200, args.steps // 10)
+    warmup = max(1, min(200, args.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: (
