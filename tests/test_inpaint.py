@@ -164,6 +164,26 @@ def test_request_validation(start):
         GenerationRequest("x", mask_image=Image.new("L", (8, 8)))
     with pytest.raises(ValueError, match="mask_image must be a PIL image"):
         GenerationRequest("x", init_image=start, mask_image=np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="paste_back applies only to inpainting"):
+        GenerationRequest("x", init_image=start, paste_back=True)
+    with pytest.raises(ValueError, match="paste_back must be true or false"):
+        GenerationRequest("x", init_image=start, mask_image=Image.new("L", (8, 8)), paste_back=1)
+
+
+def test_paste_back_returns_the_kept_pixels_as_they_went_in(pipe, start, mask):
+    """Without paste_back the kept part comes back through the VAE (changed); with it, black
+    mask pixels are the start picture's own, redrawn ones the generation's, on every image."""
+    same = {"steps": 3, "seed": 2, "num_images": 2, "init_image": start, "mask_image": mask}
+    through_vae = pipe.generate(GenerationRequest(PROMPT, **same))
+    pasted = pipe.generate(GenerationRequest(PROMPT, paste_back=True, **same))
+    m, src = np.asarray(mask), np.asarray(start)
+    for plain, out in zip(through_vae.images, pasted.images, strict=True):
+        plain, out = np.asarray(plain), np.asarray(out)
+        assert not np.array_equal(plain[m == 0], src[m == 0])
+        assert np.array_equal(out[m == 0], src[m == 0])
+        assert np.array_equal(out[m >= 128], plain[m >= 128])
+    record = json.loads(image_metadata(pasted.request, pasted.settings, 2)["flashgen"])
+    assert record["request"]["paste_back"] is True
 
 
 def test_metadata_names_the_mask_not_its_pixels(pipe, start, mask):

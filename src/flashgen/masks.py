@@ -1,8 +1,9 @@
-"""Inpainting masks as picture operations before generation: AUTOMATIC1111's options (the mask's
+"""Inpainting masks as picture operations: before generation, AUTOMATIC1111's options (the mask's
 blur and inversion, and its "fill" mode: the masked area painted with the colours around it
-before it is encoded), and a mask that keeps a picture's objects (the inpainting benchmark's and
-the README picture's). The generation itself treats any mask as diffusers does (binarized at 0.5:
-white redraws); these only prepare what it is sent.
+before it is encoded) and a mask that keeps a picture's objects (the inpainting benchmark's and
+the README picture's); after it, A1111's overlay (`paste_back`: the kept part is the start
+picture's own pixels, not their trip through the VAE). The generation itself treats any mask as
+diffusers does (binarized at 0.5: white redraws).
 """
 
 from __future__ import annotations
@@ -45,6 +46,28 @@ def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
         fill[supported] = colour[supported] / weight[supported, None]
     out = np.where(redraw[..., None], fill, rgb)
     return Image.fromarray(out.clip(0, 255).round().astype(np.uint8))
+
+
+def paste_back(generated: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
+    """AUTOMATIC1111's inpainting overlay: the start picture pasted back over the generated one
+    where the mask keeps it. Each pixel is `original * (1 - w) + generated * w` with
+    w = min(2 m, 1), m the mask's grey level in [0, 1] (A1111's `mask_for_overlay`): black pixels
+    are the original's exactly, pixels at least half white (the ones the generation redraws) are
+    the generation's exactly, and a blurred edge blends between them.
+
+    `original` and `mask` are stretched to the generated size as the pipeline stretches them
+    before encoding (Lanczos, diffusers' VaeImageProcessor.resize)."""
+    size = generated.size
+    gen = np.asarray(generated.convert("RGB"), dtype=np.float32)
+    orig = np.asarray(_stretch(original.convert("RGB"), size), dtype=np.float32)
+    m = np.asarray(_stretch(mask.convert("L"), size), dtype=np.float32) / 255.0
+    w = np.minimum(2.0 * m, 1.0)[..., None]
+    out = orig * (1.0 - w) + gen * w
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+
+
+def _stretch(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
 
 
 def outside_objects(picture: Image.Image, margin: int, threshold: int = 40) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Text-to-image in four thin stages: encode_prompt -> prepare_latents -> denoise -> decode.
 Image-to-image swaps the second for image_latents noised to the strength's sigma (a request
 with an init_image); inpainting (a mask_image too) also puts the kept region back after each step
-(sampling.inpaint), as diffusers' StableDiffusion3InpaintPipeline.
+(sampling.inpaint), as diffusers' StableDiffusion3InpaintPipeline; `paste_back` then pastes the
+start picture over the decoded image where the mask keeps it (AUTOMATIC1111's overlay).
 
 For the same weights, seed, steps and guidance the images equal diffusers'
 StableDiffusion3Pipeline (noise per image from its own CPU generator, the scheduler's shifted
@@ -24,6 +25,7 @@ from PIL import Image
 from flashgen import flow
 from flashgen.devices import dtype_name, resolve_device, resolve_dtype, synchronize
 from flashgen.errors import NonFiniteOutput, UsageError
+from flashgen.masks import paste_back
 from flashgen.models.loading import Components, load_components
 from flashgen.models.prompt_encoding import PromptEmbeds, PromptEncoder
 from flashgen.models.registry import ModelSource, resolve
@@ -353,6 +355,8 @@ class Pipeline:
             x0 = self.denoise(latents, torch.tensor(settings.sigmas), fn, callback, keep)
         with clock("decode"):
             images = self.decode(x0)
+            if request.paste_back:
+                images = [paste_back(im, request.init_image, request.mask_image) for im in images]
         timings["total"] = sum(timings.values())
         return GenerationResult(images, seeds, settings, request, timings)
 

@@ -61,6 +61,10 @@ class GenerationRequest:
     # where the starting noise comes from (flashgen.noise): "cpu" (torch's CPU generator, as
     # diffusers and ComfyUI draw it) or "nv" (AUTOMATIC1111's imitation of an NVIDIA GPU's)
     rng: str = DEFAULT_SOURCE
+    # inpainting: after decoding, paste the start picture back where the mask keeps it
+    # (AUTOMATIC1111's overlay, flashgen.masks.paste_back): black pixels come out exactly as
+    # they went in, instead of through the VAE; grey levels blend
+    paste_back: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -116,6 +120,10 @@ class GenerationRequest:
                 raise ValueError(f"{name} must be a PIL image, got {type(v).__name__}")
         if self.mask_image is not None and self.init_image is None:
             raise ValueError("mask_image applies only to inpainting: give an init image too")
+        if not isinstance(self.paste_back, bool):
+            raise ValueError(f"paste_back must be true or false, got {self.paste_back!r}")  # noqa: TRY004
+        if self.paste_back and self.mask_image is None:
+            raise ValueError("paste_back applies only to inpainting: give a mask image too")
         if self.strength is None:
             return
         if self.init_image is None:

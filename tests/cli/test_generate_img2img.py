@@ -58,13 +58,19 @@ def test_explicit_size_and_default_strength(cache, capsys, picture):
 
 
 def test_inpainting_keeps_what_the_mask_keeps(cache, capsys, picture):
-    """--mask: black keeps the picture (through the VAE), white redraws; the mask is recorded."""
+    """--mask: black keeps the picture (through the VAE; --paste-back: exactly), white redraws;
+    the mask is recorded."""
     mask = picture.parent / "mask.png"
     a = np.zeros((50, 90), dtype=np.uint8)
     a[:, 45:] = 255  # redraw the right half
     Image.fromarray(a).save(mask)
     outs = {}
-    for name, extra in [("inpaint", ["--mask", str(mask)]), ("img2img", [])]:
+    runs = [
+        ("inpaint", ["--mask", str(mask)]),
+        ("img2img", []),
+        ("pasted", ["--mask", str(mask), "--paste-back"]),
+    ]
+    for name, extra in runs:
         outs[name] = picture.parent / f"{name}.png"
         rc, _, err = _run(capsys, P, "--init-image", str(picture), "--strength", "0.9",
                           "--out", str(outs[name]), *extra)  # fmt: skip
@@ -81,6 +87,13 @@ def test_inpainting_keeps_what_the_mask_keeps(cache, capsys, picture):
         np.abs(inpaint[:, left] - start[:, left]).mean()
         < np.abs(img2img[:, left] - start[:, left]).mean()
     )
+    with Image.open(outs["pasted"]) as c_, Image.open(picture) as p_, Image.open(mask) as m_:
+        pasted = np.asarray(c_)
+        exact = np.asarray(p_.convert("RGB").resize((80, 48), Image.Resampling.LANCZOS))
+        kept = np.asarray(m_.convert("L").resize((80, 48), Image.Resampling.LANCZOS)) == 0
+    assert kept[:, :36].all() and not kept[:, 44:].any()
+    assert np.array_equal(pasted[kept], exact[kept])
+    assert read_metadata(outs["pasted"])["flashgen"]["request"]["paste_back"] is True
 
 
 @pytest.mark.parametrize(
@@ -99,6 +112,7 @@ def test_inpainting_keeps_what_the_mask_keeps(cache, capsys, picture):
             "--mask is not an image",
         ),
         (["--init-image", "{tmp}/start.jpg", "--mask", "{tmp}/none.png"], "none.png: no such"),
+        (["--init-image", "{tmp}/start.jpg", "--paste-back"], "--paste-back applies only to"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(cache, capsys, picture, monkeypatch, argv, message):

@@ -162,7 +162,8 @@ def _mask(size=(48, 80)) -> Image.Image:
 def test_inpainting_equals_the_python_api_with_a1111s_mask_options(client, tiny_pipeline, fill):
     """A1111's mask, its blur, its inversion and its fill modes (0 fill: the masked area painted
     from its surroundings first; 1 original) become the Python API's mask_image and start
-    picture (flashgen.masks)."""
+    picture (flashgen.masks), and, as A1111 does, the start picture is pasted back where the
+    mask keeps it: those pixels come back exactly as sent."""
     from flashgen.masks import blur_mask, fill_masked, invert_mask
 
     picture, mask = _picture(), _mask()
@@ -175,10 +176,14 @@ def test_inpainting_equals_the_python_api_with_a1111s_mask_options(client, tiny_
     start = fill_masked(picture, used) if fill == 0 else picture
     same = {"steps": 4, "guidance": 1, "seed": 5, "width": 48, "height": 80, "strength": 0.9}
     want = tiny_pipeline.generate(
-        GenerationRequest("a red circle", init_image=start, mask_image=used, **same)
+        GenerationRequest(
+            "a red circle", init_image=start, mask_image=used, paste_back=True, **same
+        )
     )
-    got = _png(r.json()["images"][0]).convert("RGB")
-    assert np.array_equal(np.asarray(got), np.asarray(want.images[0]))
+    got = np.asarray(_png(r.json()["images"][0]).convert("RGB"))
+    assert np.array_equal(got, np.asarray(want.images[0]))
+    kept = np.asarray(used) == 0
+    assert kept.mean() > 0.3 and np.array_equal(got[kept], np.asarray(picture)[kept])
     assert r.json()["parameters"]["mask"] is None  # not echoed back, as A1111
 
 
@@ -200,3 +205,22 @@ def test_native_job_inpainting(client, tiny_pipeline):
     assert np.array_equal(np.asarray(got), np.asarray(want.images[0]))
     bad = client.post("/v1/jobs", json={"prompt": "x", "mask_image": _b64(mask)})
     assert bad.status_code == 422 and "mask_image applies only to inpainting" in bad.text
+    bad = client.post("/v1/jobs", json={**body, "mask_image": None, "paste_back": True})
+    assert bad.status_code == 422 and "paste_back applies only to inpainting" in bad.text
+
+
+def test_native_job_paste_back(client, tiny_pipeline):
+    picture, mask = _picture((64, 32)), _mask((64, 32))
+    body = {"prompt": "a circle", "steps": 4, "seed": 9, "init_image": _b64(picture),
+            "mask_image": _b64(mask), "strength": 1, "paste_back": True}  # fmt: skip
+    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    client.get(f"/v1/jobs/{job_id}/events")
+    result = client.get(f"/v1/jobs/{job_id}").json()["result"]
+    assert result["request"]["paste_back"] is True
+    same = {"steps": 4, "seed": 9, "width": 64, "height": 32, "strength": 1.0}
+    want = tiny_pipeline.generate(
+        GenerationRequest("a circle", init_image=picture, mask_image=mask, paste_back=True, **same)
+    )
+    got = np.asarray(_png(result["images"][0]["png_base64"]).convert("RGB"))
+    assert np.array_equal(got, np.asarray(want.images[0]))
+    assert np.array_equal(got[:, :32], np.asarray(picture)[:, :32])  # the kept left half

@@ -223,11 +223,13 @@ def test_inpainting_mask_painted_on_the_start_picture(browser, served, tmp_path)
     assert mask.shape == (64, 64)  # the start picture's size
     assert mask[32, 18] == 255 and mask[32, 50] == 0 and mask[2, 18] == 0
     assert 0.1 < (mask > 127).mean() < 0.5
+    assert posted[0]["paste_back"] is True  # unpainted pixels come back as they were
     page.click("#clearmask")
     expect(page.locator("#maskstate")).to_have_text("nothing painted")
     page.click("#generate")
     expect(page.locator("#gallery figure")).to_have_count(2)
     assert "mask_image" not in posted[1] and "init_image" in posted[1]
+    assert "paste_back" not in posted[1]
     assert outside == [], f"the page fetched outside addresses: {outside}"
 
 

@@ -103,6 +103,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "levels: at least half white), keep where it is black; stretched to the output size",
     )
     p.add_argument(
+        "--paste-back",
+        action="store_true",
+        help="inpainting: paste the start picture back where the mask keeps it, after decoding "
+        "(AUTOMATIC1111's overlay): kept pixels come out exactly as they went in rather than "
+        "through the VAE; grey mask levels blend",
+    )
+    p.add_argument(
         "--rng",
         choices=SOURCES,
         default=DEFAULT_SOURCE,
@@ -238,6 +245,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise UsageError("--strength applies only to image-to-image: give --init-image FILE too")
     if args.mask is not None and args.init_image is None:
         raise UsageError("--mask applies only to inpainting: give --init-image FILE too")
+    if args.paste_back and args.mask is None:
+        raise UsageError("--paste-back applies only to inpainting: give --mask FILE too")
     init = open_image(args.init_image, "--init-image") if args.init_image is not None else None
     mask = open_image(args.mask, "--mask", mode="L") if args.mask is not None else None
     # sizes are checked here with a stand-in; the model's resolution fills the ones not given
@@ -255,6 +264,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         strength=args.strength,
         mask_image=mask,
         rng=args.rng,
+        paste_back=args.paste_back,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.prompts_file is None:

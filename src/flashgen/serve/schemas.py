@@ -172,6 +172,10 @@ class A1111Img2ImgRequest(A1111Txt2ImgRequest):
             init_image=image,
             strength=self.denoising_strength,
             mask_image=mask,
+            # A1111 always overlays the start picture where the mask keeps it; the overlay of
+            # the filled picture is the same, since the fill only paints where the mask is at
+            # least half white, which the overlay takes whole from the generation
+            paste_back=mask is not None,
         )
 
     def _mask(self, image, max_pixels: int):
@@ -230,6 +234,11 @@ class JobRequest(_Body):
     rng: Literal["cpu", "nv"] = Field(
         DEFAULT_SOURCE, description="the starting noise's source (see flashgen.noise)"
     )
+    paste_back: bool = Field(
+        False,
+        description="inpainting: paste init_image back where the mask keeps it, after decoding "
+        "(AUTOMATIC1111's overlay): kept pixels come back exactly",
+    )
 
     def to_request(self, default_size: int, max_pixels: int) -> GenerationRequest:
         image, mask, size = None, None, (default_size, default_size)
@@ -251,6 +260,7 @@ class JobRequest(_Body):
             strength=self.strength,
             mask_image=mask,
             rng=self.rng,
+            paste_back=self.paste_back,
         )
 
 
