@@ -1,7 +1,8 @@
 """POST /v1/images/edits (OpenAI's image edits, multipart/form-data), driven by the official
 `openai` SDK and by raw forms: a mask's transparent part is inpainted, a picture's own
 transparency is its mask when none is sent, an opaque picture without a mask is redrawn whole
-(image to image); the images equal the Python API's. Bad forms get OpenAI-style JSON 400s."""
+(image to image); the images equal the Python API's, and what a mask keeps comes back exactly
+(paste_back). Bad forms get OpenAI-style JSON 400s."""
 
 from __future__ import annotations
 
@@ -59,8 +60,10 @@ def test_the_openai_sdk_edits_with_a_mask(client, tiny_pipeline):
         extra_body={"seed": 4, "steps": 2},
     )
     want = _want(tiny_pipeline, num_images=2, init_image=picture, mask_image=flashgen_mask,
-                 strength=1.0)  # fmt: skip
+                 strength=1.0, paste_back=True)  # fmt: skip
     assert all(np.array_equal(_pixels(d.b64_json), w) for d, w in zip(out.data, want, strict=True))
+    kept = np.asarray(picture)[:, :24]  # the opaque left half
+    assert all(np.array_equal(_pixels(d.b64_json)[:, :24], kept) for d in out.data)
 
 
 def _form(client, files, **fields):
@@ -87,7 +90,7 @@ def test_the_pictures_own_transparency_is_the_mask_without_one(client, tiny_pipe
     r = _form(client, {"image[]": ("p.png", _png(rgba), "image/png")})  # the SDKs' list name
     assert r.status_code == 200, r.text
     want = _want(tiny_pipeline, init_image=rgba.convert("RGB"), mask_image=flashgen_mask,
-                 strength=1.0)  # fmt: skip
+                 strength=1.0, paste_back=True)  # fmt: skip
     assert np.array_equal(_pixels(r.json()["data"][0]["b64_json"]), want[0])
 
 

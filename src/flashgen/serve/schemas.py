@@ -300,6 +300,8 @@ class OpenAIEditRequest(OpenAIImageRequest):
             init_image=picture.convert("RGB"),
             strength=strength,
             mask_image=edit,
+            # DALL-E 2's edits, whose mask rules these are, keep what the mask keeps
+            paste_back=edit is not None,
         )
 
 
