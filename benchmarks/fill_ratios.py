@@ -5,7 +5,8 @@ The scorer calls an object a triangle, circle or square by the ideal fill ratio 
 own (0.5, 0.785, 1.0; boundaries 0.6425 and 0.8925). A render's objects sit at their ideals; a
 model whose squares come out with rounded corners puts them near 0.8925, where the rule reads
 some as circles (the `shape_blurred` failure reason). Writes OUT/report/fill_ratios.png and
-prints one JSON line last: per run, the object count and the share within 0.05 of a boundary.
+prints one JSON line last: per run, the object count, the share within 0.05 of a boundary and
+the mean detected area in pixels (objects drawn larger or smaller than the renders').
 
     .venv/bin/python benchmarks/fill_ratios.py benchmarks/results/eval-s7/validation
 """
@@ -28,9 +29,9 @@ from flashgen.shapes.failures import AMBIGUOUS_FILL, BOUNDARIES, near_boundary
 from flashgen.shapes.scorer import detect_objects
 
 
-def fills(manifest: Path) -> list[float]:
+def objects(manifest: Path) -> list:
     _, images = load_manifest_images(manifest)
-    return [o.fill for image in images for o in detect_objects(image)]
+    return [o for image in images for o in detect_objects(image)]
 
 
 def main() -> int:
@@ -38,17 +39,23 @@ def main() -> int:
     p.add_argument("out", type=Path, help="a `flashgen eval run --out` folder")
     args = p.parse_args()
     results = json.loads((args.out / "results.json").read_text())
-    sets = {"renders (reference)": fills(args.out / results["reference"] / "manifest.jsonl")}
+    found = {"renders (reference)": objects(args.out / results["reference"] / "manifest.jsonl")}
     for run in results["runs"]:
-        sets[f"{model_label(run['model'])} ({run['steps']} steps)"] = fills(
+        found[f"{model_label(run['model'])} ({run['steps']} steps)"] = objects(
             args.out / run["folder"] / "manifest.jsonl"
         )
+    sets = {name: [o.fill for o in objs] for name, objs in found.items()}
     fig, axes = plt.subplots(len(sets), 1, figsize=(7, 1.6 * len(sets)), sharex=True)
     bins = np.linspace(0.3, 1.02, 73)
     summary = {}
     for ax, (name, f) in zip(np.atleast_1d(axes), sets.items()):
         share = float(np.mean([near_boundary(x) for x in f])) if f else float("nan")
-        summary[name] = {"objects": len(f), "near_boundary": share}
+        areas = [o.area for o in found[name]]
+        summary[name] = {
+            "objects": len(f),
+            "near_boundary": share,
+            "mean_area": float(np.mean(areas)) if areas else float("nan"),
+        }
         ax.hist(f, bins=bins, weights=np.full(len(f), 1 / max(len(f), 1)), color="tab:blue")
         for b in BOUNDARIES:
             ax.axvspan(b - AMBIGUOUS_FILL, b + AMBIGUOUS_FILL, color="tab:red", alpha=0.15)
