@@ -172,9 +172,10 @@ class A1111Img2ImgRequest(A1111Txt2ImgRequest):
             init_image=image,
             strength=self.denoising_strength,
             mask_image=mask,
-            # A1111 always overlays the start picture where the mask keeps it; the overlay of
-            # the filled picture is the same, since the fill only paints where the mask is at
-            # least half white, which the overlay takes whole from the generation
+            # A1111 always overlays the start picture where the mask keeps it. Overlaying the
+            # filled picture is the same at the picture's own size: the fill only paints where
+            # the mask is at least half white, which the overlay takes whole from the
+            # generation (stretched to another size, the fill reaches the 2-3 px beside it)
             paste_back=mask is not None,
         )
 
