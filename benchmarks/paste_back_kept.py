@@ -25,8 +25,7 @@ from PIL import Image
 import flashgen
 from flashgen import GenerationRequest
 from flashgen.bench.env import finish, provenance
-from flashgen.shapes.prompts import scene_for_prompt
-from flashgen.shapes.render import render_scene
+from flashgen.shapes.export import render_prompt
 from flashgen.shapes.world import COLORS, FILL_RATIOS
 
 
@@ -35,9 +34,7 @@ def starts(n: int) -> list[Image.Image]:
     out = []
     for i in range(n):
         prompt = f"a photo of a {COLORS[i % len(COLORS)]} {shapes[i % len(shapes)]}"
-        out.append(
-            Image.fromarray(render_scene(scene_for_prompt(prompt, np.random.default_rng(i))))
-        )
+        out.append(Image.fromarray(render_prompt(prompt, seed=i)))
     return out
 
 
