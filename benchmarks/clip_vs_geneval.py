@@ -3,7 +3,7 @@
 
 For each run: its CLIP score (95% interval), the paired CLIP-score difference from a baseline run
 (same prompts and seeds, image by image), beside the paired GenEval difference
-(benchmarks/paired.py); and the AUROC of the CLIP score as a detector of the verdict: the chance
+(flashgen.eval.paired); and the AUROC of the CLIP score as a detector of the verdict: the chance
 that an image the Shapes World scorer passes has a higher CLIP score than one it fails (0.5: CLIP
 score says nothing about the verdict; 1: it separates them), over the run and per task.
 
@@ -20,8 +20,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from paired import correctness, paired  # benchmarks/paired.py
 from scipy.stats import mannwhitneyu
+
+from flashgen.eval.paired import paired, rescore
 
 
 def auroc(scores: np.ndarray, correct: np.ndarray) -> float | None:
@@ -36,7 +37,7 @@ def auroc(scores: np.ndarray, correct: np.ndarray) -> float | None:
 def run_rows(out: Path, run: dict) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     """(CLIP scores, verdicts, tasks, verdicts by (prompt, seed)) in the manifest's order."""
     manifest = out / run["folder"] / "manifest.jsonl"
-    verdicts = correctness(manifest)
+    verdicts = rescore(manifest)
     keys = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     correct = np.array([verdicts[(k["prompt"], k["seed"])][1] for k in keys])
     tasks = [verdicts[(k["prompt"], k["seed"])][0] for k in keys]
@@ -88,7 +89,7 @@ def main() -> int:
         table.append(
             f"| {run['model']} | {row['overall']:.3f} | {row['clip_score']:.2f} ± "
             f"{1.96 * row['clip_score_se']:.2f} | {clip_diff:+.2f} ± {1.96 * clip_se:.2f} | "
-            f"{geneval['diff']:+.3f} ± {1.96 * geneval['se']:.3f} | {overall_auroc} | "
+            f"{geneval['diff']:+.3f} ± {1.96 * (geneval['se'] or math.nan):.3f} | {overall_auroc} | "
             f"{tasks_text} |"
         )
     header = (

@@ -3,7 +3,7 @@ city96's ComfyUI-GGUF tools do for SD3.5 (`flashgen export MODEL --out F.gguf --
 Stability's tensor names; the joint blocks' attention and MLP weights quantized, embedders,
 final layer and 1-D tensors kept F32), import each with `flashgen import-gguf`, and report
 sizes, the import time and the weight error against the model's own weights. Image quality: `flashgen eval run` on the folders it writes (paired with
-the base model: benchmarks/paired.py). Prints one JSON line last.
+the base model: `flashgen eval compare`). Prints one JSON line last.
 
     .venv/bin/python benchmarks/gguf_import.py --model shapes-flash-4step \
         --out-dir /tmp/gguf-import --record benchmarks/results/gguf-import/record.json

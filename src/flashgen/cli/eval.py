@@ -4,6 +4,7 @@ eval alignment MANIFEST          GenEval-style scores of a manifest.jsonl and wh
 eval quality MANIFEST REFERENCE  Shapes-FID and precision/recall between two manifests
 eval clip-score MANIFEST --clip-model DIR  CLIP score of any manifest's images against its prompts
 eval run --model M [--steps N ...] generate the evaluation set, score everything, report
+eval compare OUT [--baseline RUN] [--baseline-out DIR]  paired differences between runs (JSON)
 """
 
 from __future__ import annotations
@@ -100,6 +101,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.set_defaults(func=_run)
 
+    m = eval_sub.add_parser(
+        "compare",
+        help="paired differences between the runs of `eval run` folders",
+        description="Pair every run of an `eval run` folder image by image (same prompts and "
+        "seeds) with a baseline run: overall and per-task differences, a 95%% interval, and "
+        "keeps (the share of the baseline's right images the run gets right too). Writes "
+        "OUT/paired.md, prints the table, then one JSON line. Needs the runs' image folders.",
+    )
+    m.add_argument("out", type=Path, help="an `eval run --out` folder")
+    m.add_argument(
+        "--baseline",
+        metavar="RUN",
+        help="the baseline run: a --model of the run, or its image folder (default: the first)",
+    )
+    m.add_argument(
+        "--baseline-out",
+        type=Path,
+        metavar="DIR",
+        help="take the baseline from this other `eval run` folder (same prompt set and seeds)",
+    )
+    m.set_defaults(func=_compare)
+
 
 def _alignment(args: argparse.Namespace) -> int:
     from flashgen.eval.alignment import alignment_report
@@ -150,4 +173,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     result = run_eval(config, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(summary(result)))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from flashgen.eval.paired import compare_folders, paired_table
+
+    report = compare_folders(args.out, args.baseline, args.baseline_out)
+    table = paired_table(report)
+    (args.out / "paired.md").write_text(table)
+    print(table, end="")
+    print(json.dumps({"bench": "paired", **report}))
     return 0

@@ -7,6 +7,8 @@ Layout of --out:
                         independent samples of the same scenes) + manifest.jsonl
   <model>/steps-<n>/    generated PNGs + manifest.jsonl (the batch-mode format)
   results.json          config, one entry per (model, steps), versions and commit
+  paired.md             with several runs: each paired image by image with the first
+                        (flashgen.eval.paired; also under "paired" in results.json)
   report/               sample grids per task, per-task bars, quality-vs-steps/latency plots
 
 The model name "renders" stands for the renderer itself (an upper bound: alignment ~1, FID ~0).
@@ -26,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from flashgen.eval.fid import shapes_quality
+from flashgen.eval.paired import compare_runs, paired_table, run_label, verdicts_of
 from flashgen.images import check_writable_dir, save_png
 from flashgen.manifest import MANIFEST_NAME, ManifestRecord, append_record
 from flashgen.shapes.export import RENDER_MODEL, image_name, render_prompt
@@ -255,14 +258,18 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
                 f"  overall={align['overall']:.3f}±{ci:.3f} (95%) fid={quality['fid']:.2f}"
                 f"{clip} s/img={r.seconds_per_image:.3f}"
             )
+    entries = [{kk: v for kk, v in asdict(r).items() if kk != "per_image"} for r in runs]
     result = {
         "config": {**asdict(config), "out": str(config.out)},
         "prompt_set": config.split,
         "n_prompts": len(lines),
-        "runs": [{kk: v for kk, v in asdict(r).items() if kk != "per_image"} for r in runs],
+        "runs": entries,
         "reference": str((out / "reference").relative_to(out)),
         "environment": _environment([r.device for r in runs]),
     }
+    if len(runs) > 1:  # every run paired image by image with the first (flashgen.eval.paired)
+        result["paired"] = compare_runs(entries, [verdicts_of(r.per_image) for r in runs])
+        (out / "paired.md").write_text(paired_table(result["paired"]))
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_report(out, lines, runs, ref_records)
     return result
@@ -355,6 +362,7 @@ def _environment(devices: list[str] | tuple[str, ...] = ()) -> dict:
 def summary(result: dict) -> dict:
     """The one-line JSON `flashgen eval run` prints last: the headline numbers of each run."""
     environment = result.get("environment", {})
+    paired = result.get("paired", {}).get("runs", {})
     return {
         "out": result["config"]["out"],
         **{k: environment.get(k) for k in ("device", "versions", "commit")},
@@ -372,7 +380,15 @@ def summary(result: dict) -> dict:
                 "recall": r["quality"]["recall"],
                 "seconds_per_image": r["seconds_per_image"],
                 **({"clip_score": r["clip"]["clip_score"]} if r.get("clip") else {}),
+                **_vs_first(paired.get(run_label(r))),
             }
             for r in result["runs"]
         ],
     }
+
+
+def _vs_first(row: dict | None) -> dict:
+    """A run's paired difference from the first run, as the summary line reports it."""
+    if row is None:
+        return {}
+    return {"vs_first": {"diff": row["diff"], "ci95": row["ci95"], "keeps": row["keeps"]}}

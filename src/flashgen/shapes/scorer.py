@@ -123,7 +123,7 @@ def overall_standard_error(tasks: dict[str, float], counts: dict[str, int]) -> f
     """Standard error of the overall score (the mean of the T task scores): each task score is
     a binomial proportion p over its n images, so SE = sqrt(sum p (1 - p) / n) / T. Several images
     of one prompt are correlated, so at more than one image per prompt this is a lower bound;
-    paired comparisons between runs (benchmarks/paired.py) are tighter than two such SEs."""
+    paired comparisons between runs (flashgen.eval.paired) are tighter than two such SEs."""
     if not tasks:
         raise ValueError("no task scores")
     var = sum(p * (1.0 - p) / counts[t] for t, p in tasks.items())
