@@ -103,10 +103,14 @@ def test_eval_run_pairs_every_run_with_the_first(tmp_path, capsys):
 def test_compare_measures_a_changed_run_and_takes_any_baseline(tmp_path, capsys):
     out = tmp_path / "ev"
     _eval_renders_twice(out, capsys)
+    assert main(["eval", "compare", str(out)]) == 0  # the images as `eval run` scored them
+    results = json.loads((out / "results.json").read_text())
+    assert _last_json(capsys)["baseline_overall"] == results["runs"][0]["alignment"]["overall"]
     _blank(out / "renders-2/steps-default/manifest.jsonl", "counting")
     assert main(["eval", "compare", str(out)]) == 0
     report = _last_json(capsys)
     row = report["runs"]["renders-2"]
+    assert row["overall"] == pytest.approx(5 / 6)  # the images on disk, not results.json
     assert row["tasks"]["counting"]["diff"] == -1.0
     assert row["tasks"]["colors"]["diff"] == 0.0
     assert row["diff"] == pytest.approx(-1 / 6)
@@ -135,6 +139,7 @@ def test_compare_takes_the_baseline_from_another_folder(tmp_path, capsys):
     [
         (["--baseline", "nope"], "no run 'nope'"),
         (["--baseline-out", "missing-folder"], "no results.json"),
+        (["--baseline", "best", "--baseline-out", "x"], "picks among"),
     ],
 )
 def test_compare_errors_exit_2_with_one_line(tmp_path, capsys, extra, message):
@@ -158,3 +163,41 @@ def test_compare_refuses_one_run_and_missing_images(tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
     assert main(["eval", "compare", str(tmp_path / "nothing")]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def _row(fid, ci95):
+    return {"fid": fid, "ci95": ci95}
+
+
+def test_the_choice_is_the_lowest_fid_within_noise_of_the_baseline():
+    from flashgen.eval.paired import lowest_fid_within_noise
+
+    report = {
+        "baseline": "cfg-4.5",
+        "baseline_fid": 11.5,
+        "runs": {
+            "cfg-2": _row(8.3, [-0.044, 0.028]),  # within noise: taken for its lower FID
+            "cfg-3": _row(9.5, [-0.070, -0.004]),  # worse beyond noise: not a candidate
+            "cfg-1": _row(6.0, [-0.300, -0.200]),  # lowest FID of all, but far worse aligned
+        },
+    }
+    assert lowest_fid_within_noise(report) == "cfg-2"
+    report["runs"]["cfg-2"]["ci95"] = [-0.08, -0.01]
+    assert lowest_fid_within_noise(report) == "cfg-4.5"  # nothing within noise: the baseline
+    report["runs"]["cfg-2"]["ci95"] = None  # one image per task: no interval, no candidate
+    assert lowest_fid_within_noise(report) == "cfg-4.5"
+
+
+def test_compare_against_the_best_aligned_run(tmp_path, capsys):
+    out = tmp_path / "ev"
+    _eval_renders_twice(out, capsys)
+    _blank(out / "renders/steps-default/manifest.jsonl", "position")  # the first run is worse
+    assert main(["eval", "compare", str(out), "--baseline", "best"]) == 0
+    report = _last_json(capsys)
+    assert report["baseline"] == "renders-2"
+    assert report["runs"]["renders"]["diff"] == pytest.approx(-1 / 6)
+    assert report["lowest_fid_within_noise"] == "renders-2"
+    assert (
+        "Lowest Shapes-FID within noise of the baseline: `renders-2`"
+        in (out / "paired.md").read_text()
+    )

@@ -63,7 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="extend",
         help="one or more step counts (default: each model's own)",
     )
-    r.add_argument("--guidance", type=float, help="CFG scale (default: the model's)")
+    r.add_argument(
+        "--guidance",
+        type=float,
+        nargs="+",
+        action="extend",
+        help="one or more CFG scales, each run at every --steps (default: the model's own; "
+        "several make a sweep, each scale in its own folder, paired with the first)",
+    )
     r.add_argument("--limit", type=int, metavar="K", help="at most K prompt lines per task")
     r.add_argument("--images-per-prompt", type=int, default=1, metavar="N")
     r.add_argument(
@@ -113,7 +120,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument(
         "--baseline",
         metavar="RUN",
-        help="the baseline run: a --model of the run, or its image folder (default: the first)",
+        help="the baseline run: a --model of the run, its image folder, or 'best' (the "
+        "best-aligned run: the table then names the lowest FID within noise of it, the rule "
+        "for choosing a CFG scale on the validation prompts); default: the first run",
     )
     m.add_argument(
         "--baseline-out",
@@ -157,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     config = EvalConfig(
         models=tuple(args.model),
         steps=tuple(args.steps) if args.steps else (None,),
-        guidance=args.guidance,
+        guidance=tuple(args.guidance) if args.guidance else (None,),
         split=args.prompt_set,
         limit=args.limit,
         images_per_prompt=args.images_per_prompt,

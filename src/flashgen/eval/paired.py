@@ -98,18 +98,39 @@ def compare_runs(runs: list[dict], verdicts: list[Verdicts], baseline: int = 0) 
             rows[run_label(run)] = {
                 "model": run["model"],
                 "steps": run["steps"],
+                "guidance": run.get("guidance"),
                 "overall": run["alignment"]["overall"],
+                "fid": run["quality"]["fid"],
                 **paired(verdicts[baseline], v),
             }
         except ValueError as e:
             raise UsageError(f"{run_label(run)} against {run_label(base)}: {e}") from None
-    return {
+    report = {
         "baseline": run_label(base),
         "baseline_model": base["model"],
         "baseline_overall": base["alignment"]["overall"],
+        "baseline_fid": base["quality"]["fid"],
         "n_images": len(verdicts[baseline]),
         "runs": rows,
     }
+    return {**report, "lowest_fid_within_noise": lowest_fid_within_noise(report)}
+
+
+def lowest_fid_within_noise(report: dict) -> str:
+    """The project's rule for choosing a setting (a CFG scale, a schedule) on the validation
+    prompts, with the best-aligned run as the baseline: of the baseline and the runs whose paired
+    difference from it is within noise (95% interval reaching zero or above), the one with the
+    lowest Shapes-FID. Alignment first; among equals, the images closest to the renders."""
+    fids = {report["baseline"]: report["baseline_fid"]}
+    for label, r in report["runs"].items():
+        if r["ci95"] is not None and r["ci95"][1] >= 0:
+            fids[label] = r["fid"]
+    return min(fids, key=lambda label: fids[label])
+
+
+def best_aligned(runs: list[dict]) -> int:
+    """Index of the run with the highest overall alignment (the first of equals)."""
+    return max(range(len(runs)), key=lambda i: (runs[i]["alignment"]["overall"], -i))
 
 
 def load_results(out: Path) -> list[dict]:
@@ -134,16 +155,19 @@ def find_run(runs: list[dict], name: str) -> int:
 
 
 def compare_folders(out: Path, baseline: str | None = None, baseline_out: Path | None = None):
-    """Pair every run of eval folder `out` with a baseline run: by default its first run; with
-    `baseline_out`, a run of that folder (which must cover the same prompts and seeds)."""
+    """Pair every run of eval folder `out` with a baseline run: by default its first run, `best`
+    its best-aligned one; with `baseline_out`, a run of that folder (which must cover the same
+    prompts and seeds). Verdicts and overall scores are those of the images on disk."""
     runs = load_results(out)
+    index = 0
     if baseline_out is not None:
+        if baseline == "best":
+            raise UsageError("--baseline best picks among OUT's own runs; drop --baseline-out")
         base_runs = load_results(baseline_out)
         base = base_runs[find_run(base_runs, baseline) if baseline else 0]
-        base = {**base, "folder": f"{Path(baseline_out).name}/{base['folder']}"}
-        runs, index = [base, *runs], 0
-    else:
-        index = find_run(runs, baseline) if baseline else 0
+        runs = [{**base, "folder": f"{Path(baseline_out).name}/{base['folder']}"}, *runs]
+    elif baseline is not None and baseline != "best":
+        index = find_run(runs, baseline)
     if len(runs) < 2:
         raise UsageError(f"{out}: one run only; nothing to compare it with (--baseline-out)")
     verdicts = []
@@ -154,7 +178,21 @@ def compare_folders(out: Path, baseline: str | None = None, baseline_out: Path |
                 f"{manifest}: missing; paired differences need each run's images and manifest"
             )
         verdicts.append(rescore(manifest))
+    runs = [
+        {**r, "alignment": {**r["alignment"], "overall": overall_of(v)}}
+        for r, v in zip(runs, verdicts)
+    ]
+    if baseline == "best":
+        index = best_aligned(runs)
     return compare_runs(runs, verdicts, index)
+
+
+def overall_of(verdicts: Verdicts) -> float:
+    """Shapes-GenEval overall of a set of verdicts: the mean of the task means."""
+    by_task: dict[str, list[bool]] = {}
+    for task, right in verdicts.values():
+        by_task.setdefault(task, []).append(right)
+    return float(np.mean([np.mean(v) for v in by_task.values()]))
 
 
 def paired_table(report: dict) -> str:
@@ -179,7 +217,14 @@ def paired_table(report: dict) -> str:
         lines.append(
             f"| {label} | {r['overall']:.3f} | {r['diff']:+.3f} ± {se} | {ci} | {keeps} | {cells} |"
         )
+    choice = report["lowest_fid_within_noise"]
+    fid = report["baseline_fid"] if choice == report["baseline"] else rows[choice]["fid"]
     lines += [
+        "",
+        (
+            f"Lowest Shapes-FID within noise of the baseline: `{choice}` (FID {fid:.2f}); with "
+            "the best-aligned run as the baseline (`--baseline best`), the project's choice."
+        ),
         "",
         (
             "keeps: of the images the baseline gets right, the share the run gets right too "

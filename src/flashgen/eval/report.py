@@ -168,18 +168,22 @@ def _num(v) -> float:
 
 def tradeoff_plots(out: Path, runs: list) -> list[Path]:
     """Alignment and FID against NFE and against seconds per image, one line per model."""
-    models = sorted({r.model for r in runs})
+    # one line per model, or per (model, CFG scale) in a CFG sweep
+    models = sorted({(r.model, r.guidance) for r in runs}, key=lambda m: (m[0], m[1] or 0))
+    several = {m for m, _ in models if sum(1 for x, _ in models if x == m) > 1}
     paths = []
     for xkey, xlabel, name in (
         ("nfe", "transformer evaluations per image (NFE)", "quality_vs_steps.png"),
         ("seconds_per_image", "seconds per image (median)", "quality_vs_latency.png"),
     ):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-        for model in models:
-            rs = sorted((r for r in runs if r.model == model), key=lambda r: getattr(r, xkey))
+        for model, guidance in models:
+            rs = [r for r in runs if (r.model, r.guidance) == (model, guidance)]
+            rs = sorted(rs, key=lambda r: getattr(r, xkey))
+            label = model_label(model) + (f", cfg {guidance:g}" if model in several else "")
             xs = [getattr(r, xkey) for r in rs]
-            a1.plot(xs, [r.alignment["overall"] for r in rs], "o-", label=model_label(model))
-            a2.plot(xs, [r.quality["fid"] for r in rs], "o-", label=model_label(model))
+            a1.plot(xs, [r.alignment["overall"] for r in rs], "o-", label=label)
+            a2.plot(xs, [r.quality["fid"] for r in rs], "o-", label=label)
             for r, x in zip(rs, xs):
                 tag = "render" if r.nfe == 0 else f"{r.steps} st"
                 a1.annotate(tag, (x, r.alignment["overall"]), fontsize=7)

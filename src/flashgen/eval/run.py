@@ -44,7 +44,7 @@ REFERENCE_OFFSET = 10_000_000  # reference renders use seed + this (independent 
 class EvalConfig:
     models: tuple[str, ...] = (RENDERS,)
     steps: tuple[int | None, ...] = (None,)  # None: the model's default
-    guidance: float | None = None  # None: the model's default
+    guidance: tuple[float | None, ...] = (None,)  # CFG scales (None: the model's default)
     split: str = "eval"
     limit: int | None = None  # at most this many prompt lines per task
     images_per_prompt: int = 1
@@ -63,8 +63,12 @@ class EvalConfig:
             raise ValueError("give at least one --model (a built-in name, a path, or 'renders')")
         if not self.steps or any(s is not None and s < 1 for s in self.steps):
             raise ValueError(f"--steps values must be >= 1, got {list(self.steps)}")
-        if self.guidance is not None and self.guidance < 0:
-            raise ValueError(f"--guidance must be >= 0, got {self.guidance}")
+        if isinstance(self.guidance, (int, float)):  # one scale given as a number
+            object.__setattr__(self, "guidance", (float(self.guidance),))
+        if not self.guidance or any(g is not None and g < 0 for g in self.guidance):
+            raise ValueError(f"--guidance values must be >= 0, got {list(self.guidance)}")
+        if len(set(self.guidance)) != len(self.guidance):
+            raise ValueError(f"--guidance values repeat: {list(self.guidance)}")
         if self.split not in PROMPT_FILES:
             raise ValueError(f"unknown prompt set {self.split!r}; use one of {list(PROMPT_FILES)}")
         if self.limit is not None and self.limit < 1:
@@ -237,13 +241,16 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     for model, folder_name in zip(config.models, folder_names(config.models)):
         pipe = None if model == RENDERS else _load(model, config)
         where = _where(pipe)
-        for steps in config.steps if pipe is not None else (None,):  # renders: no steps
+        settings = [(s, g) for s in config.steps for g in config.guidance]
+        for steps, guidance in settings if pipe is not None else [(None, None)]:  # renders
             if pipe is None:
                 make, name = _render_generator, RENDER_MODEL
             else:
-                make = _model_generator(pipe, steps, config.guidance, config.drop_t5)
+                make = _model_generator(pipe, steps, guidance, config.drop_t5)
                 name = pipe.model_id
             label = "default" if steps is None else str(steps)
+            if pipe is not None and len(config.guidance) > 1:  # a CFG sweep: a folder per scale
+                label += f"-cfg-{'default' if guidance is None else f'{guidance:g}'}"
             folder = out / folder_name / f"steps-{label}"
             log(f"{model} steps={label}: generating {len(lines) * k} images")
             records, images = write_image_set(lines, folder, make, name, k)
