@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
+    except BrokenPipeError:  # `flashgen ... | head`: the reader left; not an error of ours
+        _silence_stdout()
+        return 141  # what a shell reports for SIGPIPE
     except (UsageError, ValueError, OSError) as e:
         print(f"flashgen: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -103,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _end_process_group()
     return int(rc or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises no second error (the
+    recipe in Python's signal module documentation, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced by something without a descriptor (tests)
+        pass
 
 
 def _end_process_group() -> None:
