@@ -6,7 +6,9 @@ own (0.5, 0.785, 1.0; boundaries 0.6425 and 0.8925). A render's objects sit at t
 model whose squares come out with rounded corners puts them near 0.8925, where the rule reads
 some as circles (the `shape_blurred` failure reason). Writes OUT/report/fill_ratios.png and
 prints one JSON line last: per run, the object count, the share within 0.05 of a boundary and
-the mean detected area in pixels (objects drawn larger or smaller than the renders').
+the mean detected area in pixels (objects drawn larger or smaller than the renders'), also by
+task, by whether the prompt names a colour and by detected shape (`area_by`: keys like
+`single_object/no colour/triangle`, each [mean area, objects]).
 
     .venv/bin/python benchmarks/fill_ratios.py benchmarks/results/eval-s7/validation
 """
@@ -27,11 +29,25 @@ from flashgen.eval.alignment import load_manifest_images
 from flashgen.eval.report import model_label
 from flashgen.shapes.failures import AMBIGUOUS_FILL, BOUNDARIES, near_boundary
 from flashgen.shapes.scorer import detect_objects
+from flashgen.shapes.world import COLORS
 
 
-def objects(manifest: Path) -> list:
-    _, images = load_manifest_images(manifest)
-    return [o for image in images for o in detect_objects(image)]
+def objects(manifest: Path) -> list[tuple[str, object]]:
+    """(group, detection) of every object detected in a manifest's images; the group is
+    task/colour named or not/detected shape."""
+    records, images = load_manifest_images(manifest)
+    out = []
+    for r, image in zip(records, images):
+        named = "colour" if set(r.prompt.split()) & set(COLORS) else "no colour"
+        out += [(f"{r.task}/{named}/{o.shape}", o) for o in detect_objects(image)]
+    return out
+
+
+def area_by_group(found: list[tuple[str, object]]) -> dict[str, list]:
+    groups: dict[str, list[int]] = {}
+    for group, o in found:
+        groups.setdefault(group, []).append(o.area)
+    return {g: [round(float(np.mean(a)), 1), len(a)] for g, a in sorted(groups.items())}
 
 
 def main() -> int:
@@ -44,17 +60,18 @@ def main() -> int:
         found[f"{model_label(run['model'])} ({run['steps']} steps)"] = objects(
             args.out / run["folder"] / "manifest.jsonl"
         )
-    sets = {name: [o.fill for o in objs] for name, objs in found.items()}
+    sets = {name: [o.fill for _, o in objs] for name, objs in found.items()}
     fig, axes = plt.subplots(len(sets), 1, figsize=(7, 1.6 * len(sets)), sharex=True)
     bins = np.linspace(0.3, 1.02, 73)
     summary = {}
     for ax, (name, f) in zip(np.atleast_1d(axes), sets.items()):
         share = float(np.mean([near_boundary(x) for x in f])) if f else float("nan")
-        areas = [o.area for o in found[name]]
+        areas = [o.area for _, o in found[name]]
         summary[name] = {
             "objects": len(f),
             "near_boundary": share,
             "mean_area": float(np.mean(areas)) if areas else float("nan"),
+            "area_by": area_by_group(found[name]),
         }
         ax.hist(f, bins=bins, weights=np.full(len(f), 1 / max(len(f), 1)), color="tab:blue")
         for b in BOUNDARIES:
