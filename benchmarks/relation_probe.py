@@ -10,7 +10,8 @@ the true prompt P and under a minimally altered one P' that the render contradic
   single_object  another shape             ('a photo of a circle' -> '... a square')
   colors         another colour            ('a photo of a red circle' -> '... a green circle')
   counting       another count             ('... three circles' -> '... four circles')
-  color_attr     the two colours swapped   ('a red circle and a blue square' -> blue / red)
+  color_attr     the two colours swapped   ('a red circle and a blue square' -> blue / red;
+                                            lines naming one colour twice are left out)
   position       the reverse relation      ('a circle left of a square' -> '... right of ...')
 
 As a diffusion classifier (Li et al., 2023): an image counts as recognised when its loss summed
@@ -87,6 +88,8 @@ def probe(pipe, lines, renders_per_line, sigmas, noises, seed=0):
     for i, line in enumerate(lines):
         prompt = line["prompt"]
         other = altered(prompt)
+        if other == prompt:  # a colour-binding line with one colour twice: nothing to swap
+            continue
         embeds = pipe.encode_prompt([prompt, other])
         for k in range(renders_per_line):
             x0 = render_latents(pipe, [render_prompt(prompt, line["seed"] + 1000 * k + 7)])
@@ -101,6 +104,8 @@ def probe(pipe, lines, renders_per_line, sigmas, noises, seed=0):
                     loss += ((v - target) ** 2).flatten(1).mean(1)
             wins.append(float(loss[0] < loss[1]))
             gaps.append(float((loss[1] - loss[0]) / loss[0]))
+    if not wins:
+        return float("nan"), float("nan"), 0
     return float(np.mean(wins)), float(np.mean(gaps)), len(wins)
 
 
@@ -113,6 +118,7 @@ def main() -> int:
     p.add_argument("--noises", type=int, default=2, help="noise draws per sigma")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     import flashgen
@@ -121,7 +127,7 @@ def main() -> int:
     lines = load_prompt_set(args.prompt_set)
     rows = {}
     t0 = time.perf_counter()
-    for task in TASKS:
+    for task in args.tasks:
         task_lines = [x for x in lines if x["task"] == task]
         share, gap, n = probe(pipe, task_lines, args.renders_per_line, args.sigmas, args.noises)
         se = (share * (1 - share) / n) ** 0.5
