@@ -1,0 +1,27 @@
+#!/bin/bash
+# Session 26: does the teacher's denoiser depend on colour binding and relations? (docs/miniature.md,
+# "The denoiser knows colour binding faintly and relations not at all"). One thread each, fp32,
+# validation prompts, 4 renders per line, sigmas 0.3/0.5/0.7/0.9 x 2 noises.
+#   shipped.json      the shipped teacher
+#   s22-step2750.json the eighth continuation's step-2,750 EMA (benchmarks/ema_snapshot.py)
+#   ft-<family>.json  the shipped teacher fine-tuned 600 steps (batch 64, LR 2e-4) on one caption
+#                     family (pair: two shapes, both colours named) or on the training mix (the
+#                     control), and probe-ft-<family>.json its probe
+# Also: benchmarks/relations.py on eval folders (sampled images: asked relation vs its reverse).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+HERE=benchmarks/results/relation-probe
+RUNS=${RUNS:-/work/runs}
+export OMP_NUM_THREADS=1
+P=.venv/bin/python
+$P benchmarks/relation_probe.py --model shapes-teacher | tail -n 1 > $HERE/shipped.json
+[ -d "$RUNS/snap-s25" ] && $P benchmarks/relation_probe.py --model "$RUNS/snap-s25" | tail -n 1 > $HERE/s22-step2750.json
+for fam in pair mix; do
+  $P benchmarks/binding_finetune.py --model shapes-teacher --family $fam --steps 600 --lr 2e-4 \
+    --out "$RUNS/ft-$fam" | tail -n 1 > $HERE/ft-$fam.json
+  $P benchmarks/relation_probe.py --model "$RUNS/ft-$fam" | tail -n 1 > $HERE/probe-ft-$fam.json
+done
+# sampled images (benchmarks/relations.py) -> sampled-*.json, from these eval folders:
+#   benchmarks/results/teacher-continuation-cpu/s22-step2750-eval, the session-24 CLIP-score
+#   folder (benchmarks/results/clip-score/run.sh: the three shipped models on the evaluation set),
+#   and teacher-cfg-s25/run.sh's cfg-4.5 and cfg-2.0 (validation x 4)
