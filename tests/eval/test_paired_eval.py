@@ -198,6 +198,8 @@ def test_compare_against_the_best_aligned_run(tmp_path, capsys):
     assert report["runs"]["renders"]["diff"] == pytest.approx(-1 / 6)
     assert report["lowest_fid_within_noise"] == "renders-2"
     assert (
-        "Lowest Shapes-FID within noise of the baseline: `renders-2`"
+        "Lowest Shapes-FID within noise of the best-aligned run: `renders-2`"
         in (out / "paired.md").read_text()
     )
+    assert main(["eval", "compare", str(out), "--baseline", "renders"]) == 0  # not the best
+    assert "Lowest Shapes-FID" not in (out / "paired.md").read_text()
