@@ -37,6 +37,7 @@ from flashgen.models.registry import resolve
 from flashgen.shapes.captions import caption
 from flashgen.shapes.dataset import sample_training_example, sample_training_scene
 from flashgen.shapes.render import render_scene
+from flashgen.shapes.world import COLORS
 
 
 def examples(family: str, n: int, seed: int) -> list[tuple[np.ndarray, str]]:
@@ -50,18 +51,12 @@ def examples(family: str, n: int, seed: int) -> list[tuple[np.ndarray, str]]:
         else:
             scene = sample_training_scene(rng, family)
             text = caption(scene, rng, family)
-            if family == "pair" and sum(c in text.split() for c in _colors()) < 2:
+            if family == "pair" and sum(c in text.split() for c in COLORS) < 2:
                 continue  # both colours named: the binding is what is asked
             if not text.startswith("a photo of "):
                 continue
         out.append((render_scene(scene), text))
     return out
-
-
-def _colors():
-    from flashgen.shapes.world import COLORS
-
-    return COLORS
 
 
 def main() -> int:

@@ -37,7 +37,7 @@ def auroc(scores: np.ndarray, correct: np.ndarray) -> float | None:
 def run_rows(out: Path, run: dict) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     """(CLIP scores, verdicts, tasks, verdicts by (prompt, seed)) in the manifest's order."""
     manifest = out / run["folder"] / "manifest.jsonl"
-    verdicts = rescore(manifest)
+    verdicts, _ = rescore(manifest)
     keys = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     correct = np.array([verdicts[(k["prompt"], k["seed"])][1] for k in keys])
     tasks = [verdicts[(k["prompt"], k["seed"])][0] for k in keys]

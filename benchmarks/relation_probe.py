@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from flashgen import flow
+from flashgen.shapes.captions import INVERSE
 from flashgen.shapes.export import render_prompt
 from flashgen.shapes.prompt_sets import load_prompt_set
 from flashgen.shapes.prompts import parse_prompt, prompt_for
 from flashgen.shapes.world import COLORS, NUMBER_WORDS, SHAPES
 
-REVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 TASKS = ("single_object", "colors", "counting", "color_attr", "position")
 
 
@@ -60,7 +60,7 @@ def altered(prompt: str) -> str:
         (c1, s1), (c2, s2) = objs
         return prompt_for(replace(spec, objects=((c2, s1), (c1, s2))))
     if task == "position":
-        return prompt_for(replace(spec, relation=REVERSE[spec.relation]))
+        return prompt_for(replace(spec, relation=INVERSE[spec.relation]))
     raise ValueError(f"no alteration for task {task!r}")
 
 

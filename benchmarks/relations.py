@@ -23,11 +23,10 @@ from pathlib import Path
 
 from flashgen.eval.alignment import load_manifest_images
 from flashgen.eval.report import model_label
+from flashgen.shapes.captions import INVERSE
 from flashgen.shapes.prompts import parse_prompt
 from flashgen.shapes.scorer import detect_objects
 from flashgen.shapes.world import relation_holds
-
-REVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
 def relation_counts(manifest: Path) -> dict:
@@ -45,7 +44,7 @@ def relation_counts(manifest: Path) -> dict:
         if not a or not b:
             continue
         asked = any(relation_holds(p, q, spec.relation) for p in a for q in b)
-        reverse = any(relation_holds(p, q, REVERSE[spec.relation]) for p in a for q in b)
+        reverse = any(relation_holds(p, q, INVERSE[spec.relation]) for p in a for q in b)
         for key in (spec.relation, "all"):
             c = counts.setdefault(key, [0, 0, 0])
             c[0] += 1

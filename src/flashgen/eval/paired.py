@@ -68,18 +68,16 @@ def verdicts_of(per_image: list[dict]) -> Verdicts:
     return {(r["prompt"], int(r["seed"])): (r["task"], bool(r["correct"])) for r in per_image}
 
 
-def rescore(manifest: Path) -> Verdicts:
-    """Verdicts of every image a run folder's manifest lists, scored again from the PNGs."""
-    from PIL import Image
+def rescore(manifest: Path) -> tuple[Verdicts, float]:
+    """(verdicts, overall score) of every image a run folder's manifest lists, scored again
+    from the PNGs."""
+    from flashgen.eval.alignment import load_manifest_images
+    from flashgen.shapes.scorer import score_alignment
 
-    from flashgen.manifest import image_path, read_manifest
-    from flashgen.shapes.scorer import score_image
-
-    out = {}
-    for r in read_manifest(manifest):
-        with Image.open(image_path(manifest, r)) as im:
-            out[(r.prompt, r.seed)] = (r.task, bool(score_image(r.prompt, im, r.task)))
-    return out
+    records, images = load_manifest_images(manifest)
+    score = score_alignment((r.prompt, im, r.task) for r, im in zip(records, images))
+    verdicts = {(r.prompt, r.seed): (r.task, bool(c)) for r, c in zip(records, score.correct)}
+    return verdicts, score.overall
 
 
 def run_label(run: dict) -> str:
@@ -170,29 +168,20 @@ def compare_folders(out: Path, baseline: str | None = None, baseline_out: Path |
         index = find_run(runs, baseline)
     if len(runs) < 2:
         raise UsageError(f"{out}: one run only; nothing to compare it with (--baseline-out)")
-    verdicts = []
+    verdicts, scored = [], []
     for r in runs:
         manifest = r["path"] / "manifest.jsonl"
         if not manifest.is_file():
             raise UsageError(
                 f"{manifest}: missing; paired differences need each run's images and manifest"
             )
-        verdicts.append(rescore(manifest))
-    runs = [
-        {**r, "alignment": {**r["alignment"], "overall": overall_of(v)}}
-        for r, v in zip(runs, verdicts)
-    ]
+        v, overall = rescore(manifest)
+        verdicts.append(v)
+        scored.append({**r, "alignment": {**r["alignment"], "overall": overall}})
+    runs = scored
     if baseline == "best":
         index = best_aligned(runs)
     return compare_runs(runs, verdicts, index)
-
-
-def overall_of(verdicts: Verdicts) -> float:
-    """Shapes-GenEval overall of a set of verdicts: the mean of the task means."""
-    by_task: dict[str, list[bool]] = {}
-    for task, right in verdicts.values():
-        by_task.setdefault(task, []).append(right)
-    return float(np.mean([np.mean(v) for v in by_task.values()]))
 
 
 def paired_table(report: dict) -> str:
