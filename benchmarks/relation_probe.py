@@ -33,11 +33,10 @@ import numpy as np
 import torch
 
 from flashgen import flow
-from flashgen.shapes.captions import INVERSE
 from flashgen.shapes.export import render_prompt
 from flashgen.shapes.prompt_sets import load_prompt_set
 from flashgen.shapes.prompts import parse_prompt, prompt_for
-from flashgen.shapes.world import COLORS, NUMBER_WORDS, SHAPES
+from flashgen.shapes.world import COLORS, INVERSE, NUMBER_WORDS, SHAPES
 
 TASKS = ("single_object", "colors", "counting", "color_attr", "position")
 

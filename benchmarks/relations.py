@@ -23,10 +23,9 @@ from pathlib import Path
 
 from flashgen.eval.alignment import load_manifest_images
 from flashgen.eval.report import model_label
-from flashgen.shapes.captions import INVERSE
 from flashgen.shapes.prompts import parse_prompt
 from flashgen.shapes.scorer import detect_objects
-from flashgen.shapes.world import relation_holds
+from flashgen.shapes.world import INVERSE, relation_holds
 
 
 def relation_counts(manifest: Path) -> dict:

@@ -16,13 +16,16 @@ from flashgen.shapes.world import (
     COLORS,
     FILL_RATIOS,
     GAP,
+    INVERSE,
     MARGIN,
     MAX_SIZE,
     MIN_SIZE,
     PALETTE,
+    RELATIONS,
     SHAPES,
     is_held_out,
     palette_labels,
+    relation_holds,
 )
 
 
@@ -139,3 +142,12 @@ def test_held_out_rule():
     ci, si = COLORS.index, SHAPES.index
     assert all((3 * ci(a) + si(b) + 3 * ci(c) + si(d)) % 7 == 0 for a, b, c, d in held)
     assert 0.1 < len(held) / len(pairs) < 0.2
+
+
+@pytest.mark.parametrize("rel", RELATIONS)
+def test_inverse_relation_is_the_relation_seen_from_the_other_object(rel):
+    rng = np.random.default_rng(0)
+    assert INVERSE[INVERSE[rel]] == rel
+    for _ in range(200):
+        a, b = tuple(rng.uniform(0, 64, 2)), tuple(rng.uniform(0, 64, 2))
+        assert relation_holds(a, b, rel) == relation_holds(b, a, INVERSE[rel])

@@ -35,7 +35,6 @@ RELATION_WORDS: dict[str, tuple[str, ...]] = {
     "above": ("above", "over"),
     "below": ("below", "under", "beneath"),
 }
-INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 CONJUNCTIONS = (" and ", " with ", " and ")  # 'and' twice: twice as likely
 
 

@@ -23,13 +23,12 @@ from importlib import resources
 import numpy as np
 
 from flashgen.shapes.prompts import TASKS, PromptSpec, parse_prompt, prompt_for
-from flashgen.shapes.world import COLORS, RELATIONS, SHAPES, is_held_out
+from flashgen.shapes.world import COLORS, INVERSE, RELATIONS, SHAPES, is_held_out
 
 VERSION = "shapes-world-v1"
 PROMPT_FILES = {"eval": "eval_prompts.jsonl", "validation": "validation_prompts.jsonl"}
 LINE_SEED_SPACING = 1000  # a line's seed is a multiple of this: k images use seed .. seed+k-1
 _SEED_BASE = {"eval": 0, "validation": 1_000_000}
-_INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
 def _units(split: str) -> list[tuple[str, PromptSpec, int]]:
@@ -49,7 +48,7 @@ def _units(split: str) -> list[tuple[str, PromptSpec, int]]:
     # position: one phrasing of each (shape pair, relation) for eval, the mirrored one for val
     for (s1, s2), rel in itertools.product(itertools.combinations(SHAPES, 2), RELATIONS):
         objs, r = (
-            (((None, s1), (None, s2)), rel) if ev else (((None, s2), (None, s1)), _INVERSE[rel])
+            (((None, s1), (None, s2)), rel) if ev else (((None, s2), (None, s1)), INVERSE[rel])
         )
         out.append(("position", PromptSpec("position", objs, relation=r), 5 if ev else 2))
     out.extend(_color_attr_units(ev))

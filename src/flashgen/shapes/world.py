@@ -34,6 +34,12 @@ POSITION_MARGIN = 3.0  # px; `left of` means A.x < B.x - 3
 
 NUMBER_WORDS: dict[int, str] = {1: "one", 2: "two", 3: "three", 4: "four"}
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+INVERSE: dict[str, str] = {
+    "left of": "right of",
+    "right of": "left of",
+    "above": "below",
+    "below": "above",
+}
 
 PALETTE_ARRAY = np.array([PALETTE[c] for c in COLORS], dtype=np.float32)  # (6, 3)
 
