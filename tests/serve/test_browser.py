@@ -255,19 +255,27 @@ def test_reuse_settings_brings_back_the_start_picture_and_mask(browser, served, 
     page.mouse.move(box["x"] + box["width"] * 0.95, y, steps=5)
     page.mouse.up()
     page.fill("#strength", "0.9")
+    page.uncheck("#pasteback")  # blended: the whole picture decoded again
     page.click("#generate")  # then an inpainted one
     expect(page.locator("#gallery figure")).to_have_count(2)
+    expect(page.locator("#gallery figure:first-child figcaption")).to_contain_text(
+        "inpainted, blended"
+    )
     sent = posted[1]
     assert (_decoded(sent["mask_image"]) > 127).any()
+    assert sent["paste_back"] is False
+    page.check("#pasteback")  # the form moves on: back to pasting
     page.click("#nostart")  # the form moves on: no start picture
     expect(page.locator("#maskbox")).to_be_hidden()
     page.click("#gallery figure:first-child .tools button:has-text('Reuse')")
     expect(page.locator("#maskstate")).to_contain_text("only the painted part")
     assert page.input_value("#strength") == "0.9"
+    expect(page.locator("#pasteback")).not_to_be_checked()
     page.click("#generate")
     expect(page.locator("#gallery figure")).to_have_count(3)
     again = posted[2]
     assert again["init_image"] == sent["init_image"] and again["strength"] == 0.9
+    assert again["paste_back"] is False
     assert np.array_equal(_decoded(again["mask_image"]), _decoded(sent["mask_image"]))
     # reusing the text-to-image result goes back to text to image
     page.click("#gallery figure:last-child .tools button:has-text('Reuse')")
