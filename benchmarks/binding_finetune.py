@@ -22,7 +22,6 @@ line last.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from relation_probe import render_latents  # benchmarks/relation_probe.py
 
 from flashgen import flow
+from flashgen.bench.env import finish, provenance
 from flashgen.miniature.losses import logit_normal_sigmas
 from flashgen.models.registry import resolve
 from flashgen.shapes.captions import caption
@@ -120,23 +120,22 @@ def main() -> int:
     model.half().save_pretrained(tmp / "transformer", safe_serialization=True)
     shutil.rmtree(args.out, ignore_errors=True)
     tmp.rename(args.out)
-    print(
-        json.dumps(
-            {
-                "bench": "binding_finetune",
-                "model": args.model,
-                "family": args.family,
-                "steps": args.steps,
-                "batch_size": args.batch_size,
-                "lr": args.lr,
-                "images": len(data),
-                "captions": len(texts),
-                "loss_first_50": float(np.mean(losses[:50])),
-                "loss_last_50": float(np.mean(losses[-50:])),
-                "seconds": round(time.perf_counter() - t0, 1),
-                "out": str(args.out),
-            }
-        )
+    finish(
+        {
+            "bench": "binding_finetune",
+            "model": args.model,
+            "family": args.family,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "images": len(data),
+            "captions": len(texts),
+            "loss_first_50": float(np.mean(losses[:50])),
+            "loss_last_50": float(np.mean(losses[-50:])),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "out": str(args.out),
+            **provenance(),
+        }
     )
     return 0
 

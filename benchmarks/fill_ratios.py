@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from flashgen.bench.env import finish, provenance
 from flashgen.eval.alignment import load_manifest_images
 from flashgen.eval.report import model_label
 from flashgen.shapes.failures import AMBIGUOUS_FILL, BOUNDARIES, near_boundary
@@ -87,7 +88,9 @@ def main() -> int:
     path = args.out / "report" / "fill_ratios.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    print(json.dumps({"bench": "fill_ratios", "out": str(args.out), "png": str(path), **summary}))
+    finish(
+        {"bench": "fill_ratios", "out": str(args.out), "png": str(path), **summary, **provenance()}
+    )
     return 0
 
 

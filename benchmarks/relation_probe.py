@@ -25,7 +25,6 @@ over the sigmas and noises is lower under P than under P'; chance is 0.5. Also t
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from flashgen import flow
+from flashgen.bench.env import finish, provenance
 from flashgen.shapes.export import render_prompt
 from flashgen.shapes.prompt_sets import load_prompt_set
 from flashgen.shapes.prompts import parse_prompt, prompt_for
@@ -132,20 +132,19 @@ def main() -> int:
         se = (share * (1 - share) / n) ** 0.5
         rows[task] = {"recognised": share, "se": se, "loss_gap": gap, "n": n}
         print(f"{task:14s} recognised {share:.2f} ± {1.96 * se:.2f} (n={n})  loss gap {gap:+.3f}")
-    print(
-        json.dumps(
-            {
-                "bench": "relation_probe",
-                "model": args.model,
-                "prompt_set": args.prompt_set,
-                "sigmas": args.sigmas,
-                "noises": args.noises,
-                "renders_per_line": args.renders_per_line,
-                "dtype": args.dtype,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "tasks": rows,
-            }
-        )
+    finish(
+        {
+            "bench": "relation_probe",
+            "model": args.model,
+            "prompt_set": args.prompt_set,
+            "sigmas": args.sigmas,
+            "noises": args.noises,
+            "renders_per_line": args.renders_per_line,
+            "dtype": args.dtype,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "tasks": rows,
+            **provenance(),
+        }
     )
     return 0
 

@@ -21,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+from flashgen.bench.env import finish, provenance
 from flashgen.eval.alignment import load_manifest_images
 from flashgen.eval.report import model_label
 from flashgen.shapes.prompts import parse_prompt
@@ -110,7 +111,7 @@ def main() -> int:
         summary["pooled_cosine"] = pooled_cosines(args.text_model)
         for name, c in summary["pooled_cosine"].items():
             print(f"pooled cosine, {name}: {c:.4f}")
-    print(json.dumps({"bench": "relations", "out": str(args.out), **summary}))
+    finish({"bench": "relations", "out": str(args.out), **summary, **provenance()})
     return 0
 
 

@@ -28,6 +28,7 @@ import sys
 import torch
 from torch import nn
 
+from flashgen.bench.env import finish, provenance
 from flashgen.distill.losses import (
     distribution_matching_loss,
     flow_matching_loss,
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
             f"| {label} | {fmt([r['sw2'] for r in rs])} | "
             f"{fmt([r['precision'] for r in rs])} | {fmt([r['coverage'] for r in rs])} |"
         )
-    print(json.dumps({k: v for k, v in rows.items()}))
+    finish({"bench": "toy_timestep_sharing", **rows, **provenance()})
     return 0
 
 

@@ -120,3 +120,25 @@ def test_peak_and_make_model_lines_carry_device_versions_and_commit(tmp_path, ca
         assert rec["device_info"]["device"] == "cpu" and rec["device_info"]["cpu_count"] >= 1
         assert rec["versions"]["torch"] == torch.__version__
         assert rec["git_commit"] == env.git_commit()
+
+
+# scripts whose last JSON line takes its provenance from elsewhere, with the reason
+_OWN_PROVENANCE = {
+    "paired.py": "a shim for `flashgen eval compare`, whose summary line carries it",
+    "clip_vs_geneval.py": "copies device, versions and commit from the eval run it reads",
+    "shapes_render_speed.py": "no torch: processor, Python, numpy and commit of its own",
+    "ema_snapshot.py": "a tool: the snapshot's record keeps its training run's provenance",
+}
+
+
+def test_every_benchmark_script_ends_with_device_versions_and_commit():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+    missing = [
+        p.name
+        for p in sorted(root.glob("*.py"))
+        if p.name not in _OWN_PROVENANCE
+        and not any(call in p.read_text() for call in ("provenance()", "git_commit()"))
+    ]
+    assert missing == [], f"benchmarks without device, versions and commit: {missing}"
