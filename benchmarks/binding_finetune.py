@@ -67,6 +67,13 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--images", type=int, default=4096)
+    p.add_argument(
+        "--logit-mean",
+        type=float,
+        default=0.0,
+        help="mean of the logit-normal noise levels (the teacher's 0; 1.0 puts the median sigma "
+        "at 0.73, where the layout is decided)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
@@ -97,7 +104,7 @@ def main() -> int:
         idx = torch.randint(len(data), (args.batch_size,), generator=gen)
         x0 = latents[idx]
         noise = torch.randn(x0.shape, generator=gen)
-        sigma = logit_normal_sigmas(args.batch_size, gen)
+        sigma = logit_normal_sigmas(args.batch_size, gen, mean=args.logit_mean)
         x_t = flow.interpolate(x0, noise, sigma)
         v = model(
             hidden_states=x_t,
@@ -128,6 +135,7 @@ def main() -> int:
             "steps": args.steps,
             "batch_size": args.batch_size,
             "lr": args.lr,
+            "logit_mean": args.logit_mean,
             "images": len(data),
             "captions": len(texts),
             "loss_first_50": float(np.mean(losses[:50])),
