@@ -34,15 +34,16 @@ from flashgen import flow
 from flashgen.bench.env import finish, provenance
 from flashgen.miniature.losses import logit_normal_sigmas
 from flashgen.models.registry import resolve
-from flashgen.shapes.captions import caption
+from flashgen.shapes.captions import RELATION_CHOICES, caption
 from flashgen.shapes.dataset import sample_training_example, sample_training_scene
 from flashgen.shapes.render import render_scene
 from flashgen.shapes.world import COLORS
 
 
-def examples(family: str, n: int, seed: int) -> list[tuple[np.ndarray, str]]:
+def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tuple[np.ndarray, str]]:
     """n (render, caption) pairs: one caption family in its evaluation template's wording with
-    every colour named, or (`mix`) the training mix as it is."""
+    every colour named, or (`mix`) the training mix as it is. `relation`: how a position caption
+    picks its relation (flashgen.shapes.captions.caption)."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < n:
@@ -50,7 +51,7 @@ def examples(family: str, n: int, seed: int) -> list[tuple[np.ndarray, str]]:
             scene, text = sample_training_example(rng)
         else:
             scene = sample_training_scene(rng, family)
-            text = caption(scene, rng, family)
+            text = caption(scene, rng, family, relation=relation)
             if family == "pair" and sum(c in text.split() for c in COLORS) < 2:
                 continue  # both colours named: the binding is what is asked
             if not text.startswith("a photo of "):
@@ -74,6 +75,13 @@ def main() -> int:
         help="mean of the logit-normal noise levels (the teacher's 0; 1.0 puts the median sigma "
         "at 0.73, where the layout is decided)",
     )
+    p.add_argument(
+        "--relation",
+        default="any",
+        choices=RELATION_CHOICES,
+        help="position captions: any relation that holds (the teacher's data) or the one along "
+        "the axis where the objects are further apart",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
@@ -84,7 +92,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     pipe = flashgen.load(args.model, dtype="fp32", decoder="full")
-    data = examples(args.family, args.images, args.seed)
+    data = examples(args.family, args.images, args.seed, args.relation)
     texts = sorted({t for _, t in data})
     with torch.no_grad():
         images = [im for im, _ in data]
@@ -136,6 +144,7 @@ def main() -> int:
             "batch_size": args.batch_size,
             "lr": args.lr,
             "logit_mean": args.logit_mean,
+            "relation": args.relation,
             "images": len(data),
             "captions": len(texts),
             "loss_first_50": float(np.mean(losses[:50])),

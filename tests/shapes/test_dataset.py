@@ -161,3 +161,20 @@ def test_training_batch_is_fast():
 def test_training_batch_rejects_bad_size():
     with pytest.raises(ValueError):
         training_batch(0, np.random.default_rng(0))
+
+
+def test_dominant_position_captions_name_the_axis_where_the_objects_are_further_apart():
+    rng = np.random.default_rng(3)
+    said = set()
+    for _ in range(500):
+        scene = sample_training_scene(rng, "position")
+        text = caption(scene, rng, "position", relation="dominant")
+        check_caption(scene, text)  # still true and complete
+        (ax, ay), (bx, by) = (o.centroid for o in scene.objects)
+        word = next(w for w in sorted(RELS, key=len, reverse=True) if f" {w} " in text)
+        horizontal = RELS[word] in ("left of", "right of")
+        assert horizontal == (abs(ax - bx) >= abs(ay - by)), (text, scene)
+        said.add(RELS[word])
+    assert said == set(RELS.values())  # all four relations still said
+    with pytest.raises(ValueError, match="relation must be one of"):
+        caption(scene, rng, "position", relation="salient")

@@ -74,14 +74,30 @@ def families_for(scene: Scene) -> tuple[str, ...]:
     return tuple(out)
 
 
-def caption(scene: Scene, rng: np.random.Generator, family: str | None = None) -> str:
-    """A true caption of `scene`; `family` picks the phrasing family (default: any that fits)."""
+RELATION_CHOICES = ("any", "dominant")
+
+
+def caption(
+    scene: Scene,
+    rng: np.random.Generator,
+    family: str | None = None,
+    relation: str = "any",
+) -> str:
+    """A true caption of `scene`; `family` picks the phrasing family (default: any that fits).
+
+    relation (position captions): "any" names one of the relations that hold, drawn at random,
+    so 'A left of B' is also said of a pair stacked nearly vertically; "dominant" names the one
+    along the axis where the two objects are further apart, as a person would."""
+    if relation not in RELATION_CHOICES:
+        raise ValueError(f"relation must be one of {RELATION_CHOICES}, got {relation!r}")
     allowed = families_for(scene)
     if family is None:
         family = _choice(rng, allowed)
     elif family not in allowed:
         raise ValueError(f"family {family!r} cannot describe this scene; it allows {allowed}")
     exact = bool(rng.random() < EXACT_TEMPLATE_P)
+    if family == "position":
+        return _position(scene, rng, exact, dominant=relation == "dominant")
     return _WRITERS[family](scene, rng, exact)
 
 
@@ -118,9 +134,9 @@ def _pair(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
     return _prefix(rng, False) + both.format(_choice(rng, CONJUNCTIONS))
 
 
-def _position(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
+def _position(scene: Scene, rng: np.random.Generator, exact: bool, dominant: bool = False) -> str:
     a, b = scene.objects if rng.random() < 0.5 else scene.objects[::-1]
-    rel = _choice(rng, _holding(a, b))
+    rel = _dominant(a, b) if dominant else _choice(rng, _holding(a, b))
     # same shape: only colour tells the two apart; otherwise colours are optional (both or none)
     with_color = a.shape == b.shape or bool(rng.random() < 0.5)
     na, nb = _noun(a, with_color), _noun(b, with_color)
@@ -132,6 +148,16 @@ def _position(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
 def _holding(a: ObjectSpec, b: ObjectSpec) -> list[str]:
     """Relations A stands in to B under the verdict rule (centroids, 3 px margin)."""
     return [rel for rel in RELATIONS if relation_holds(a.centroid, b.centroid, rel)]
+
+
+def _dominant(a: ObjectSpec, b: ObjectSpec) -> str:
+    """The relation A stands in to B along the axis where they are further apart (families_for
+    admits a position caption only when some relation holds, and one along the longer axis
+    then holds too: its offset is at least the other's, which exceeds the margin)."""
+    (ax, ay), (bx, by) = a.centroid, b.centroid
+    if abs(ax - bx) >= abs(ay - by):
+        return "left of" if ax < bx else "right of"
+    return "above" if ay < by else "below"
 
 
 def _listing(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
@@ -148,6 +174,6 @@ _WRITERS = {
     "single": _single,
     "counting": _counting,
     "pair": _pair,
-    "position": _position,
+    "position": _position,  # caption() passes it `dominant`
     "listing": _listing,
 }
