@@ -31,6 +31,24 @@ def test_render_set_is_deterministic_and_indexes_unique_captions():
     assert not torch.equal(render_set(300, seed=4, workers=1).images, a.images)
 
 
+def test_dominant_position_captions_change_only_the_position_captions():
+    from flashgen.miniature.presets import MiniatureConfig
+
+    a = render_set(600, seed=3, workers=1)
+    d = render_set(600, seed=3, workers=2, relation="dominant")
+    assert torch.equal(a.images, d.images)  # a continuation's latent cache still fits
+    words = (" left of ", " right of ", " above ", " below ", " over ", " under ", " beneath ")
+    changed = 0
+    for i in range(600):
+        ta, td = a.captions[a.caption_ids[i]], d.captions[d.caption_ids[i]]
+        if ta != td:
+            changed += 1
+            assert any(w in ta for w in words) and any(w in td for w in words), (ta, td)
+    assert 10 < changed < 120  # ~40% of the ~20% position captions named the minor axis
+    with pytest.raises(ValueError, match="position_captions must be one of"):
+        MiniatureConfig(position_captions="salient")
+
+
 def test_pixel_conversions_round_trip_exactly():
     x = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
     assert np.array_equal(to_uint8(to_model_space(x)), x.numpy())

@@ -21,6 +21,7 @@ from flashgen.miniature.clip_task import ClipTaskConfig
 from flashgen.miniature.components import ClipConfig, TransformerConfig, VaeConfig
 from flashgen.miniature.teacher_task import TeacherTaskConfig
 from flashgen.miniature.vae_task import VaeTaskConfig
+from flashgen.shapes.captions import RELATION_CHOICES
 from flashgen.train.config import check_compile, from_dict, to_dict
 
 PRECISIONS = ("auto", "no", "bf16")
@@ -44,6 +45,10 @@ class MiniatureConfig:
     name: str = "shapes-teacher"
     seed: int = 0
     n_images: int = 20_000  # rendered once, shared by every stage
+    # how position captions pick their relation: "any" that holds (every teacher until session
+    # 27), or "dominant": the one along the axis where the objects are further apart. Only the
+    # captions change; the images (and so a continuation's latent cache) stay the same
+    position_captions: str = "any"
     precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU ("bf16" pays with AMX)
     compile: str = "no"  # run.compile of every stage: no | full | regional (train/config.py)
     log_every: int = 50
@@ -66,6 +71,11 @@ class MiniatureConfig:
         check_compile(self.compile, "compile")
         if self.n_images < 1:
             raise ValueError(f"n_images must be >= 1, got {self.n_images}")
+        if self.position_captions not in RELATION_CHOICES:
+            raise ValueError(
+                f"position_captions must be one of {', '.join(RELATION_CHOICES)}, "
+                f"got {self.position_captions!r}"
+            )
 
 
 _SMOKE_VAE = VaeConfig(block_out_channels=(32, 32, 32, 32), layers_per_block=1)

@@ -63,17 +63,22 @@ def sample_training_scene(
 
 
 def sample_training_example(
-    rng: np.random.Generator, allow_pair: PairFilter | None = pair_allowed_in_training
+    rng: np.random.Generator,
+    allow_pair: PairFilter | None = pair_allowed_in_training,
+    relation: str = "any",
 ) -> tuple[Scene, str]:
+    """A scene and its caption; `relation`: how position captions pick theirs (captions.caption:
+    'any' or 'dominant'; the images are the same either way)."""
     family = _FAMILIES[int(np.searchsorted(_CUM, rng.random(), side="right"))]
     scene = sample_training_scene(rng, family, allow_pair)
-    return scene, caption(scene, rng, family)
+    return scene, caption(scene, rng, family, relation=relation)
 
 
 def training_batch(
     batch_size: int,
     rng: np.random.Generator,
     allow_pair: PairFilter | None = pair_allowed_in_training,
+    relation: str = "any",
 ) -> tuple[np.ndarray, list[str]]:
     """`batch_size` fresh training pairs: uint8 images (B, 64, 64, 3) and their captions.
 
@@ -85,7 +90,7 @@ def training_batch(
     images = blank_canvas(batch_size)
     captions = []
     for img in images:
-        scene, text = sample_training_example(rng, allow_pair)
+        scene, text = sample_training_example(rng, allow_pair, relation)
         render_into(img, scene)
         captions.append(text)
     return images, captions
