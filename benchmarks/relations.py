@@ -6,7 +6,10 @@ margin; any pair of detected objects of the two shapes). A model that ignores th
 places the shapes at random: the asked relation and its reverse then hold about equally often
 (each roughly 45% of random placements: the rest are within the margin). Renders hold the asked
 relation always. Prints per run: images with both shapes, the share where the asked relation
-holds, the share where its reverse holds, the same per relation word; one JSON line last.
+holds, the share where its reverse holds, the same per relation word; and, on the images with
+exactly one of each shape, the share where the two lie further apart along the asked relation's
+axis (horizontal for left/right) than across it: a model that reads "left" only as "spread
+sideways" gets this right and the direction at chance. One JSON line last.
 With `--text-model M`, also how far M's pooled text embedding (the transformer's global
 conditioning) tells a relation from its reverse: the cosine of the pooled embeddings of
 prompt pairs that differ only in the relation, in the colours, or in the shape.
@@ -30,7 +33,8 @@ from flashgen.shapes.world import INVERSE, relation_holds
 
 
 def relation_counts(manifest: Path) -> dict:
-    """{relation: [images with both shapes, asked relation holds, reverse holds]} and 'all'."""
+    """{relation: [images with both shapes, asked relation holds, reverse holds, images with one
+    of each shape, of them along the asked axis]} and 'all'."""
     records, images = load_manifest_images(manifest)
     counts: dict[str, list[int]] = {}
     for r, image in zip(records, images):
@@ -45,11 +49,19 @@ def relation_counts(manifest: Path) -> dict:
             continue
         asked = any(relation_holds(p, q, spec.relation) for p in a for q in b)
         reverse = any(relation_holds(p, q, INVERSE[spec.relation]) for p in a for q in b)
+        single = len(a) == len(b) == 1
+        along = False
+        if single:
+            dx, dy = abs(a[0][0] - b[0][0]), abs(a[0][1] - b[0][1])
+            horizontal = spec.relation in ("left of", "right of")
+            along = (dx > dy) if horizontal else (dy > dx)
         for key in (spec.relation, "all"):
-            c = counts.setdefault(key, [0, 0, 0])
+            c = counts.setdefault(key, [0, 0, 0, 0, 0])
             c[0] += 1
             c[1] += asked
             c[2] += reverse
+            c[3] += single
+            c[4] += along
     return counts
 
 
@@ -102,11 +114,21 @@ def main() -> int:
     for name, folder in folders.items():
         counts = relation_counts(args.out / folder / "manifest.jsonl")
         summary[name] = {
-            rel: {"both_shapes": n, "asked": k / n, "reverse": v / n}
-            for rel, (n, k, v) in counts.items()
+            rel: {
+                "both_shapes": n,
+                "asked": k / n,
+                "reverse": v / n,
+                "one_of_each": m,
+                "along_asked_axis": w / m if m else None,
+            }
+            for rel, (n, k, v, m, w) in counts.items()
         }
-        for rel, (n, k, v) in sorted(counts.items()):
-            print(f"{name:40s} {rel:9s} both shapes {n:4d}  asked {k / n:.2f}  reverse {v / n:.2f}")
+        for rel, (n, k, v, m, w) in sorted(counts.items()):
+            axis = f"{w / m:.2f}" if m else "-"
+            print(
+                f"{name:40s} {rel:9s} both shapes {n:4d}  asked {k / n:.2f}  reverse {v / n:.2f}"
+                f"  along the axis {axis} (n={m})"
+            )
     if args.text_model:
         summary["pooled_cosine"] = pooled_cosines(args.text_model)
         for name, c in summary["pooled_cosine"].items():

@@ -21,6 +21,19 @@ for fam in pair mix; do
     --out "$RUNS/ft-$fam" | tail -n 1 > $HERE/ft-$fam.json
   $P benchmarks/relation_probe.py --model "$RUNS/ft-$fam" | tail -n 1 > $HERE/probe-ft-$fam.json
 done
+# Session 27: the conditioning itself (encoders only, 34 s), then position-only fine-tunes of the
+# shipped teacher with 16,384 images (4x session 26's): the teacher's captions; position captions
+# naming the dominant axis's relation; and noise levels weighted to where layouts are decided.
+$P benchmarks/conditioning_probe.py --model shapes-teacher --record $HERE/conditioning-shipped.json
+run_ft() {  # name, extra args
+  local name=$1; shift
+  $P benchmarks/binding_finetune.py --model shapes-teacher --family position --steps 600 --lr 2e-4 \
+    --images 16384 "$@" --out "$RUNS/ft-$name" | tail -n 1 > $HERE/ft-$name.json
+  $P benchmarks/relation_probe.py --model "$RUNS/ft-$name" | tail -n 1 > $HERE/probe-ft-$name.json
+}
+run_ft position
+run_ft position-dom --relation dominant
+run_ft position-hi --logit-mean 1.0
 # sampled images (benchmarks/relations.py) -> sampled-*.json, from these eval folders:
 #   benchmarks/results/teacher-continuation-cpu/s22-step2750-eval, the session-24 CLIP-score
 #   folder (benchmarks/results/clip-score/run.sh: the three shipped models on the evaluation set),
