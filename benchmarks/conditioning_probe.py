@@ -82,12 +82,17 @@ def word_positions(tokenizer, texts: list[str], length: int) -> np.ndarray:
     return out
 
 
+def _standardised(x_train: torch.Tensor, x_test: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Both sets scaled by the training set's per-feature mean and spread."""
+    mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+    return (x_train - mu) / sd, (x_test - mu) / sd
+
+
 def fit_and_score(
     x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor
 ) -> float:
     """Test accuracy of an L2 logistic regression (standardised features, LBFGS)."""
-    mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
-    xtr, xte = (x_train - mu) / sd, (x_test - mu) / sd
+    xtr, xte = _standardised(x_train, x_test)
     w = torch.zeros(xtr.shape[1], requires_grad=True)
     b = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
@@ -116,8 +121,7 @@ def fit_mlp_and_score(
 ) -> float:
     """Test accuracy of a one-hidden-layer MLP (GELU, AdamW, full batch): what one context-stream
     MLP of the denoiser could read from a single token's state."""
-    mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
-    xtr, xte = (x_train - mu) / sd, (x_test - mu) / sd
+    xtr, xte = _standardised(x_train, x_test)
     net = torch.nn.Sequential(
         torch.nn.Linear(xtr.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1)
     )
