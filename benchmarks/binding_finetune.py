@@ -8,7 +8,9 @@ position captions. This asks whether that is the data mix or the model: it fine-
 a model's transformer for a few hundred steps on one caption family only (`--family pair`: two
 objects of different shapes, both colours named; `--family position`: the position template)
 or on the training mix (`--family mix`, the control: the same steps with nothing emphasised),
-and probes the result. Same loss as the teacher's training (rectified flow, SD3 logit-normal
+and probes the result. `--family placement` is a curriculum guess: half single objects captioned
+with their absolute side ('a photo of a circle on the left': one word decides the whole layout,
+no binding needed), half position captions naming the dominant axis's relation. Same loss as the teacher's training (rectified flow, SD3 logit-normal
 sigmas, MSE on v), conditioning from the model's own encoders, latents from its VAE.
 
     .venv/bin/python benchmarks/binding_finetune.py --model shapes-teacher --family pair \
@@ -39,6 +41,27 @@ from flashgen.shapes.dataset import sample_training_example, sample_training_sce
 from flashgen.shapes.render import render_scene
 from flashgen.shapes.world import COLORS
 
+PLACES = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+}
+
+
+def placement_caption(scene, rng: np.random.Generator) -> str | None:
+    """'a photo of a [colour] {shape} on the left' for a single object at least 6 px off the
+    centre, naming the side along the axis where it is further off; None near the centre."""
+    (obj,) = scene.objects
+    dx, dy = obj.centroid[0] - 31.5, obj.centroid[1] - 31.5
+    if max(abs(dx), abs(dy)) < 6:
+        return None
+    side = (
+        ("left" if dx < 0 else "right") if abs(dx) >= abs(dy) else ("top" if dy < 0 else "bottom")
+    )
+    noun = f"{obj.color} {obj.shape}" if rng.random() < 0.5 else obj.shape
+    return f"a photo of a {noun} {PLACES[side]}"
+
 
 def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tuple[np.ndarray, str]]:
     """n (render, caption) pairs: one caption family in its evaluation template's wording with
@@ -49,6 +72,16 @@ def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tupl
     while len(out) < n:
         if family == "mix":
             scene, text = sample_training_example(rng)
+        elif family == "placement" and rng.random() < 0.5:
+            scene = sample_training_scene(rng, "single")
+            text = placement_caption(scene, rng)
+            if text is None:
+                continue
+        elif family == "placement":  # the other half: position captions, dominant relation
+            scene = sample_training_scene(rng, "position")
+            text = caption(scene, rng, "position", relation="dominant")
+            if not text.startswith("a photo of "):
+                continue
         else:
             scene = sample_training_scene(rng, family)
             text = caption(scene, rng, family, relation=relation)
@@ -63,7 +96,7 @@ def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tupl
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="shapes-teacher")
-    p.add_argument("--family", required=True, choices=("pair", "position", "mix"))
+    p.add_argument("--family", required=True, choices=("pair", "position", "mix", "placement"))
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
