@@ -2,18 +2,14 @@
 whole ablation of two variants on a tiny random teacher."""
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
+import benchmark_script
 import pytest
 
 from flashgen.distill.config import SHAPES_4STEP, override
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks" / "ablations.py")
-ablations = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ablations)
+ablations = benchmark_script.load("ablations")
 
 
 def _eval(overall: float, n: int = 4) -> dict:

@@ -2,20 +2,14 @@
 of its side), the shape words are found where the tokenizers put them, and the MLP probe reads a
 side that is relation XOR word order, which no linear probe can."""
 
-import importlib.util
 from collections import Counter
-from pathlib import Path
 
+import benchmark_script
 import torch
 
 from flashgen.shapes.world import RELATIONS
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "conditioning_probe", ROOT / "benchmarks" / "conditioning_probe.py"
-)
-mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mod)
+mod = benchmark_script.load("conditioning_probe")
 
 
 def test_every_word_is_on_each_side_equally_often():

@@ -1,32 +1,16 @@
 """benchmarks/binding_finetune.py's caption families are true of their renders, and
 benchmarks/word_sensitivity.py measures a change exactly where the prompt changes."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import benchmark_script
 import numpy as np
 import pytest
 
 from flashgen.shapes.scorer import detect_objects
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
 def finetune():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports relation_probe as a sibling
-    try:
-        yield _load("binding_finetune")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return benchmark_script.load("binding_finetune")
 
 
 def test_placement_captions_name_the_side_the_object_is_on(finetune):
@@ -62,7 +46,7 @@ def test_placement_captions_name_the_side_the_object_is_on(finetune):
 def test_word_sensitivity_is_zero_for_the_same_prompt_and_positive_for_another():
     import flashgen
 
-    mod = _load("word_sensitivity")
+    mod = benchmark_script.load("word_sensitivity")
     pipe = flashgen.load("tiny-random", dtype="fp32")
     base = "a photo of a circle left of a square"
     edits = {"same": base, "other": "a photo of a red triangle"}

@@ -2,10 +2,9 @@
 (otherwise the likelihood test would compare two right answers), and the probe runs end to end
 on a tiny model."""
 
-import importlib.util
 import math
-from pathlib import Path
 
+import benchmark_script
 import pytest
 
 from flashgen.shapes.export import render_prompt
@@ -13,12 +12,7 @@ from flashgen.shapes.prompt_sets import load_prompt_set
 from flashgen.shapes.prompts import parse_prompt
 from flashgen.shapes.scorer import score_image
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "relation_probe", ROOT / "benchmarks" / "relation_probe.py"
-)
-probe_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe_mod)
+probe_mod = benchmark_script.load("relation_probe")
 
 
 @pytest.mark.parametrize("split", ["validation", "eval"])

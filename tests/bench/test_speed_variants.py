@@ -1,16 +1,9 @@
 """benchmarks/speed_student_vs_teacher.py: `--variant` specs map to flashgen.load keywords."""
 
-import importlib.util
-from pathlib import Path
-
+import benchmark_script
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "speed", ROOT / "benchmarks" / "speed_student_vs_teacher.py"
-)
-speed = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(speed)
+speed = benchmark_script.load("speed_student_vs_teacher", "speed")
 
 
 def test_tokens_combine_into_load_options():

@@ -1,10 +1,9 @@
 """Continuing the shipped teacher (`continue_from`): a few steps at toy batch on the CPU."""
 
 import filecmp
-import importlib.util
 import json
-from pathlib import Path
 
+import benchmark_script
 import numpy as np
 import pytest
 import torch
@@ -146,10 +145,7 @@ def test_training_json_records_the_lineage(continued):
     assert summary["clip"] == _first_report(source, "clip") != {}
 
 
-_SNAPSHOT = Path(__file__).parents[2] / "benchmarks" / "ema_snapshot.py"
-_spec = importlib.util.spec_from_file_location("ema_snapshot", _SNAPSHOT)
-ema_snapshot = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ema_snapshot)
+ema_snapshot = benchmark_script.load("ema_snapshot")
 
 
 def test_an_ema_snapshot_records_the_run_so_far_and_can_be_continued(continued, tmp_path):
