@@ -15,11 +15,12 @@
 # to s22-ema/ (14 MB). A lost run restarts from that EMA with CONTINUE_FROM (a folder rebuilt as
 # in s20-command.sh's header) and a new OUT_DIR and SEED.
 # Session 22 ran steps 1-830, session 23 steps 875-1251, session 24 steps 1300-2206, session 25
-# steps 2275-2841, session 26 steps 2841-3505 (each stopped by SIGTERM; 831-875, 1252-1300 and
-# 2207-2275 ran after a session's checks, 3505-3534 during session 26's; s22-ema/ is step 3500's EMA; step 2000's EMA scored
-# +0.008 validation, +0.038 evaluation set, step 2750's -0.022 and +0.048, step 3500's: see
-# docs/miniature.md). Next session: rerun this line as it is (it resumes at its last checkpoint,
-# >= 3534, if /work/runs/teacher-cont-s22 is still there).
+# steps 2275-2841, session 26 steps 2841-3505, session 27 steps 3534-4040 (each stopped by
+# SIGTERM; 831-875, 1252-1300 and 2207-2275 ran after a session's checks, 3505-3534 during
+# session 26's; s22-ema/ is step 4040's EMA, not scored; step 2000's EMA scored +0.008
+# validation, +0.038 evaluation set, step 2750's -0.022 and +0.048, step 3500's -0.005 and
+# +0.069: see docs/miniature.md). Next session: rerun this line as it is (it resumes at its last
+# checkpoint, >= 4040, if /work/runs/teacher-cont-s22 is still there).
 cd "$(dirname "$0")/../../.."  # the repository root
 OMP_NUM_THREADS=${THREADS:-2} exec .venv/bin/flashgen train miniature --preset cpu --device cpu \
   --out-dir "${OUT_DIR:-/work/runs/teacher-cont-s22}" --resume \
