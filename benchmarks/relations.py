@@ -24,6 +24,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from flashgen.bench.env import finish, provenance
 from flashgen.eval.alignment import load_manifest_images
 from flashgen.eval.report import model_label
@@ -36,9 +38,14 @@ def relation_counts(manifest: Path) -> dict:
     """{relation: [images with both shapes, asked relation holds, reverse holds, images with one
     of each shape, of them along the asked axis]} and 'all'."""
     records, images = load_manifest_images(manifest)
+    return count_relations([(r.prompt, image) for r, image in zip(records, images)])
+
+
+def count_relations(pairs) -> dict:
+    """relation_counts over (prompt, uint8 image) pairs; prompts of other tasks are skipped."""
     counts: dict[str, list[int]] = {}
-    for r, image in zip(records, images):
-        task, spec = parse_prompt(r.prompt)
+    for prompt, image in pairs:
+        task, spec = parse_prompt(prompt)
         if task != "position":
             continue
         (_, shape1), (_, shape2) = spec.objects
@@ -101,18 +108,56 @@ def pooled_cosines(model: str) -> dict[str, float]:
     return out
 
 
+def generated(model: str, per_line: int, threads: int) -> list:
+    """(prompt, image) for the validation set's position lines, `per_line` seeds each, at the
+    model's own defaults (steps, CFG), CPU noise: a quick look without a whole evaluation run."""
+    import torch
+
+    import flashgen
+    from flashgen.request import GenerationRequest
+    from flashgen.shapes.prompt_sets import load_prompt_set
+
+    torch.set_num_threads(threads)
+    pipe = flashgen.load(model)
+    out = []
+    for line in load_prompt_set("validation"):
+        if line["task"] == "position":
+            req = GenerationRequest(prompt=line["prompt"], seed=line["seed"], num_images=per_line)
+            out += [(line["prompt"], np.asarray(im)) for im in pipe.generate(req).images]
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("out", type=Path, help="a `flashgen eval run --out` folder")
+    p.add_argument("out", type=Path, nargs="?", help="a `flashgen eval run --out` folder")
     p.add_argument("--text-model", help="also report this model's pooled-embedding cosines")
+    p.add_argument(
+        "--generate",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="instead of a folder: generate the validation position lines with MODEL (repeat)",
+    )
+    p.add_argument("--per-line", type=int, default=2, help="--generate: images per line")
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    results = json.loads((args.out / "results.json").read_text())
-    folders = {"renders (reference)": results["reference"]}
-    for run in results["runs"]:
-        folders[f"{model_label(run['model'])} ({run['steps']} steps)"] = run["folder"]
+    if (args.out is None) == (not args.generate):
+        p.error("give an eval folder or --generate MODEL, not both")
+    folders: dict[str, object] = {}
+    if args.out is not None:
+        results = json.loads((args.out / "results.json").read_text())
+        folders["renders (reference)"] = args.out / results["reference"] / "manifest.jsonl"
+        for run in results["runs"]:
+            label = f"{model_label(run['model'])} ({run['steps']} steps)"
+            folders[label] = args.out / run["folder"] / "manifest.jsonl"
+    for model in args.generate:
+        folders[f"{model} (validation x {args.per_line})"] = model
     summary = {}
-    for name, folder in folders.items():
-        counts = relation_counts(args.out / folder / "manifest.jsonl")
+    for name, where in folders.items():
+        if isinstance(where, Path):
+            counts = relation_counts(where)
+        else:
+            counts = count_relations(generated(where, args.per_line, args.threads))
         summary[name] = {
             rel: {
                 "both_shapes": n,
@@ -133,7 +178,8 @@ def main() -> int:
         summary["pooled_cosine"] = pooled_cosines(args.text_model)
         for name, c in summary["pooled_cosine"].items():
             print(f"pooled cosine, {name}: {c:.4f}")
-    finish({"bench": "relations", "out": str(args.out), **summary, **provenance()})
+    where = str(args.out) if args.out is not None else None
+    finish({"bench": "relations", "out": where, **summary, **provenance()})
     return 0
 
 

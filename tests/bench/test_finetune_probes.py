@@ -53,3 +53,17 @@ def test_word_sensitivity_is_zero_for_the_same_prompt_and_positive_for_another()
     out = mod.sensitivity(pipe, base, edits, [0.8], n=2, drop_t5=False, seed=0)
     assert out["same"]["0.8"] == 0.0
     assert out["other"]["0.8"] > 0.0 and np.isfinite(out["other"]["0.8"])
+
+
+def test_relation_counts_of_renders_hold_the_asked_relation_and_never_its_reverse():
+    from flashgen.shapes.export import render_prompt
+    from flashgen.shapes.prompt_sets import load_prompt_set
+
+    mod = benchmark_script.load("relations")
+    lines = [x for x in load_prompt_set("validation") if x["task"] in ("position", "colors")]
+    pairs = [(x["prompt"], render_prompt(x["prompt"], x["seed"])) for x in lines]
+    counts = mod.count_relations(pairs)
+    n, asked, reverse, single, along = counts["all"]
+    assert n == sum(x["task"] == "position" for x in lines) == single  # colors lines skipped
+    assert asked == n and reverse == 0 and 0 < along < n
+    assert sum(counts[r][0] for r in counts if r != "all") == n
