@@ -33,7 +33,23 @@ run_ft() {  # name, extra args
 }
 run_ft position
 run_ft position-dom --relation dominant
-run_ft position-hi --logit-mean 1.0
+run_ft position-hi --logit-mean 1.0  # stopped unfinished in session 27, for the next one
+$P benchmarks/binding_finetune.py --model shapes-teacher --family placement --steps 600 --lr 2e-4 \
+  --images 16384 --out "$RUNS/ft-placement" | tail -n 1 > $HERE/ft-placement.json
+$P benchmarks/relation_probe.py --model "$RUNS/ft-placement" --tasks position color_attr | tail -n 1 \
+  > $HERE/probe-ft-placement.json
+# how far one word moves the velocity (seconds each): words-<model>.json (relation set),
+# words-placement-<model>.json / words-relation-ft-placement.json
+for m in shapes-teacher "$RUNS/ft-position" "$RUNS/ft-position-dom"; do
+  $P benchmarks/word_sensitivity.py --model "$m" --record $HERE/words-$(basename "$m").json
+done
+$P benchmarks/word_sensitivity.py --set placement --record $HERE/words-placement-shapes-teacher.json
+for set in placement relation; do
+  $P benchmarks/word_sensitivity.py --model "$RUNS/ft-placement" --set $set \
+    --record $HERE/words-$set-ft-placement.json
+done
+$P benchmarks/relations.py --generate shapes-teacher --generate "$RUNS/ft-placement" --per-line 2 \
+  | tail -n 1 > $HERE/sampled-ft-placement-validation.json
 # sampled images (benchmarks/relations.py) -> sampled-*.json, from these eval folders:
 #   benchmarks/results/teacher-continuation-cpu/s22-step2750-eval, the session-24 CLIP-score
 #   folder (benchmarks/results/clip-score/run.sh: the three shipped models on the evaluation set),
