@@ -47,7 +47,8 @@ class MiniatureConfig:
     n_images: int = 20_000  # rendered once, shared by every stage
     # how position captions pick their relation: "any" that holds (every teacher until session
     # 27), or "dominant": the one along the axis where the objects are further apart. Only the
-    # captions change; the images (and so a continuation's latent cache) stay the same
+    # captions change; the images (and so a continuation's latent cache, which checks a digest
+    # of them) stay the same
     position_captions: str = "any"
     precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU ("bf16" pays with AMX)
     compile: str = "no"  # run.compile of every stage: no | full | regional (train/config.py)

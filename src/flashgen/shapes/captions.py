@@ -136,7 +136,9 @@ def _pair(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
 
 def _position(scene: Scene, rng: np.random.Generator, exact: bool, dominant: bool = False) -> str:
     a, b = scene.objects if rng.random() < 0.5 else scene.objects[::-1]
-    drawn = _choice(rng, _holding(a, b))  # drawn either way: the rng stream, so the images, stay
+    # drawn either way, so the rng stream and the images stay the same (up to numpy's rare
+    # rejection redraw when the phrasing draws below have another number of options)
+    drawn = _choice(rng, _holding(a, b))
     rel = _dominant(a, b) if dominant else drawn
     # same shape: only colour tells the two apart; otherwise colours are optional (both or none)
     with_color = a.shape == b.shape or bool(rng.random() < 0.5)
