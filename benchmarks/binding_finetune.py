@@ -77,15 +77,11 @@ def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tupl
             text = placement_caption(scene, rng)
             if text is None:
                 continue
-        elif family == "placement":  # the other half: position captions, dominant relation
-            scene = sample_training_scene(rng, "position")
-            text = caption(scene, rng, "position", relation="dominant")
-            if not text.startswith("a photo of "):
-                continue
-        else:
-            scene = sample_training_scene(rng, family)
-            text = caption(scene, rng, family, relation=relation)
-            if family == "pair" and sum(c in text.split() for c in COLORS) < 2:
+        else:  # placement's other half: position captions naming the dominant axis
+            fam, rel = ("position", "dominant") if family == "placement" else (family, relation)
+            scene = sample_training_scene(rng, fam)
+            text = caption(scene, rng, fam, relation=rel)
+            if fam == "pair" and sum(c in text.split() for c in COLORS) < 2:
                 continue  # both colours named: the binding is what is asked
             if not text.startswith("a photo of "):
                 continue

@@ -62,22 +62,26 @@ def prompts() -> list[tuple[str, tuple[str, str], tuple[str, str], str]]:
     return out
 
 
-def word_positions(tokenizer, texts: list[str], length: int) -> np.ndarray:
-    """[N, 2] token index of the first and the second shape word of each text."""
-    ids = tokenizer(
+def token_ids(tokenizer, texts: list[str], length: int) -> torch.Tensor:
+    """[N, length] ids, padded and truncated as the prompt encoding does."""
+    return tokenizer(
         texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
     ).input_ids
+
+
+def word_positions(tokenizer, ids: torch.Tensor) -> np.ndarray:
+    """[N, 2] token index of the first and the second shape word in each row of `ids`."""
     shape_ids = set()
     for s in SHAPES:
         piece = tokenizer(s, add_special_tokens=False).input_ids
         if len(piece) != 1:
             raise SystemExit(f"'{s}' is {len(piece)} tokens for {type(tokenizer).__name__}")
         shape_ids.add(piece[0])
-    out = np.zeros((len(texts), 2), dtype=np.int64)
+    out = np.zeros((len(ids), 2), dtype=np.int64)
     for i, row in enumerate(ids.tolist()):
         where = [j for j, t in enumerate(row) if t in shape_ids]
         if len(where) != 2:
-            raise SystemExit(f"found {len(where)} shape words in {texts[i]!r}")
+            raise SystemExit(f"found {len(where)} shape words in {tokenizer.decode(row)!r}")
         out[i] = where
     return out
 
@@ -162,17 +166,15 @@ def main() -> int:
         ).float()
     d_l = c.text_encoder.config.hidden_size
     d_g = c.text_encoder_2.config.hidden_size
-    pos_clip = word_positions(c.tokenizer, texts, clip_len)
-    pos_t5 = word_positions(c.tokenizer_3, texts, t5_len)
+    ids_clip = token_ids(c.tokenizer, texts, clip_len)
+    ids_t5 = token_ids(c.tokenizer_3, texts, t5_len)
+    pos_clip = word_positions(c.tokenizer, ids_clip)
+    pos_t5 = word_positions(c.tokenizer_3, ids_t5)
     input_tables = {
         "clip_l": c.text_encoder.get_input_embeddings().weight.detach().float(),
         "clip_g": c.text_encoder_2.get_input_embeddings().weight.detach().float(),
         "t5": c.text_encoder_3.get_input_embeddings().weight.detach().float(),
     }
-    ids_clip = c.tokenizer(texts, padding="max_length", max_length=clip_len, return_tensors="pt")
-    ids_t5 = c.tokenizer_3(
-        texts, padding="max_length", max_length=t5_len, truncation=True, return_tensors="pt"
-    )
 
     n = len(rows)
     idx = torch.arange(n)
@@ -189,12 +191,12 @@ def main() -> int:
             at = torch.as_tensor(pos_t5[:, word])
             if context:
                 return embeds[idx, clip_len + at]
-            return input_tables["t5"][ids_t5.input_ids[idx, at]]
+            return input_tables["t5"][ids_t5[idx, at]]
         at = torch.as_tensor(pos_clip[:, word])
         if context:
             h = embeds[idx, at]
             return h[:, :d_l] if encoder == "clip_l" else h[:, d_l : d_l + d_g]
-        return input_tables[encoder][ids_clip.input_ids[idx, at]]
+        return input_tables[encoder][ids_clip[idx, at]]
 
     result: dict = {}
     shuffled = torch.from_numpy(rng.permutation(n))

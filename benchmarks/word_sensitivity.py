@@ -54,17 +54,17 @@ def sensitivity(
     pipe, base: str, edits: dict[str, str], sigmas: list[float], n: int, drop_t5: bool, seed: int
 ) -> dict:
     """{edit: {sigma: relative change}} on `n` shared noisy latents per sigma."""
+    cfg = pipe.transformer.config
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(
-        n, 16, pipe.transformer.config.sample_size, pipe.transformer.config.sample_size, generator=g
-    )
-    base_embeds = pipe.encode_prompt([base] * n, drop_t5=drop_t5)
+    x = torch.randn(n, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=g)
+    embeds = {k: pipe.encode_prompt([t], drop_t5=drop_t5).repeat(n) for k, t in edits.items()}
+    base_embeds = pipe.encode_prompt([base], drop_t5=drop_t5).repeat(n)
     out: dict = {k: {} for k in edits}
     with torch.no_grad():
         for s in sigmas:
             v0 = pipe.velocity(x, s, base_embeds).float()
-            for name, text in edits.items():
-                v = pipe.velocity(x, s, pipe.encode_prompt([text] * n, drop_t5=drop_t5)).float()
+            for name in edits:
+                v = pipe.velocity(x, s, embeds[name]).float()
                 change = (v - v0).flatten(1).norm(dim=1) / v0.flatten(1).norm(dim=1)
                 out[name][str(s)] = float(change.mean())
     return out

@@ -31,8 +31,9 @@ def test_word_positions_are_the_shape_words_in_order():
     c = flashgen.load("tiny-random", dtype="fp32").components
     texts = ["a photo of a red circle left of a blue square", "a photo of a square above a square"]
     for tok, length in ((c.tokenizer, 77), (c.tokenizer_3, 32)):
-        pos = mod.word_positions(tok, texts, length)
-        ids = tok(texts, padding="max_length", max_length=length).input_ids
+        ids = mod.token_ids(tok, texts, length)
+        pos = mod.word_positions(tok, ids)
+        ids = ids.tolist()
         words = [[tok.decode([ids[i][j]]).strip() for j in pos[i]] for i in range(len(texts))]
         assert words == [["circle", "square"], ["square", "square"]]
         assert all(p[0] < p[1] for p in pos)

@@ -177,6 +177,6 @@ _WRITERS = {
     "single": _single,
     "counting": _counting,
     "pair": _pair,
-    "position": _position,  # caption() passes it `dominant`
+    # position: caption() calls _position itself, with the relation choice
     "listing": _listing,
 }
