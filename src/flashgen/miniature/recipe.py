@@ -39,7 +39,7 @@ from flashgen.miniature.continuation import (
 )
 from flashgen.miniature.data import render_set
 from flashgen.miniature.export import export_model, folder_megabytes
-from flashgen.miniature.presets import MiniatureConfig, to_toml
+from flashgen.miniature.presets import MiniatureConfig, load_config, to_toml
 from flashgen.miniature.teacher_task import TeacherTask
 from flashgen.miniature.vae_task import VaeTask
 from flashgen.train import Interrupted, TrainRunConfig, run
@@ -175,13 +175,23 @@ def _check_out_dir(out: Path, cfg: MiniatureConfig, resume: bool) -> None:
                 "--out-dir"
             )
         previous = out / CONFIG_FILE
-        if previous.is_file() and previous.read_text() != written:
+        if previous.is_file() and not _same_config(previous, cfg):
             raise ValueError(
                 f"{out} was started with a different config ({previous}); resume it with the "
                 "same preset/config, or choose another --out-dir"
             )
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(written)
+
+
+def _same_config(previous: Path, cfg: MiniatureConfig) -> bool:
+    """Whether a run folder's config.toml is `cfg`. Compared as configs, not as text: a key
+    added to MiniatureConfig since the run started takes its default, which keeps the earlier
+    behaviour, so a run from an older commit still resumes (session 27's position_captions)."""
+    try:
+        return load_config(previous) == cfg
+    except ValueError:  # a key since removed, or a value no longer valid: not the same config
+        return False
 
 
 class _StageRunner:
