@@ -36,29 +36,21 @@ from flashgen import flow
 from flashgen.bench.env import finish, provenance
 from flashgen.miniature.losses import logit_normal_sigmas
 from flashgen.models.registry import resolve
-from flashgen.shapes.captions import RELATION_CHOICES, caption
+from flashgen.shapes.captions import RELATION_CHOICES, SIDE_WORDS, caption, placement_side
 from flashgen.shapes.dataset import sample_training_example, sample_training_scene
 from flashgen.shapes.render import render_scene
 from flashgen.shapes.world import COLORS
 
-PLACES = {
-    "left": "on the left",
-    "right": "on the right",
-    "top": "at the top",
-    "bottom": "at the bottom",
-}
+PLACES = {side: words[0] for side, words in SIDE_WORDS.items()}  # the exact wording
 
 
 def placement_caption(scene, rng: np.random.Generator) -> str | None:
-    """'a photo of a [colour] {shape} on the left' for a single object at least 6 px off the
-    centre, naming the side along the axis where it is further off; None near the centre."""
+    """'a photo of a [colour] {shape} on the left' for a single object off the centre
+    (captions.placement_side); None near the centre."""
     (obj,) = scene.objects
-    dx, dy = obj.centroid[0] - 31.5, obj.centroid[1] - 31.5
-    if max(abs(dx), abs(dy)) < 6:
+    side = placement_side(obj)
+    if side is None:
         return None
-    side = (
-        ("left" if dx < 0 else "right") if abs(dx) >= abs(dy) else ("top" if dy < 0 else "bottom")
-    )
     noun = f"{obj.color} {obj.shape}" if rng.random() < 0.5 else obj.shape
     return f"a photo of a {noun} {PLACES[side]}"
 

@@ -49,6 +49,20 @@ def test_dominant_position_captions_change_only_the_position_captions():
         MiniatureConfig(position_captions="salient")
 
 
+def test_placement_captions_reach_the_rendered_set_through_the_config():
+    from flashgen.miniature.presets import MiniatureConfig
+    from flashgen.shapes.captions import SIDE_WORDS
+
+    p = render_set(600, seed=3, workers=2, placement=0.3)
+    ends = tuple(" " + w for words in SIDE_WORDS.values() for w in words)
+    texts = [p.captions[i] for i in p.caption_ids.tolist()]
+    share = sum(t.endswith(ends) for t in texts) / 600
+    assert 0.22 < share < 0.38, share
+    assert torch.equal(p.images, render_set(600, seed=3, workers=1, placement=0.3).images)
+    with pytest.raises(ValueError, match="placement_captions must be a share"):
+        MiniatureConfig(placement_captions=1.0)
+
+
 def test_pixel_conversions_round_trip_exactly():
     x = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
     assert np.array_equal(to_uint8(to_model_space(x)), x.numpy())

@@ -1,3 +1,4 @@
+import hashlib
 import itertools
 import re
 import time
@@ -5,14 +6,14 @@ import time
 import numpy as np
 import pytest
 
-from flashgen.shapes.captions import FAMILIES, caption, families_for
+from flashgen.shapes.captions import FAMILIES, caption, families_for, placement_side
 from flashgen.shapes.dataset import (
     images_to_tensor,
     sample_training_example,
     sample_training_scene,
     training_batch,
 )
-from flashgen.shapes.render import render_scene
+from flashgen.shapes.render import ObjectSpec, Scene, render_scene
 from flashgen.shapes.world import COLORS, SHAPES, is_held_out, relation_holds
 
 # ---- a small parser of the caption grammar, written here to check captions against scenes ----
@@ -50,6 +51,31 @@ def matches(obj, color, shape):
     return obj.shape == shape and (color is None or obj.color == color)
 
 
+# placement phrases -> (axis, sign): the object's centroid lies that way from the canvas centre
+SIDES = {
+    "on the left side": (0, -1),
+    "on the left": (0, -1),
+    "at the left": (0, -1),
+    "on the right side": (0, 1),
+    "on the right": (0, 1),
+    "at the right": (0, 1),
+    "at the top side": (1, -1),
+    "at the top": (1, -1),
+    "near the top": (1, -1),
+    "at the bottom side": (1, 1),
+    "at the bottom": (1, 1),
+    "near the bottom": (1, 1),
+}
+
+
+def check_placement(obj, phrase):
+    axis, sign = SIDES[phrase]
+    offset = np.array(obj.centroid) - 31.5
+    assert offset[axis] * sign > 0, (phrase, obj)  # on that side
+    assert abs(offset[axis]) >= abs(offset[1 - axis]), (phrase, obj)  # the further-off axis
+    assert abs(offset[axis]) >= 6, (phrase, obj)  # clearly off the centre
+
+
 def check_caption(scene, text):
     body = text
     for p in PREFIXES:
@@ -57,6 +83,12 @@ def check_caption(scene, text):
             body = body[len(p) :]
             break
     objs = scene.objects
+    for phrase in sorted(SIDES, key=len, reverse=True):
+        if body.endswith(" " + phrase):
+            n, color, shape = parse_np(body[: -len(phrase) - 1])
+            assert n == 1 and len(objs) == 1 and matches(objs[0], color, shape), text
+            check_placement(objs[0], phrase)
+            return
     for word in sorted(RELS, key=len, reverse=True):
         sep = f" {word} "
         if sep in body:
@@ -178,3 +210,49 @@ def test_dominant_position_captions_name_the_axis_where_the_objects_are_further_
     assert said == set(RELS.values())  # all four relations still said
     with pytest.raises(ValueError, match="relation must be one of"):
         caption(scene, rng, "position", relation="salient")
+
+
+def test_the_default_mix_is_the_one_every_teacher_was_trained_on():
+    # digest of training_batch(512, default_rng(11)) before the placement family existed: the
+    # default mix (share 0) must draw the same images and captions, or every earlier run's
+    # data (and a continuation's latent cache) would silently change
+    images, texts = training_batch(512, np.random.default_rng(11))
+    digest = hashlib.sha256(images.tobytes() + "\n".join(texts).encode()).hexdigest()
+    assert digest == "4f801387f19453ac9d40313872ae506a1dc2902cf4227b7e9caf8bf8051c6359"
+
+
+def test_placement_share_takes_its_share_and_keeps_the_other_proportions():
+    rng = np.random.default_rng(8)
+    n = 4000
+    placement = position = 0
+    for _ in range(n):
+        scene, text = sample_training_example(rng, relation="dominant", placement=0.25)
+        check_caption(scene, text)
+        body = text.removeprefix("a photo of ")
+        placement += any(body.endswith(" " + p) for p in SIDES)
+        position += len(scene.objects) == 2 and any(f" {w} " in text for w in RELS)
+    # 0.25 of the batch; position keeps 0.2 of the rest (listing of two objects never says one)
+    assert abs(placement / n - 0.25) < 0.025, placement / n
+    assert abs(position / n - 0.75 * 0.2) < 0.025, position / n
+    sides = set()
+    for _ in range(400):
+        scene = sample_training_scene(rng, "placement")
+        sides.add(placement_side(scene.objects[0]))
+        check_caption(scene, caption(scene, rng, "placement"))
+    assert sides == {"left", "right", "top", "bottom"}
+    with pytest.raises(ValueError, match="placement share must be in"):
+        sample_training_example(rng, placement=1.0)
+
+
+def test_placement_is_offered_only_off_the_centre():
+    centred = Scene(objects=(ObjectSpec("circle", "red", 27, 27, 10),))
+    assert families_for(centred) == ("single",)
+    assert placement_side(centred.objects[0]) is None
+    with pytest.raises(ValueError, match="cannot describe"):
+        caption(centred, np.random.default_rng(0), "placement")
+    left = Scene(objects=(ObjectSpec("circle", "red", 10, 27, 10),))
+    assert families_for(left) == ("single", "placement")
+    text = caption(left, np.random.default_rng(0), "placement")
+    assert any(
+        text.endswith(" " + p) for p, (axis, sign) in SIDES.items() if (axis, sign) == (0, -1)
+    )

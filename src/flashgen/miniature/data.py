@@ -45,13 +45,14 @@ class ShapesSet:
 
 
 def _render_chunk(
-    args: tuple[int, int, int, int, str | None, str],
+    args: tuple[int, int, int, int, str | None, str, float],
 ) -> tuple[np.ndarray | None, list[str]]:
     """Render chunk `index`; into the shared-memory block `shm_name` at row `start` if given
     (only the captions travel back then: pickling images through a pipe is slower than drawing
     them), else return the images."""
-    seed, index, start, size, shm_name, relation = args
-    images, texts = training_batch(size, np.random.default_rng([seed, index]), relation=relation)
+    seed, index, start, size, shm_name, relation, placement = args
+    rng = np.random.default_rng([seed, index])
+    images, texts = training_batch(size, rng, relation=relation, placement=placement)
     if shm_name is None:
         return images, texts
     shm = shared_memory.SharedMemory(name=shm_name)
@@ -65,19 +66,25 @@ def _render_chunk(
 
 
 def render_set(
-    n: int, seed: int = 0, workers: int | None = None, relation: str = "any"
+    n: int,
+    seed: int = 0,
+    workers: int | None = None,
+    relation: str = "any",
+    placement: float = 0.0,
 ) -> ShapesSet:
     """Render `n` training pairs (held-out colour/shape pairs excluded by the dataset).
 
     relation: how position captions pick theirs ('any' that holds, or the 'dominant' axis's;
-    flashgen.shapes.captions.caption). The images do not depend on it, only the captions."""
+    flashgen.shapes.captions.caption). The images do not depend on it, only the captions.
+    placement: the share of single objects captioned with their side ('a circle on the left');
+    0 (the default mix) leaves every image and caption as before."""
     if n < 1:
         raise ValueError(f"the training set needs n >= 1 images, got {n}")
     starts = range(0, n, CHUNK)
     workers = min(len(starts), workers or max(1, (os.cpu_count() or 2) - 1))
     if workers <= 1:
         parts = [
-            _render_chunk((seed, i, s, min(CHUNK, n - s), None, relation))
+            _render_chunk((seed, i, s, min(CHUNK, n - s), None, relation, placement))
             for i, s in enumerate(starts)
         ]
         images = np.concatenate([p[0] for p in parts])
@@ -85,7 +92,8 @@ def render_set(
         shm = shared_memory.SharedMemory(create=True, size=n * int(np.prod(IMAGE_SHAPE)))
         try:
             jobs = [
-                (seed, i, s, min(CHUNK, n - s), shm.name, relation) for i, s in enumerate(starts)
+                (seed, i, s, min(CHUNK, n - s), shm.name, relation, placement)
+                for i, s in enumerate(starts)
             ]
             # spawn, not fork: the parent may already hold CUDA or many torch threads
             with mp.get_context("spawn").Pool(workers) as pool:

@@ -50,6 +50,11 @@ class MiniatureConfig:
     # captions change; the images (and so a continuation's latent cache, which checks a digest
     # of them) stay the same
     position_captions: str = "any"
+    # the share of the training set that is one object captioned with its canvas side ('a photo
+    # of a circle on the left'): one word decides the layout, a way into reading spatial words
+    # (docs/miniature.md). 0 (every teacher until session 28) leaves the images and captions
+    # as they were; another share draws other scenes, so a latent cache is made anew
+    placement_captions: float = 0.0
     precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU ("bf16" pays with AMX)
     compile: str = "no"  # run.compile of every stage: no | full | regional (train/config.py)
     log_every: int = 50
@@ -76,6 +81,10 @@ class MiniatureConfig:
             raise ValueError(
                 f"position_captions must be one of {', '.join(RELATION_CHOICES)}, "
                 f"got {self.position_captions!r}"
+            )
+        if not 0.0 <= self.placement_captions < 1.0:
+            raise ValueError(
+                f"placement_captions must be a share in [0, 1), got {self.placement_captions}"
             )
 
 

@@ -93,7 +93,12 @@ def train_miniature(
     counts = source.parameters() if source else parameter_counts(components_of(cfg))
     say(f"preset {cfg.preset}: parameters {counts}")
 
-    data = render_set(cfg.n_images, seed=cfg.seed, relation=cfg.position_captions)
+    data = render_set(
+        cfg.n_images,
+        seed=cfg.seed,
+        relation=cfg.position_captions,
+        placement=cfg.placement_captions,
+    )
     say(
         f"rendered {len(data)} images ({len(data.captions)} captions) in "
         f"{time.monotonic() - t0:.0f} s"

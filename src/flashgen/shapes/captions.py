@@ -13,6 +13,9 @@ Families (which one applies depends on the scene's structure):
                                           'a red circle and a green triangle'
   position  2 objects                     'a blue square above a yellow triangle'
   listing   any scene                     'two red circles and a blue square'
+  placement 1 object off the centre       'a photo of a circle on the left', 'a red square at
+                                          the top' (not in the default mix: the recipe's
+                                          placement_captions share; docs/miniature.md)
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from flashgen.shapes.render import ObjectSpec, Scene
-from flashgen.shapes.world import NUMBER_WORDS, RELATIONS, relation_holds
+from flashgen.shapes.world import CANVAS, NUMBER_WORDS, RELATIONS, relation_holds
 
-FAMILIES: tuple[str, ...] = ("single", "counting", "pair", "position", "listing")
+FAMILIES: tuple[str, ...] = ("single", "counting", "pair", "position", "listing", "placement")
 EXACT_TEMPLATE_P = 0.4  # probability of the evaluation template's own wording
 
 PREFIXES = ("a photo of ", "", "an image of ", "a picture of ", "a drawing of ", "a render of ")
@@ -36,6 +39,14 @@ RELATION_WORDS: dict[str, tuple[str, ...]] = {
     "below": ("below", "under", "beneath"),
 }
 CONJUNCTIONS = (" and ", " with ", " and ")  # 'and' twice: twice as likely
+# placement: the canvas side an object lies towards, first the exact wording
+SIDE_WORDS: dict[str, tuple[str, ...]] = {
+    "left": ("on the left", "at the left", "on the left side"),
+    "right": ("on the right", "at the right", "on the right side"),
+    "top": ("at the top", "near the top", "at the top side"),
+    "bottom": ("at the bottom", "near the bottom", "at the bottom side"),
+}
+PLACEMENT_OFFSET = 6.0  # px between centroid and canvas centre before a side is named
 
 
 def _choice(rng: np.random.Generator, options: Sequence[str]) -> str:
@@ -59,7 +70,7 @@ def families_for(scene: Scene) -> tuple[str, ...]:
     objs = scene.objects
     shapes = {o.shape for o in objs}
     if len(objs) == 1:
-        return ("single",)
+        return ("single", "placement") if placement_side(objs[0]) else ("single",)
     out = []
     if len(shapes) == 1:
         out.append("counting")
@@ -163,6 +174,26 @@ def _dominant(a: ObjectSpec, b: ObjectSpec) -> str:
     return "above" if ay < by else "below"
 
 
+def placement_side(obj: ObjectSpec) -> str | None:
+    """The canvas side `obj` lies towards, along the axis where its centroid is further from the
+    centre; None within PLACEMENT_OFFSET px of the centre, where no side would be fair."""
+    centre = (CANVAS - 1) / 2
+    dx, dy = obj.centroid[0] - centre, obj.centroid[1] - centre
+    if max(abs(dx), abs(dy)) < PLACEMENT_OFFSET:
+        return None
+    if abs(dx) >= abs(dy):
+        return "left" if dx < 0 else "right"
+    return "top" if dy < 0 else "bottom"
+
+
+def _placement(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
+    (obj,) = scene.objects
+    side = placement_side(obj)
+    noun = _noun(obj, bool(rng.random() < 0.5))
+    words = SIDE_WORDS[side][0] if exact else _choice(rng, SIDE_WORDS[side])
+    return f"{_prefix(rng, exact)}a {noun} {words}"
+
+
 def _listing(scene: Scene, rng: np.random.Generator, exact: bool) -> str:
     with_color = bool(rng.random() < 0.5)
     groups = Counter(_noun(o, with_color) for o in scene.objects)
@@ -179,4 +210,5 @@ _WRITERS = {
     "pair": _pair,
     # position: caption() calls _position itself, with the relation choice
     "listing": _listing,
+    "placement": _placement,
 }

@@ -4,14 +4,17 @@ A caption family is drawn first and the scene is sampled to suit it, so each eva
 well represented: counting scenes hold exactly n objects of one shape and nothing else; pair scenes
 hold two different shapes; position scenes two objects whose centroids satisfy the caption's
 relation. Every scene passes `allow_pair` (default: no held-out color_attr pair), whatever its
-caption says.
+caption says. The placement family ('a circle on the left') is off by default; a share of it
+(`placement`) takes that share of every batch, the other families keeping their proportions.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from flashgen.shapes.captions import caption
+from flashgen.shapes.captions import caption, placement_side
 from flashgen.shapes.render import (
     PairFilter,
     Scene,
@@ -22,7 +25,7 @@ from flashgen.shapes.render import (
 )
 from flashgen.shapes.world import MAX_OBJECTS, SHAPES, pair_allowed_in_training
 
-# share of each caption family in a batch
+# share of each caption family in a batch (the default mix; placement is added on request)
 FAMILY_WEIGHTS: dict[str, float] = {
     "single": 0.2,
     "counting": 0.2,
@@ -30,8 +33,19 @@ FAMILY_WEIGHTS: dict[str, float] = {
     "position": 0.2,
     "listing": 0.2,
 }
-_FAMILIES = tuple(FAMILY_WEIGHTS)
-_CUM = np.cumsum([FAMILY_WEIGHTS[f] for f in _FAMILIES]) / sum(FAMILY_WEIGHTS.values())
+_FAMILIES = (*FAMILY_WEIGHTS, "placement")
+
+
+@lru_cache(maxsize=8)
+def _family_cdf(placement: float) -> np.ndarray:
+    """Cumulative shares of _FAMILIES; at placement share 0, those of the default mix exactly
+    (without a placement entry), so the data stream is the default one draw for draw."""
+    if not 0.0 <= placement < 1.0:
+        raise ValueError(f"the placement share must be in [0, 1), got {placement}")
+    weights = [FAMILY_WEIGHTS[f] * (1.0 - placement) for f in FAMILY_WEIGHTS]
+    if placement > 0:
+        weights.append(placement * sum(FAMILY_WEIGHTS.values()))
+    return np.cumsum(weights) / sum(weights)
 
 
 def sample_training_scene(
@@ -57,6 +71,11 @@ def sample_training_scene(
             items = sample_items(rng, 2, allow_pair)
     elif family == "listing":
         items = sample_items(rng, int(rng.integers(2, MAX_OBJECTS + 1)), allow_pair)
+    elif family == "placement":  # one object, redrawn until it lies towards a side
+        while True:
+            scene = place_objects(rng, sample_items(rng, 1, allow_pair))
+            if placement_side(scene.objects[0]) is not None:
+                return scene
     else:
         raise ValueError(f"unknown caption family {family!r}; use one of {', '.join(_FAMILIES)}")
     return place_objects(rng, items)
@@ -66,10 +85,13 @@ def sample_training_example(
     rng: np.random.Generator,
     allow_pair: PairFilter | None = pair_allowed_in_training,
     relation: str = "any",
+    placement: float = 0.0,
 ) -> tuple[Scene, str]:
     """A scene and its caption; `relation`: how position captions pick theirs (captions.caption:
-    'any' or 'dominant'; the images are the same either way)."""
-    family = _FAMILIES[int(np.searchsorted(_CUM, rng.random(), side="right"))]
+    'any' or 'dominant'; the images are the same either way); `placement`: the share of
+    placement captions (0: the default mix, draw for draw)."""
+    cdf = _family_cdf(placement)
+    family = _FAMILIES[int(np.searchsorted(cdf, rng.random(), side="right"))]
     scene = sample_training_scene(rng, family, allow_pair)
     return scene, caption(scene, rng, family, relation=relation)
 
@@ -79,6 +101,7 @@ def training_batch(
     rng: np.random.Generator,
     allow_pair: PairFilter | None = pair_allowed_in_training,
     relation: str = "any",
+    placement: float = 0.0,
 ) -> tuple[np.ndarray, list[str]]:
     """`batch_size` fresh training pairs: uint8 images (B, 64, 64, 3) and their captions.
 
@@ -90,7 +113,7 @@ def training_batch(
     images = blank_canvas(batch_size)
     captions = []
     for img in images:
-        scene, text = sample_training_example(rng, allow_pair, relation)
+        scene, text = sample_training_example(rng, allow_pair, relation, placement)
         render_into(img, scene)
         captions.append(text)
     return images, captions
