@@ -30,9 +30,10 @@ RUNS = [
     ("sixth: one 8,000-step cosine (sessions 16-19)", "s16-step5525", 5525),
     ("seventh: a warm restart each session (20-21)", "s20-step954", 954),
     ("seventh: a warm restart each session (20-21)", "s21-step950", 954 + 950),
-    ("eighth: one 6,000-step cosine (sessions 22-)", "s22-step2000", 2000),
-    ("eighth: one 6,000-step cosine (sessions 22-)", "s22-step2750", 2750),
-    ("eighth: one 6,000-step cosine (sessions 22-)", "s22-step3500", 3500),
+    ("eighth: one 6,000-step cosine (sessions 22-27)", "s22-step2000", 2000),
+    ("eighth: one 6,000-step cosine (sessions 22-27)", "s22-step2750", 2750),
+    ("eighth: one 6,000-step cosine (sessions 22-27)", "s22-step3500", 3500),
+    ("eighth: one 6,000-step cosine (sessions 22-27)", "s22-step4040", 4040),
 ]
 SETS = [("validation", "validation prompts (147)"), ("eval", "evaluation set (333)")]
 ROW = re.compile(r"^\| \S+ \| [0-9.]+ \| ([+-][0-9.]+) ± ([0-9.]+) \|")
