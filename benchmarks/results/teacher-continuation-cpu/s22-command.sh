@@ -19,8 +19,9 @@
 # SIGTERM; 831-875, 1252-1300 and 2207-2275 ran after a session's checks, 3505-3534 during
 # session 26's; s22-ema/ is step 4040's EMA, not scored; step 2000's EMA scored +0.008
 # validation, +0.038 evaluation set, step 2750's -0.022 and +0.048, step 3500's -0.005 and
-# +0.069: see docs/miniature.md). Next session: rerun this line as it is (it resumes at its last
-# checkpoint, >= 4040, if /work/runs/teacher-cont-s22 is still there).
+# +0.069: see docs/miniature.md). Ended in session 28: the sandbox was new and the run folder
+# gone (last checkpoint 4085), so the eighth ends at s22-ema/ (step 4040: +0.028 validation,
+# +0.066 evaluation set), installed as shapes-teacher; the ninth, s28-command.sh, restarts from it.
 cd "$(dirname "$0")/../../.."  # the repository root
 OMP_NUM_THREADS=${THREADS:-2} exec .venv/bin/flashgen train miniature --preset cpu --device cpu \
   --out-dir "${OUT_DIR:-/work/runs/teacher-cont-s22}" --resume \
