@@ -48,6 +48,12 @@ for set in placement relation; do
   $P benchmarks/word_sensitivity.py --model "$RUNS/ft-placement" --set $set \
     --record $HERE/words-$set-ft-placement.json
 done
+# session 28: the teacher installed then (the eighth continuation's step 4,040, shapes-teacher
+# since; before the install it was /work/runs/s22-4040), the ninth continuation's starting point
+for set in relation placement; do
+  $P benchmarks/word_sensitivity.py --model shapes-teacher --set $set \
+    --record $HERE/words-$set-s22-step4040.json
+done
 $P benchmarks/relations.py --generate shapes-teacher --generate "$RUNS/ft-placement" --per-line 2 \
   | tail -n 1 > $HERE/sampled-ft-placement-validation.json
 # sampled images (benchmarks/relations.py) -> sampled-*.json, from these eval folders:
