@@ -5,7 +5,10 @@
 # its new default CFG 2.0), paired image by image with the teacher, as session 15's
 # eval-s15-seeds/run.sh. The teacher and the students run as separate processes (the teacher's
 # 1,332 images take ~30 min on one thread; it started beside the students' distillation), each
-# folder then paired with the teacher's.
+# folder then paired with the teacher's. In session 28 the new 4-step student was scored as its
+# distillation folder (/work/runs/s28/students/shapes-flash-4step, byte-identical to the installed
+# one) before the install, and the students it replaced as previous-students/ (one eval folder);
+# paired-vs-previous.md pairs the new with the replaced one.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 R=benchmarks/results/eval-s28-seeds
