@@ -3,7 +3,8 @@
 # CPU continuation's EMA at step 4,040, default CFG 2.0: docs/miniature.md) with the one CPU
 # command (its [warmup] and [dmd] guidance default to the teacher's, so 2.0), then compare on
 # the VALIDATION prompts (147 lines x 2 images, bf16, the default on this AMX CPU) the new
-# students with the shipped ones (distilled from the previous teacher), paired image by image.
+# students with the shipped ones (distilled from the previous teacher), paired image by image
+# (fp32, the default on this AMD CPU).
 # The evaluation set is scored afterwards for whatever is installed (docs/results.md).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -15,12 +16,18 @@ RUN=${RUN:-/work/runs/s28}
 for M in shapes-flash-4step shapes-flash-2step; do
   cp "$RUN/students/$M/distill.json" $R/$M.distill.json
 done
-OMP_NUM_THREADS=2 .venv/bin/flashgen eval run --prompt-set validation --images-per-prompt 2 \
-  --model shapes-flash-4step --model shapes-flash-2step \
-  --model "$RUN/students/shapes-flash-4step" --model "$RUN/students/shapes-flash-2step" \
-  --out $R/validation --threads 2
-for M in shapes-flash-4step shapes-flash-2step; do
-  .venv/bin/python benchmarks/paired.py $R/validation --baseline $M | tail -1 > $R/validation/paired-vs-shipped-$M.json
-  mv $R/validation/paired.md $R/validation/paired-vs-shipped-$M.md
+# the students shipped before this session, from git (their VAE and encoders are the teacher's,
+# which the continuation did not change), against the candidates, one eval folder per student
+# (session 28 ran the 4-step pair before the 2-step distillation had finished, and installed it)
+PREV=$RUN/previous; mkdir -p "$PREV"
+git archive 903010c src/flashgen/models/builtin/shapes-flash-4step \
+  src/flashgen/models/builtin/shapes-flash-2step | tar -x -C "$PREV"
+for N in 4 2; do
+  M=shapes-flash-${N}step
+  OMP_NUM_THREADS=1 .venv/bin/flashgen eval run --prompt-set validation --images-per-prompt 2 \
+    --model "$PREV/src/flashgen/models/builtin/$M" --model "$RUN/students/$M" \
+    --out "$RUN/val$N" --threads 1
+  mkdir -p $R/validation-${N}step
+  .venv/bin/python benchmarks/paired.py "$RUN/val$N" | tail -1 > $R/validation-${N}step/paired.json
+  cp "$RUN/val$N/results.json" "$RUN/val$N/paired.md" $R/validation-${N}step/
 done
-cp benchmarks/results/eval-full-s8/.gitignore $R/validation/.gitignore
