@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../../.."
 HERE=benchmarks/results/teacher-cfg-s28
 ROOT=${ROOT:-/work/runs/cfg-s28}
 MODEL=$1; shift
-SCALES=("${@:-4.5 2.0}"); SCALES=(${SCALES[*]})
+SCALES=(${@:-4.5 2.0})
 for g in "${SCALES[@]}"; do
   [ -f "$ROOT/cfg-$g/results.json" ] || OMP_NUM_THREADS=1 .venv/bin/flashgen eval run \
     --model "$MODEL" --guidance "$g" --prompt-set validation --images-per-prompt 4 \

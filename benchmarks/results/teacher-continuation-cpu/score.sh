@@ -10,6 +10,12 @@
 # e.g. the teacher shipped since session 11 on validation (the fifth continuation, s11-command.sh):
 #   BASE_OUT=benchmarks/results/teacher-continuation-cpu/final-validation \
 #   BASE_MODEL=/work/runs/teacher-cont-s9/shapes-teacher score.sh SNAPSHOT NAME validation
+# Session 28 (a new sandbox: the baseline images were gone) remade them first, identical to the
+# committed shipped-s24-eval / shipped-s20-validation results, from the teacher shipped before
+# that session (git archive 903010c src/flashgen/models/builtin/shapes-teacher, since installed
+# over): flashgen eval run --model OLD_TEACHER --dtype bf16 --threads 1 [--prompt-set validation]
+# --out /work/runs/base-<set>; then BASE_OUT=/work/runs/base-<set> BASE_MODEL=OLD_TEACHER score.sh /work/runs/s22-4040
+# s22-step4040 <set> (s22-4040: the shipped teacher with s22-ema/'s transformer).
 set -euo pipefail
 MODEL=$(realpath "$1"); NAME=$2; SET=${3:-validation}
 cd "$(dirname "$0")/../../.."
