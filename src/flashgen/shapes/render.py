@@ -163,13 +163,16 @@ def place_objects(
     """A scene with the given (shape, color) objects at random sizes and positions.
 
     relation: optional (i, rel, j) that must hold between objects i and j (3 px margin, centroids).
-    Sizes are uniform in 10..18 and positions uniform over the valid range; a placement that
-    crowds out the next object is redrawn from scratch.
+    Sizes are drawn first, each uniform in 10..18 and never redrawn, so every object's size is
+    uniform whatever the crowding (the spec); positions are uniform over the valid range, and a
+    placement that crowds out the next object (or breaks the relation) redraws all positions.
+    Always feasible: four 18 px boxes fit in a 2 x 2 grid with the margins and gaps.
     """
+    sizes = [MIN_SIZE + int(u * (MAX_SIZE - MIN_SIZE + 1)) for u in rng.random(len(items))]
     for _ in range(max_tries):
         placed: list[ObjectSpec] = []
-        for shape, color in items:
-            obj = _place_one(rng, shape, color, placed)
+        for (shape, color), size in zip(items, sizes):
+            obj = _place_one(rng, shape, color, size, placed)
             if obj is None:
                 break
             placed.append(obj)
@@ -183,13 +186,17 @@ def place_objects(
 
 
 def _place_one(
-    rng: np.random.Generator, shape: str, color: str, placed: list[ObjectSpec], tries: int = 30
+    rng: np.random.Generator,
+    shape: str,
+    color: str,
+    size: int,
+    placed: list[ObjectSpec],
+    tries: int = 30,
 ) -> ObjectSpec | None:
     span = CANVAS - 2 * MARGIN + 1  # positions + size for the smallest box
     for _ in range(tries):
-        u = rng.random(3)  # one draw per try: size, x, y
-        size = MIN_SIZE + int(u[0] * (MAX_SIZE - MIN_SIZE + 1))
-        x, y = (MARGIN + int(v * (span - size)) for v in u[1:])
+        u = rng.random(2)  # one draw per try: x, y
+        x, y = (MARGIN + int(v * (span - size)) for v in u)
         if all(_boxes_apart(x, y, size, p.x, p.y, p.size) for p in placed):
             return ObjectSpec(shape, color, x, y, size)
     return None
