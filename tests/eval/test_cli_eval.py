@@ -110,6 +110,7 @@ def test_eval_run_on_renders(tmp_path, capsys):
     assert results["runs"][0]["alignment"]["color_attr_split"]["n_held_out"] > 0
     assert results["runs"][0]["alignment"]["failures"] == {}  # renders pass every verdict
     assert results["environment"]["commit"]
+    assert results["renderer"] == 2  # sizes uniform (session 29); FIDs compare within a version
     for name in (
         "index.html",
         "tasks.png",

@@ -15,6 +15,9 @@
 # step_0000NNNN --like shapes-teacher --out /work/runs/s9-snap; its transformer/, training.json
 # and snapshot.json to s28-ema/). A lost run folder restarts from that EMA: CONTINUE_FROM=a
 # folder built like LINK below from s28-ema/, a new OUT_DIR and SEED.
+# Session 29 stopped it at step 76 and resumed it on the corrected renderer (sizes uniform in
+# crowded scenes, docs/shapes-world.md): the 80k images were re-rendered from the same seed and
+# re-encoded (the latent cache is keyed by the images' digest), so steps 1-76 saw the old stream.
 # Checks that need no evaluation run (seconds to minutes): benchmarks/word_sensitivity.py
 # --model SNAPSHOT (--set relation, --set placement) and benchmarks/relation_probe.py.
 set -euo pipefail

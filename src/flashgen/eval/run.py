@@ -34,6 +34,7 @@ from flashgen.manifest import MANIFEST_NAME, ManifestRecord, append_record
 from flashgen.shapes.export import RENDER_MODEL, image_name, render_prompt
 from flashgen.shapes.prompt_sets import LINE_SEED_SPACING, PROMPT_FILES, load_prompt_set
 from flashgen.shapes.prompts import TASKS
+from flashgen.shapes.render import RENDERER_VERSION
 from flashgen.shapes.scorer import score_alignment
 
 RENDERS = "renders"  # pseudo-model: the ground-truth renderer
@@ -272,6 +273,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
         "n_prompts": len(lines),
         "runs": entries,
         "reference": str((out / "reference").relative_to(out)),
+        "renderer": RENDERER_VERSION,  # the reference's renderer (FIDs compare within one)
         "environment": _environment([r.device for r in runs]),
     }
     if len(runs) > 1:  # every run paired image by image with the first (flashgen.eval.paired)

@@ -35,6 +35,11 @@ from flashgen.shapes.world import (
 SUPERSAMPLE = 16
 PairFilter = Callable[[str, str, str, str], bool]  # (color1, shape1, color2, shape2) -> allowed
 
+# The renderer's version, recorded beside every evaluation reference (results.json "renderer"):
+# FIDs are comparable only against references of one version. 1: sizes leaned small in crowded
+# scenes (a size was redrawn with each colliding position; until session 29); 2: sizes uniform.
+RENDERER_VERSION = 2
+
 
 @dataclass(frozen=True)
 class ObjectSpec:
