@@ -48,11 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, required=True, help="a step_NNNNNNNN folder")
     p.add_argument("--like", default="shapes-teacher", help="the model the run continues")
     p.add_argument("--out", type=Path, required=True, help="new model folder")
+    p.add_argument(
+        "--weights",
+        choices=("ema", "model"),
+        default="ema",
+        help="the EMA shadow (default) or the raw trained weights, which lead the EMA by about "
+        "1 / (1 - decay) steps: what the last steps changed shows there first",
+    )
     args = p.parse_args(argv)
     if args.out.exists():
         raise SystemExit(f"--out {args.out} exists; give a new folder")
     ema = load_state(args.checkpoint / "ema")
     shadow = ema["shadow"]
+    if args.weights == "model":
+        shadow = load_file(str(args.checkpoint / "model.safetensors"))
     source = Path(resolve(args.like).path)
     reference = load_file(str(source / WEIGHTS))
     extra = set(shadow) - set(reference)
@@ -70,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt"})
     record = {
         "checkpoint": str(args.checkpoint.resolve()),
+        "weights": args.weights,
         "meta": meta,
         "ema_updates": ema.get("num_updates"),
         "ema_decay": ema.get("decay"),

@@ -178,6 +178,28 @@ def test_an_ema_snapshot_records_the_run_so_far_and_can_be_continued(continued, 
     assert not wrong.exists() and not wrong.with_name("wrong.partial").exists()
 
 
+def test_a_snapshot_of_the_raw_weights_takes_the_trained_model_not_the_ema(continued, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    out, _, _ = continued
+    ckpt = tmp_path / "ckpt"  # a copy whose raw weights are marked, so the two sources differ
+    shutil.copytree(max((out / "teacher" / "checkpoints").glob("step_*")), ckpt)
+    raw = load_file(str(ckpt / "model.safetensors"))
+    name = "context_embedder.weight"
+    raw[name] = raw[name] + 0.5
+    save_file(raw, str(ckpt / "model.safetensors"))
+    shadow = ema_snapshot.load_state(ckpt / "ema")["shadow"]
+    for weights, source in (("ema", shadow), ("model", raw)):
+        snap = tmp_path / weights
+        argv = ["--checkpoint", str(ckpt), "--like", SOURCE, "--out", str(snap)]
+        assert ema_snapshot.main([*argv, "--weights", weights]) == 0
+        assert json.loads((snap / "snapshot.json").read_text())["weights"] == weights
+        got = load_file(str(snap / ema_snapshot.WEIGHTS))[name]
+        torch.testing.assert_close(got, source[name].to(got.dtype))
+
+
 def _first_report(record: dict, name: str) -> dict:
     """The report of stage `name` in `record`, or in the record it was continued from."""
     while record:

@@ -56,6 +56,18 @@ for set in relation placement; do
 done
 $P benchmarks/relations.py --generate shapes-teacher --generate "$RUNS/ft-placement" --per-line 2 \
   | tail -n 1 > $HERE/sampled-ft-placement-validation.json
+# session 29: the ninth continuation (teacher-continuation-cpu/s28-command.sh) at step 500, its
+# EMA (decay 0.999: still ~60% the start) and its raw weights (ema_snapshot.py --weights model)
+CK=${CK:-/work/runs/teacher-cont-s28/teacher/checkpoints/step_00000500}
+for w in ema model; do
+  [ -d "$RUNS/s29-$w-500" ] || $P benchmarks/ema_snapshot.py --checkpoint "$CK" \
+    --like shapes-teacher --weights $w --out "$RUNS/s29-$w-500"
+  suffix=$([ $w = model ] && echo -raw || true)
+  for set in relation placement; do
+    $P benchmarks/word_sensitivity.py --model "$RUNS/s29-$w-500" --set $set \
+      --record $HERE/words-$set-s29-step500$suffix.json
+  done
+done
 # sampled images (benchmarks/relations.py) -> sampled-*.json, from these eval folders:
 #   benchmarks/results/teacher-continuation-cpu/s22-step2750-eval, the session-24 CLIP-score
 #   folder (benchmarks/results/clip-score/run.sh: the three shipped models on the evaluation set),
