@@ -68,6 +68,11 @@ for w in ema model; do
       --record $HERE/words-$set-s29-step500$suffix.json
   done
 done
+# the relation probe of the installed teacher (the ninth's start; shipped.json is the teacher
+# shipped before session 28) and of step 500's raw weights
+$P benchmarks/relation_probe.py --model shapes-teacher | tail -n 1 > $HERE/probe-s22-step4040.json
+$P benchmarks/relation_probe.py --model "$RUNS/s29-model-500" | tail -n 1 \
+  > $HERE/probe-s29-step500-raw.json
 # sampled images (benchmarks/relations.py) -> sampled-*.json, from these eval folders:
 #   benchmarks/results/teacher-continuation-cpu/s22-step2750-eval, the session-24 CLIP-score
 #   folder (benchmarks/results/clip-score/run.sh: the three shipped models on the evaluation set),
