@@ -4,8 +4,9 @@ A long teacher continuation on the CPU spans several sessions (docs/miniature.md
 the teacher"); its export only happens at the end. This copies the model it continues (`--like`,
 a built-in name or folder: VAE, text encoders, tokenizers, tiny decoder, card) and replaces the
 transformer's weights with the checkpoint's EMA shadow, in fp16 as the shipped folders are, so
-`flashgen eval run --model OUT` scores the run so far. The card is the source's; `snapshot.json`
-says which checkpoint the weights are. When the checkpoint lies in a `flashgen train miniature`
+`flashgen eval run --model OUT` scores the run so far (`--weights model`: the raw trained weights
+instead, for probes of what the last steps changed, which the EMA shows only ~1 / (1 - decay)
+steps later). The card is the source's; `snapshot.json` says which checkpoint and which weights. When the checkpoint lies in a `flashgen train miniature`
 run folder (RUN/teacher/checkpoints/step_N, RUN/config.toml), training.json is that run's record
 up to the checkpoint, as the run's export would write it: its config, one teacher stage of N
 steps (stopped "snapshot"), `continued_from` = the source (`--like`) with its whole record, and
