@@ -73,6 +73,20 @@ done
 $P benchmarks/relation_probe.py --model shapes-teacher | tail -n 1 > $HERE/probe-s22-step4040.json
 $P benchmarks/relation_probe.py --model "$RUNS/s29-model-500" | tail -n 1 \
   > $HERE/probe-s29-step500-raw.json
+# step 900 (its EMA is teacher-continuation-cpu/s28-ema/): the same checks, snapshots with
+# --like /work/runs/link-s28 (what the run continued), so the EMA's lineage is whole
+CK=${CK900:-/work/runs/teacher-cont-s28/teacher/checkpoints/step_00000900}
+for w in ema model; do
+  [ -d "$RUNS/s29-$w-900" ] || $P benchmarks/ema_snapshot.py --checkpoint "$CK" \
+    --like /work/runs/link-s28 --weights $w --out "$RUNS/s29-$w-900"
+  suffix=$([ $w = model ] && echo -raw || true)
+  for set in relation placement; do
+    $P benchmarks/word_sensitivity.py --model "$RUNS/s29-$w-900" --set $set \
+      --record $HERE/words-$set-s29-step900$suffix.json
+  done
+done
+$P benchmarks/relation_probe.py --model "$RUNS/s29-model-900" | tail -n 1 \
+  > $HERE/probe-s29-step900-raw.json
 # sampled images (benchmarks/relations.py) -> sampled-*.json, from these eval folders:
 #   benchmarks/results/teacher-continuation-cpu/s22-step2750-eval, the session-24 CLIP-score
 #   folder (benchmarks/results/clip-score/run.sh: the three shipped models on the evaluation set),

@@ -12,12 +12,14 @@
 # seed (9).
 # Each session reruns this line (it resumes from OUT_DIR's last checkpoint), and before it ends
 # commits the current EMA (benchmarks/ema_snapshot.py --checkpoint OUT_DIR/teacher/checkpoints/
-# step_0000NNNN --like shapes-teacher --out /work/runs/s9-snap; its transformer/, training.json
+# step_0000NNNN --like "$LINK" --out /work/runs/s9-snap, --like being what the run continued,
+# which keeps the lineage whole and is checked; its transformer/, training.json
 # and snapshot.json to s28-ema/). A lost run folder restarts from that EMA: CONTINUE_FROM=a
 # folder built like LINK below from s28-ema/, a new OUT_DIR and SEED.
 # Session 29 stopped it at step 76 and resumed it on the corrected renderer (sizes uniform in
 # crowded scenes, docs/shapes-world.md): the 80k images were re-rendered from the same seed and
 # re-encoded (the latent cache is keyed by the images' digest), so steps 1-76 saw the old stream.
+# s28-ema/ is step 900's EMA (session 29; lineage 4 runs, 11,870 steps, 6.1M samples).
 # Checks that need no evaluation run (seconds to minutes): benchmarks/word_sensitivity.py
 # --model SNAPSHOT (--set relation, --set placement) and benchmarks/relation_probe.py.
 set -euo pipefail
