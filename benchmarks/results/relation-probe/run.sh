@@ -56,37 +56,31 @@ for set in relation placement; do
 done
 $P benchmarks/relations.py --generate shapes-teacher --generate "$RUNS/ft-placement" --per-line 2 \
   | tail -n 1 > $HERE/sampled-ft-placement-validation.json
-# session 29: the ninth continuation (teacher-continuation-cpu/s28-command.sh) at step 500, its
-# EMA (decay 0.999: still ~60% the start) and its raw weights (ema_snapshot.py --weights model)
-CK=${CK:-/work/runs/teacher-cont-s28/teacher/checkpoints/step_00000500}
-for w in ema model; do
-  [ -d "$RUNS/s29-$w-500" ] || $P benchmarks/ema_snapshot.py --checkpoint "$CK" \
-    --like shapes-teacher --weights $w --out "$RUNS/s29-$w-500"
-  suffix=$([ $w = model ] && echo -raw || true)
-  for set in relation placement; do
-    $P benchmarks/word_sensitivity.py --model "$RUNS/s29-$w-500" --set $set \
-      --record $HERE/words-$set-s29-step500$suffix.json
+# session 29: the ninth continuation (teacher-continuation-cpu/s28-command.sh) at steps 500 and
+# 900: its EMA (decay 0.999: still 60% / 40% the start) and its raw weights (ema_snapshot.py
+# --weights model), word sensitivity of both and the relation probe of the raw weights. --like is
+# what the run continued (/work/runs/link-s28), as ema_snapshot checks for a checkpoint inside
+# its run folder. The run keeps two checkpoints, so step 500's was copied aside when it was made
+# (/work/runs/ck-s29-500); step 900's EMA is teacher-continuation-cpu/s28-ema/.
+ninth() {  # STEP CHECKPOINT
+  for w in ema model; do
+    [ -d "$RUNS/s29-$w-$1" ] || $P benchmarks/ema_snapshot.py --checkpoint "$2" \
+      --like /work/runs/link-s28 --weights $w --out "$RUNS/s29-$w-$1"
+    suffix=$([ $w = model ] && echo -raw || true)
+    for set in relation placement; do
+      $P benchmarks/word_sensitivity.py --model "$RUNS/s29-$w-$1" --set $set \
+        --record $HERE/words-$set-s29-step$1$suffix.json
+    done
   done
-done
+  $P benchmarks/relation_probe.py --model "$RUNS/s29-model-$1" | tail -n 1 \
+    > $HERE/probe-s29-step$1-raw.json
+}
+CKDIR=/work/runs/teacher-cont-s28/teacher/checkpoints
+ninth 500 "${CK500:-/work/runs/ck-s29-500}"
+ninth 900 "${CK900:-$CKDIR/step_00000900}"
 # the relation probe of the installed teacher (the ninth's start; shipped.json is the teacher
-# shipped before session 28) and of step 500's raw weights
+# shipped before session 28)
 $P benchmarks/relation_probe.py --model shapes-teacher | tail -n 1 > $HERE/probe-s22-step4040.json
-$P benchmarks/relation_probe.py --model "$RUNS/s29-model-500" | tail -n 1 \
-  > $HERE/probe-s29-step500-raw.json
-# step 900 (its EMA is teacher-continuation-cpu/s28-ema/): the same checks, snapshots with
-# --like /work/runs/link-s28 (what the run continued), so the EMA's lineage is whole
-CK=${CK900:-/work/runs/teacher-cont-s28/teacher/checkpoints/step_00000900}
-for w in ema model; do
-  [ -d "$RUNS/s29-$w-900" ] || $P benchmarks/ema_snapshot.py --checkpoint "$CK" \
-    --like /work/runs/link-s28 --weights $w --out "$RUNS/s29-$w-900"
-  suffix=$([ $w = model ] && echo -raw || true)
-  for set in relation placement; do
-    $P benchmarks/word_sensitivity.py --model "$RUNS/s29-$w-900" --set $set \
-      --record $HERE/words-$set-s29-step900$suffix.json
-  done
-done
-$P benchmarks/relation_probe.py --model "$RUNS/s29-model-900" | tail -n 1 \
-  > $HERE/probe-s29-step900-raw.json
 # sampled images (benchmarks/relations.py) -> sampled-*.json, from these eval folders:
 #   benchmarks/results/teacher-continuation-cpu/s22-step2750-eval, the session-24 CLIP-score
 #   folder (benchmarks/results/clip-score/run.sh: the three shipped models on the evaluation set),
