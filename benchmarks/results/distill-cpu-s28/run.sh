@@ -2,9 +2,9 @@
 # Session 28: re-distil both Shapes students from the teacher installed in session 28 (the eighth
 # CPU continuation's EMA at step 4,040, default CFG 2.0: docs/miniature.md) with the one CPU
 # command (its [warmup] and [dmd] guidance default to the teacher's, so 2.0), then compare on
-# the VALIDATION prompts (147 lines x 2 images, bf16, the default on this AMX CPU) the new
-# students with the shipped ones (distilled from the previous teacher), paired image by image
-# (fp32, the default on this AMD CPU).
+# the VALIDATION prompts (147 lines x 2 images, fp32: the default on this AMD CPU, which has no
+# AMX) the new students with the shipped ones (distilled from the previous teacher), paired image
+# by image.
 # The evaluation set is scored afterwards for whatever is installed (docs/results.md).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."

@@ -5,6 +5,7 @@
 #   validation (147 lines): benchmarks/results/teacher-continuation-cpu/s9-validation
 #   evaluation set (333 lines): benchmarks/results/eval-bf16-s9
 # Usage: score.sh MODEL_DIR NAME [validation|eval]   -> teacher-continuation-cpu/NAME-<set>/
+# IMAGES=k: k images (seeds) per prompt line (default 1); the baseline must have the same seeds.
 # e.g. a checkpoint's EMA: benchmarks/ema_snapshot.py --checkpoint CK --like shapes-teacher --out DIR
 # Against another baseline whose images are on this machine: BASE_OUT=EVAL_FOLDER BASE_MODEL=ITS_MODEL,
 # e.g. the teacher shipped since session 11 on validation (the fifth continuation, s11-command.sh):
@@ -27,6 +28,6 @@ case $SET in
 esac
 OUT=$HERE/$NAME-$SET
 OMP_NUM_THREADS=${THREADS:-1} .venv/bin/flashgen eval run --model "$MODEL" $EXTRA --dtype bf16 \
-  --out "$OUT" --threads "${THREADS:-1}"
+  --images-per-prompt "${IMAGES:-1}" --out "$OUT" --threads "${THREADS:-1}"
 .venv/bin/python benchmarks/paired.py "$OUT" --baseline "${BASE_MODEL:-shapes-teacher}" --baseline-out "$BASE" | tail -1
 cp benchmarks/results/eval-full-s8/.gitignore "$OUT/.gitignore"
