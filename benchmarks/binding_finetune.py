@@ -8,10 +8,18 @@ position captions. This asks whether that is the data mix or the model: it fine-
 a model's transformer for a few hundred steps on one caption family only (`--family pair`: two
 objects of different shapes, both colours named; `--family position`: the position template)
 or on the training mix (`--family mix`, the control: the same steps with nothing emphasised),
-and probes the result. `--family placement` is a curriculum guess: half single objects captioned
+and probes the result. `--family placement` is a curriculum guess: single objects captioned
 with their absolute side ('a photo of a circle on the left': one word decides the whole layout,
-no binding needed), half position captions naming the dominant axis's relation. Same loss as the teacher's training (rectified flow, SD3 logit-normal
-sigmas, MSE on v), conditioning from the model's own encoders, latents from its VAE.
+no binding needed), mixed with position captions naming the dominant axis's relation. `--family
+sides` is the two-object step between them (session 30): two-object scenes captioned with
+each object's side along the axis where they are further apart ('a photo of a circle on the
+left and a square on the right': each shape word sits beside its own side word, so binding a
+shape to a side is what is asked), mixed with the same dominant-axis position captions. Each
+draw is one kind or the other with even odds, but a position caption is kept only in the
+template's wording (40% of them), so about two thirds of either set is the new kind (measured:
+0.66 placement, 0.68 sides). Same loss as
+the teacher's training (rectified flow, SD3 logit-normal sigmas, MSE on v), conditioning from
+the model's own encoders, latents from its VAE.
 
     .venv/bin/python benchmarks/binding_finetune.py --model shapes-teacher --family pair \
         --steps 300 --out /tmp/ft-pair
@@ -39,7 +47,7 @@ from flashgen.models.registry import resolve
 from flashgen.shapes.captions import RELATION_CHOICES, SIDE_WORDS, caption, placement_side
 from flashgen.shapes.dataset import sample_training_example, sample_training_scene
 from flashgen.shapes.render import render_scene
-from flashgen.shapes.world import COLORS
+from flashgen.shapes.world import COLORS, relation_holds
 
 PLACES = {side: words[0] for side, words in SIDE_WORDS.items()}  # the exact wording
 
@@ -53,6 +61,35 @@ def placement_caption(scene, rng: np.random.Generator) -> str | None:
         return None
     noun = f"{obj.color} {obj.shape}" if rng.random() < 0.5 else obj.shape
     return f"a photo of a {noun} {PLACES[side]}"
+
+
+# sides of a two-object caption along the dominant axis: (lower coordinate, higher coordinate)
+AXIS_SIDES = {"x": ("left", "right"), "y": ("top", "bottom")}
+
+
+def sides_caption(scene, rng: np.random.Generator) -> str | None:
+    """'a photo of a [colour] {shape} on the left and a [colour] {shape} on the right' for a
+    two-object scene: each object named with its side along the axis where the two are further
+    apart (the one with the smaller coordinate takes the left / top), in a random order; colours
+    on both or neither, always when the shapes are the same. None when no relation holds between
+    them (the benchmark's 3 px margin), where no side would be fair."""
+    a, b = scene.objects
+    (ax, ay), (bx, by) = a.centroid, b.centroid
+    axis, (lo, hi) = ("x", (ax, bx)) if abs(ax - bx) >= abs(ay - by) else ("y", (ay, by))
+    rel = {"x": "left of", "y": "above"}[axis]
+    if not (
+        relation_holds(a.centroid, b.centroid, rel) or relation_holds(b.centroid, a.centroid, rel)
+    ):
+        return None
+    first, second = AXIS_SIDES[axis] if lo < hi else AXIS_SIDES[axis][::-1]
+    with_color = a.shape == b.shape or bool(rng.random() < 0.5)
+    parts = [(a, first), (b, second)]
+    if rng.random() < 0.5:
+        parts = parts[::-1]
+    named = [
+        f"a {f'{o.color} {o.shape}' if with_color else o.shape} {PLACES[side]}" for o, side in parts
+    ]
+    return f"a photo of {named[0]} and {named[1]}"
 
 
 def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tuple[np.ndarray, str]]:
@@ -69,8 +106,14 @@ def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tupl
             text = placement_caption(scene, rng)
             if text is None:
                 continue
-        else:  # placement's other half: position captions naming the dominant axis
-            fam, rel = ("position", "dominant") if family == "placement" else (family, relation)
+        elif family == "sides" and rng.random() < 0.5:
+            scene = sample_training_scene(rng, "position")
+            text = sides_caption(scene, rng)
+            if text is None:
+                continue
+        else:  # placement's and sides' other half: position captions naming the dominant axis
+            dominant = family in ("placement", "sides")
+            fam, rel = ("position", "dominant") if dominant else (family, relation)
             scene = sample_training_scene(rng, fam)
             text = caption(scene, rng, fam, relation=rel)
             if fam == "pair" and sum(c in text.split() for c in COLORS) < 2:
@@ -84,7 +127,9 @@ def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tupl
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="shapes-teacher")
-    p.add_argument("--family", required=True, choices=("pair", "position", "mix", "placement"))
+    p.add_argument(
+        "--family", required=True, choices=("pair", "position", "mix", "placement", "sides")
+    )
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)

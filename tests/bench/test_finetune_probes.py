@@ -43,6 +43,47 @@ def test_placement_captions_name_the_side_the_object_is_on(finetune):
     assert seen == set(finetune.PLACES)
 
 
+def test_sides_captions_name_each_object_on_its_own_side(finetune):
+    import re
+
+    data = finetune.examples("sides", 200, seed=0)
+    sides = {v: k for k, v in finetune.PLACES.items()}
+    place = "|".join(re.escape(p) for p in sides)
+    pattern = re.compile(
+        rf"a photo of a (?:(\w+) )?(\w+) ({place}) and a (?:(\w+) )?(\w+) ({place})$"
+    )
+    seen = 0
+    for image, text in data:
+        m = pattern.match(text)
+        if m is None:  # the other half: dominant-axis position captions
+            assert " and " not in text, text
+            continue
+        seen += 1
+        c1, s1, p1, c2, s2, p2 = m.groups()
+        assert (c1 is None) == (c2 is None), text  # colours on both or neither
+        if s1 == s2:
+            assert c1 is not None and c1 != c2, text  # same shape: colour tells them apart
+        side1, side2 = sides[p1], sides[p2]
+        axis = {"left": "x", "right": "x", "top": "y", "bottom": "y"}
+        assert side1 != side2 and axis[side1] == axis[side2], text
+        objs = detect_objects(image)
+        assert len(objs) == 2, text
+
+        ((o1,), (o2,)) = (
+            [o for o in objs if o.shape == shape and color in (None, o.color)]
+            for color, shape in ((c1, s1), (c2, s2))
+        )
+        d1, d2 = (o1.x, o2.x) if axis[side1] == "x" else (o1.y, o2.y)
+        first_is_lower = side1 in ("left", "top")
+        assert (d1 < d2) == first_is_lower, (text, o1, o2)
+        assert (
+            abs(o1.x - o2.x if axis[side1] == "x" else o1.y - o2.y)
+            >= max(abs(o1.y - o2.y if axis[side1] == "x" else o1.x - o2.x), 3) - 1
+        ), (text, o1, o2)  # the axis they are further apart on (detected centroids: <1 px)
+    # two thirds: the position half keeps only the template's wording ('a photo of ...', 40%)
+    assert 110 <= seen <= 160
+
+
 def test_word_sensitivity_is_zero_for_the_same_prompt_and_positive_for_another():
     import flashgen
 
