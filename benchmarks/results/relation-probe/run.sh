@@ -85,3 +85,17 @@ $P benchmarks/relation_probe.py --model shapes-teacher | tail -n 1 > $HERE/probe
 #   benchmarks/results/teacher-continuation-cpu/s22-step2750-eval, the session-24 CLIP-score
 #   folder (benchmarks/results/clip-score/run.sh: the three shipped models on the evaluation set),
 #   and teacher-cfg-s25/run.sh's cfg-4.5 and cfg-2.0 (validation x 4)
+# session 30: the 'sides' fine-tune of the installed teacher (the ninth's start, s22 step 4,040;
+# session 27's fine-tunes started from the teacher shipped before it): two-object scenes
+# captioned with each object's side along the dominant axis ('a circle on the left and a square
+# on the right'), two thirds of the set, the rest dominant-axis position captions; same size as
+# session 27's (600 steps, batch 64, LR 2e-4, 16,384 images; 33 min on one thread beside the
+# ninth continuation). Compare with probe-s22-step4040.json and words-*-s22-step4040.json.
+$P benchmarks/binding_finetune.py --model shapes-teacher --family sides --steps 600 --lr 2e-4 \
+  --images 16384 --out "$RUNS/ft-sides" | tail -n 1 > $HERE/ft-sides.json
+$P benchmarks/relation_probe.py --model "$RUNS/ft-sides" --tasks position color_attr | tail -n 1 \
+  > $HERE/probe-ft-sides.json
+for set in placement relation; do
+  $P benchmarks/word_sensitivity.py --model "$RUNS/ft-sides" --set $set \
+    --record $HERE/words-$set-ft-sides.json
+done
