@@ -19,7 +19,10 @@
 # Session 29 stopped it at step 76 and resumed it on the corrected renderer (sizes uniform in
 # crowded scenes, docs/shapes-world.md): the 80k images were re-rendered from the same seed and
 # re-encoded (the latent cache is keyed by the images' digest), so steps 1-76 saw the old stream.
-# s28-ema/ is step 900's EMA (session 29; lineage 4 runs, 11,870 steps, 6.1M samples).
+# Session 30 resumed it at step 950 and stopped it at step 1,704 to score step 1,700's EMA
+# (score4.sh); s28-ema/ is step 1,700's EMA (lineage 4 runs, 12,670 steps, 6.5M samples).
+# Snapshots carry --like's card, whose CFG is 4.5: set default_guidance to the installed
+# teacher's 2.0 in the snapshot's flashgen.json before scoring (score4.sh checks it).
 # Checks that need no evaluation run (seconds to minutes): benchmarks/word_sensitivity.py
 # --model SNAPSHOT (--set relation, --set placement) and benchmarks/relation_probe.py.
 set -euo pipefail

@@ -26,6 +26,13 @@ one() {  # SET: the baseline first if it is missing, then score.sh, then the bas
     --model shapes-teacher "${extra[@]}" --images-per-prompt 4 --dtype bf16 --threads 1 --out "$base"
   local base_model  # the baseline folder's (only) run, as score.sh names it for the pairing
   base_model=$(.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["runs"][0]["model"])' "$base/results.json")
+  # the pairing compares models, so both must sample at the same CFG: a snapshot made with --like
+  # a folder from before session 28 carries that folder's 4.5
+  .venv/bin/python -c 'import json, sys
+want = json.load(open(sys.argv[2]))["runs"][0]["guidance"]
+got = json.load(open(sys.argv[1]))["default_guidance"]
+sys.exit(0 if got == want else f"{sys.argv[1]}: default_guidance {got}, the baseline ran at {want}")' \
+    "$MODEL/flashgen.json" "$base/results.json"
   IMAGES=4 BASE_OUT=$base BASE_MODEL=$base_model "$HERE/score.sh" "$MODEL" "${NAME}4" "$set"
   .venv/bin/flashgen eval quality "$(ls "$base"/*/steps-default/manifest.jsonl | head -n 1)" \
     "$HERE/${NAME}4-$set/reference/manifest.jsonl" > "$HERE/${NAME}4-$set/quality-base.json"
