@@ -99,3 +99,16 @@ for set in placement relation; do
   $P benchmarks/word_sensitivity.py --model "$RUNS/ft-sides" --set $set \
     --record $HERE/words-$set-ft-sides.json
 done
+# session 30: the ninth at step 1,700 (its EMA committed as teacher-continuation-cpu/s28-ema/;
+# the run keeps two checkpoints, so step 1,700's was copied aside: /work/runs/ck-s30-1700)
+CK1700=${CK1700:-/work/runs/ck-s30-1700}
+for w in ema model; do
+  [ -d "$RUNS/s30-$w-1700" ] || $P benchmarks/ema_snapshot.py --checkpoint "$CK1700" \
+    --like /work/runs/link-s28 --weights $w --out "$RUNS/s30-$w-1700"
+  suffix=$([ $w = model ] && echo -raw || true)
+  for set in relation placement; do
+    $P benchmarks/word_sensitivity.py --model "$RUNS/s30-$w-1700" --set $set \
+      --record $HERE/words-$set-s30-step1700$suffix.json
+  done
+done
+$P benchmarks/relation_probe.py --model "$RUNS/s30-model-1700" | tail -n 1 > $HERE/probe-s30-step1700-raw.json
