@@ -62,18 +62,19 @@ $P benchmarks/relations.py --generate shapes-teacher --generate "$RUNS/ft-placem
 # what the run continued (/work/runs/link-s28), as ema_snapshot checks for a checkpoint inside
 # its run folder. The run keeps two checkpoints, so step 500's was copied aside when it was made
 # (/work/runs/ck-s29-500); step 900's EMA is teacher-continuation-cpu/s28-ema/.
-ninth() {  # STEP CHECKPOINT
+ninth() {  # STEP CHECKPOINT [SESSION: names the snapshots and records; default s29]
+  local tag=${3:-s29}
   for w in ema model; do
-    [ -d "$RUNS/s29-$w-$1" ] || $P benchmarks/ema_snapshot.py --checkpoint "$2" \
-      --like /work/runs/link-s28 --weights $w --out "$RUNS/s29-$w-$1"
+    [ -d "$RUNS/$tag-$w-$1" ] || $P benchmarks/ema_snapshot.py --checkpoint "$2" \
+      --like /work/runs/link-s28 --weights $w --out "$RUNS/$tag-$w-$1"
     suffix=$([ $w = model ] && echo -raw || true)
     for set in relation placement; do
-      $P benchmarks/word_sensitivity.py --model "$RUNS/s29-$w-$1" --set $set \
-        --record $HERE/words-$set-s29-step$1$suffix.json
+      $P benchmarks/word_sensitivity.py --model "$RUNS/$tag-$w-$1" --set $set \
+        --record $HERE/words-$set-$tag-step$1$suffix.json
     done
   done
-  $P benchmarks/relation_probe.py --model "$RUNS/s29-model-$1" | tail -n 1 \
-    > $HERE/probe-s29-step$1-raw.json
+  $P benchmarks/relation_probe.py --model "$RUNS/$tag-model-$1" | tail -n 1 \
+    > $HERE/probe-$tag-step$1-raw.json
 }
 CKDIR=/work/runs/teacher-cont-s28/teacher/checkpoints
 ninth 500 "${CK500:-/work/runs/ck-s29-500}"
@@ -101,14 +102,4 @@ for set in placement relation; do
 done
 # session 30: the ninth at step 1,700 (its EMA committed as teacher-continuation-cpu/s28-ema/;
 # the run keeps two checkpoints, so step 1,700's was copied aside: /work/runs/ck-s30-1700)
-CK1700=${CK1700:-/work/runs/ck-s30-1700}
-for w in ema model; do
-  [ -d "$RUNS/s30-$w-1700" ] || $P benchmarks/ema_snapshot.py --checkpoint "$CK1700" \
-    --like /work/runs/link-s28 --weights $w --out "$RUNS/s30-$w-1700"
-  suffix=$([ $w = model ] && echo -raw || true)
-  for set in relation placement; do
-    $P benchmarks/word_sensitivity.py --model "$RUNS/s30-$w-1700" --set $set \
-      --record $HERE/words-$set-s30-step1700$suffix.json
-  done
-done
-$P benchmarks/relation_probe.py --model "$RUNS/s30-model-1700" | tail -n 1 > $HERE/probe-s30-step1700-raw.json
+ninth 1700 "${CK1700:-/work/runs/ck-s30-1700}" s30
