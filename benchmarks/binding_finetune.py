@@ -11,15 +11,14 @@ or on the training mix (`--family mix`, the control: the same steps with nothing
 and probes the result. `--family placement` is a curriculum guess: single objects captioned
 with their absolute side ('a photo of a circle on the left': one word decides the whole layout,
 no binding needed), mixed with position captions naming the dominant axis's relation. `--family
-sides` is the two-object step between them (session 30): two-object scenes captioned with
-each object's side along the axis where they are further apart ('a photo of a circle on the
-left and a square on the right': each shape word sits beside its own side word, so binding a
-shape to a side is what is asked), mixed with the same dominant-axis position captions. Each
-draw is one kind or the other with even odds, but a position caption is kept only in the
-template's wording (40% of them), so about two thirds of either set is the new kind (measured:
-0.66 placement, 0.68 sides). Same loss as
-the teacher's training (rectified flow, SD3 logit-normal sigmas, MSE on v), conditioning from
-the model's own encoders, latents from its VAE.
+sides` is the two-object step between them (session 30): two-object scenes captioned with each
+object's side along the axis where they are further apart ('a photo of a circle on the left and
+a square on the right': each shape word sits beside its own side word, so binding a shape to a
+side is what is asked), mixed with the same dominant-axis position captions. Each draw is one
+kind or the other with even odds, but a position caption is kept only in the template's wording
+(40% of them), so about two thirds of either set is the new kind (measured: 0.66 placement, 0.68
+sides). Same loss as the teacher's training (rectified flow, SD3 logit-normal sigmas, MSE on v),
+conditioning from the model's own encoders, latents from its VAE.
 
     .venv/bin/python benchmarks/binding_finetune.py --model shapes-teacher --family pair \
         --steps 300 --out /tmp/ft-pair
@@ -75,13 +74,13 @@ def sides_caption(scene, rng: np.random.Generator) -> str | None:
     them (the benchmark's 3 px margin), where no side would be fair."""
     a, b = scene.objects
     (ax, ay), (bx, by) = a.centroid, b.centroid
-    axis, (lo, hi) = ("x", (ax, bx)) if abs(ax - bx) >= abs(ay - by) else ("y", (ay, by))
+    axis, (ca, cb) = ("x", (ax, bx)) if abs(ax - bx) >= abs(ay - by) else ("y", (ay, by))
     rel = {"x": "left of", "y": "above"}[axis]
     if not (
         relation_holds(a.centroid, b.centroid, rel) or relation_holds(b.centroid, a.centroid, rel)
     ):
         return None
-    first, second = AXIS_SIDES[axis] if lo < hi else AXIS_SIDES[axis][::-1]
+    first, second = AXIS_SIDES[axis] if ca < cb else AXIS_SIDES[axis][::-1]  # a's side, b's
     with_color = a.shape == b.shape or bool(rng.random() < 0.5)
     parts = [(a, first), (b, second)]
     if rng.random() < 0.5:

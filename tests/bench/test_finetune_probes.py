@@ -55,7 +55,7 @@ def test_sides_captions_name_each_object_on_its_own_side(finetune):
     seen = 0
     for image, text in data:
         m = pattern.match(text)
-        if m is None:  # the other half: dominant-axis position captions
+        if m is None:  # the rest: dominant-axis position captions
             assert " and " not in text, text
             continue
         seen += 1
@@ -80,7 +80,7 @@ def test_sides_captions_name_each_object_on_its_own_side(finetune):
             abs(o1.x - o2.x if axis[side1] == "x" else o1.y - o2.y)
             >= max(abs(o1.y - o2.y if axis[side1] == "x" else o1.x - o2.x), 3) - 1
         ), (text, o1, o2)  # the axis they are further apart on (detected centroids: <1 px)
-    # two thirds: the position half keeps only the template's wording ('a photo of ...', 40%)
+    # two thirds: the position captions are kept only in the template's wording (40% of them)
     assert 110 <= seen <= 160
 
 
