@@ -43,10 +43,17 @@ from flashgen import flow
 from flashgen.bench.env import finish, provenance
 from flashgen.miniature.losses import logit_normal_sigmas
 from flashgen.models.registry import resolve
-from flashgen.shapes.captions import RELATION_CHOICES, SIDE_WORDS, caption, placement_side
+from flashgen.shapes.captions import (
+    RELATION_CHOICES,
+    SIDE_WORDS,
+    caption,
+    dominant_relation,
+    families_for,
+    placement_side,
+)
 from flashgen.shapes.dataset import sample_training_example, sample_training_scene
 from flashgen.shapes.render import render_scene
-from flashgen.shapes.world import COLORS, relation_holds
+from flashgen.shapes.world import COLORS
 
 PLACES = {side: words[0] for side, words in SIDE_WORDS.items()}  # the exact wording
 
@@ -62,25 +69,25 @@ def placement_caption(scene, rng: np.random.Generator) -> str | None:
     return f"a photo of a {noun} {PLACES[side]}"
 
 
-# sides of a two-object caption along the dominant axis: (lower coordinate, higher coordinate)
-AXIS_SIDES = {"x": ("left", "right"), "y": ("top", "bottom")}
+# the sides two objects take when the first stands in this relation to the second
+RELATION_SIDES = {
+    "left of": ("left", "right"),
+    "right of": ("right", "left"),
+    "above": ("top", "bottom"),
+    "below": ("bottom", "top"),
+}
 
 
 def sides_caption(scene, rng: np.random.Generator) -> str | None:
     """'a photo of a [colour] {shape} on the left and a [colour] {shape} on the right' for a
     two-object scene: each object named with its side along the axis where the two are further
-    apart (the one with the smaller coordinate takes the left / top), in a random order; colours
-    on both or neither, always when the shapes are the same. None when no relation holds between
-    them (the benchmark's 3 px margin), where no side would be fair."""
-    a, b = scene.objects
-    (ax, ay), (bx, by) = a.centroid, b.centroid
-    axis, (ca, cb) = ("x", (ax, bx)) if abs(ax - bx) >= abs(ay - by) else ("y", (ay, by))
-    rel = {"x": "left of", "y": "above"}[axis]
-    if not (
-        relation_holds(a.centroid, b.centroid, rel) or relation_holds(b.centroid, a.centroid, rel)
-    ):
+    apart (captions.dominant_relation), in a random order; colours on both or neither, always
+    when the shapes are the same. None when no relation holds between them (no position caption
+    would either: the benchmark's 3 px margin), where no side would be fair."""
+    if "position" not in families_for(scene):
         return None
-    first, second = AXIS_SIDES[axis] if ca < cb else AXIS_SIDES[axis][::-1]  # a's side, b's
+    a, b = scene.objects
+    first, second = RELATION_SIDES[dominant_relation(a, b)]  # a's side, b's
     with_color = a.shape == b.shape or bool(rng.random() < 0.5)
     parts = [(a, first), (b, second)]
     if rng.random() < 0.5:

@@ -6,9 +6,10 @@ a built-in name or folder: VAE, text encoders, tokenizers, tiny decoder, card) a
 transformer's weights with the checkpoint's EMA shadow, in fp16 as the shipped folders are, so
 `flashgen eval run --model OUT` scores the run so far (`--weights model`: the raw trained weights
 instead, for probes of what the last steps changed, which the EMA shows only ~1 / (1 - decay)
-steps later). The card is the source's; `snapshot.json` says which checkpoint and which weights. When the checkpoint lies in a `flashgen train miniature`
-run folder (RUN/teacher/checkpoints/step_N, RUN/config.toml), training.json is that run's record
-up to the checkpoint, as the run's export would write it: its config, one teacher stage of N
+steps later). The card is the source's; `snapshot.json` says which checkpoint and which
+weights. When the checkpoint lies in a `flashgen train miniature` run folder
+(RUN/teacher/checkpoints/step_N, RUN/config.toml), training.json is that run's record up to the
+checkpoint, as the run's export would write it: its config, one teacher stage of N
 steps (stopped "snapshot"), `continued_from` = the source (`--like`) with its whole record, and
 `teacher_runs` / `teacher_totals` over the chain. So a snapshot can be continued in turn
 (`--set continue_from=OUT`) and the lineage stays whole: the one-session segments of

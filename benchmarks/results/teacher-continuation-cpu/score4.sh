@@ -24,15 +24,16 @@ one() {  # SET: the baseline first if it is missing, then score.sh, then the bas
   [ "$set" = validation ] && extra=(--prompt-set validation)
   [ -f "$base/results.json" ] || OMP_NUM_THREADS=1 .venv/bin/flashgen eval run \
     --model shapes-teacher "${extra[@]}" --images-per-prompt 4 --dtype bf16 --threads 1 --out "$base"
-  local base_model  # the baseline folder's (only) run, as score.sh names it for the pairing
-  base_model=$(.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["runs"][0]["model"])' "$base/results.json")
-  # the pairing compares models, so both must sample at the same CFG: a snapshot made with --like
-  # a folder from before session 28 carries that folder's 4.5
-  .venv/bin/python -c 'import json, sys
-want = json.load(open(sys.argv[2]))["runs"][0]["guidance"]
-got = json.load(open(sys.argv[1]))["default_guidance"]
-sys.exit(0 if got == want else f"{sys.argv[1]}: default_guidance {got}, the baseline ran at {want}")' \
-    "$MODEL/flashgen.json" "$base/results.json"
+  # the baseline folder's (only) run, as score.sh names it for the pairing; and since the pairing
+  # compares models, both must sample at the same CFG (a snapshot made with --like a folder from
+  # before session 28 carries that folder's 4.5): a different one stops here
+  local base_model
+  base_model=$(.venv/bin/python -c 'import json, sys
+run = json.load(open(sys.argv[2]))["runs"][0]
+got, want = json.load(open(sys.argv[1]))["default_guidance"], run["guidance"]
+if got != want:
+    sys.exit(f"{sys.argv[1]}: default_guidance {got}, the baseline ran at {want}")
+print(run["model"])' "$MODEL/flashgen.json" "$base/results.json")
   IMAGES=4 BASE_OUT=$base BASE_MODEL=$base_model "$HERE/score.sh" "$MODEL" "${NAME}4" "$set"
   .venv/bin/flashgen eval quality "$(ls "$base"/*/steps-default/manifest.jsonl | head -n 1)" \
     "$HERE/${NAME}4-$set/reference/manifest.jsonl" > "$HERE/${NAME}4-$set/quality-base.json"

@@ -150,7 +150,7 @@ def _position(scene: Scene, rng: np.random.Generator, exact: bool, dominant: boo
     # drawn either way, so the rng stream and the images stay the same (up to numpy's rare
     # rejection redraw when the phrasing draws below have another number of options)
     drawn = _choice(rng, _holding(a, b))
-    rel = _dominant(a, b) if dominant else drawn
+    rel = dominant_relation(a, b) if dominant else drawn
     # same shape: only colour tells the two apart; otherwise colours are optional (both or none)
     with_color = a.shape == b.shape or bool(rng.random() < 0.5)
     na, nb = _noun(a, with_color), _noun(b, with_color)
@@ -164,7 +164,7 @@ def _holding(a: ObjectSpec, b: ObjectSpec) -> list[str]:
     return [rel for rel in RELATIONS if relation_holds(a.centroid, b.centroid, rel)]
 
 
-def _dominant(a: ObjectSpec, b: ObjectSpec) -> str:
+def dominant_relation(a: ObjectSpec, b: ObjectSpec) -> str:
     """The relation A stands in to B along the axis where they are further apart (families_for
     admits a position caption only when some relation holds, and one along the longer axis
     then holds too: its offset is at least the other's, which exceeds the margin)."""
