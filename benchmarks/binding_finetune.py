@@ -18,7 +18,12 @@ side is what is asked), mixed with the same dominant-axis position captions. Eac
 kind or the other with even odds, but a position caption is kept only in the template's wording
 (40% of them), so about two thirds of either set is the new kind (measured: 0.66 placement, 0.68
 sides). Same loss as the teacher's training (rectified flow, SD3 logit-normal sigmas, MSE on v),
-conditioning from the model's own encoders, latents from its VAE.
+conditioning from the model's own encoders, latents from its VAE. `--contrast W` (session 31)
+adds flashgen.miniature.losses.caption_contrast_loss on the position captions: each one's noisy
+latent is also predicted under the caption with its relation reversed (captions.reversed_relation,
+one batched model call) and the true caption has to win by `--contrast-margin`; this tests
+whether a gradient of its own on the relation word gets the denoiser past the point where the
+word helps only once the image tokens can place things by it.
 
     .venv/bin/python benchmarks/binding_finetune.py --model shapes-teacher --family pair \
         --steps 300 --out /tmp/ft-pair
@@ -41,7 +46,7 @@ from relation_probe import render_latents  # benchmarks/relation_probe.py
 
 from flashgen import flow
 from flashgen.bench.env import finish, provenance
-from flashgen.miniature.losses import logit_normal_sigmas
+from flashgen.miniature.losses import caption_contrast_loss, logit_normal_sigmas, per_sample_mse
 from flashgen.models.registry import resolve
 from flashgen.shapes.captions import (
     RELATION_CHOICES,
@@ -50,6 +55,7 @@ from flashgen.shapes.captions import (
     dominant_relation,
     families_for,
     placement_side,
+    reversed_relation,
 )
 from flashgen.shapes.dataset import sample_training_example, sample_training_scene
 from flashgen.shapes.render import render_scene
@@ -154,6 +160,15 @@ def main() -> int:
         help="position captions: any relation that holds (the teacher's data) or the one along "
         "the axis where the objects are further apart",
     )
+    p.add_argument(
+        "--contrast",
+        type=float,
+        default=0.0,
+        help="weight of losses.caption_contrast_loss on position captions: the same noisy latent "
+        "is also predicted under the caption with its relation reversed, and the true caption "
+        "must win by --contrast-margin (0: the plain loss)",
+    )
+    p.add_argument("--contrast-margin", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
@@ -165,7 +180,8 @@ def main() -> int:
     t0 = time.perf_counter()
     pipe = flashgen.load(args.model, dtype="fp32", decoder="full")
     data = examples(args.family, args.images, args.seed, args.relation)
-    texts = sorted({t for _, t in data})
+    negatives = [reversed_relation(t) if args.contrast > 0 else None for _, t in data]
+    texts = sorted({t for _, t in data} | {n for n in negatives if n is not None})
     with torch.no_grad():
         images = [im for im, _ in data]
         latents = torch.cat(
@@ -176,29 +192,41 @@ def main() -> int:
         pooled = torch.cat([e.pooled for e in enc]).float()
     row = {t: i for i, t in enumerate(texts)}
     rows = torch.tensor([row[t] for _, t in data])
+    neg_rows = torch.tensor([row[n] if n is not None else -1 for n in negatives])
     model = pipe.transformer.float().train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed)
-    losses = []
+    losses, gaps = [], []
     for step in range(args.steps):
         idx = torch.randint(len(data), (args.batch_size,), generator=gen)
         x0 = latents[idx]
         noise = torch.randn(x0.shape, generator=gen)
         sigma = logit_normal_sigmas(args.batch_size, gen, mean=args.logit_mean)
         x_t = flow.interpolate(x0, noise, sigma)
+        target = flow.velocity(x0, noise)
+        cond = rows[idx]
+        has = neg_rows[idx] >= 0  # position captions: also predicted under the reversed one
+        both = torch.cat([cond, neg_rows[idx][has]])
         v = model(
-            hidden_states=x_t,
-            timestep=flow.to_timestep(sigma),
-            encoder_hidden_states=embeds[rows[idx]],
-            pooled_projections=pooled[rows[idx]],
+            hidden_states=torch.cat([x_t, x_t[has]]),
+            timestep=flow.to_timestep(torch.cat([sigma, sigma[has]])),
+            encoder_hidden_states=embeds[both],
+            pooled_projections=pooled[both],
             return_dict=False,
         )[0]
-        loss = torch.nn.functional.mse_loss(v, flow.velocity(x0, noise))
+        err = per_sample_mse(v[: len(idx)], target)
+        loss = err.mean()
+        if has.any():
+            c, m = caption_contrast_loss(
+                err[has], per_sample_mse(v[len(idx) :], target[has]), args.contrast_margin
+            )
+            loss = loss + args.contrast * c * has.float().mean()
+            gaps.append(m["gap"].item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(loss.item())
+        losses.append(err.mean().item())
     src = resolve(args.model).path
     tmp = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -217,6 +245,10 @@ def main() -> int:
             "lr": args.lr,
             "logit_mean": args.logit_mean,
             "relation": args.relation,
+            "contrast": args.contrast,
+            "contrast_margin": args.contrast_margin,
+            "contrast_gap_first_50": float(np.mean(gaps[:50])) if gaps else None,
+            "contrast_gap_last_50": float(np.mean(gaps[-50:])) if gaps else None,
             "images": len(data),
             "captions": len(texts),
             "loss_first_50": float(np.mean(losses[:50])),

@@ -108,3 +108,24 @@ def test_relation_counts_of_renders_hold_the_asked_relation_and_never_its_revers
     assert n == sum(x["task"] == "position" for x in lines) == single  # colors lines skipped
     assert asked == n and reverse == 0 and 0 < along < n
     assert sum(counts[r][0] for r in counts if r != "all") == n
+
+
+def test_contrast_finetune_runs_and_scores_the_reversed_relation(
+    finetune, tmp_path, monkeypatch, capsys
+):
+    import json
+    import sys
+
+    import flashgen
+
+    out = tmp_path / "ft"
+    argv = ["binding_finetune.py", "--model", "tiny-random", "--family", "position"]
+    argv += ["--steps", "2", "--images", "12", "--batch-size", "4", "--contrast", "1.0"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out)])
+    assert finetune.main() == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # every example is a position caption, so every step had reversed captions to contrast
+    assert record["contrast"] == 1.0 and np.isfinite(record["contrast_gap_last_50"])
+    assert record["captions"] > 6  # the reversed captions were encoded beside the true ones
+    flashgen.load(str(out), dtype="fp32")  # a model folder, without a .partial left over
+    assert not (tmp_path / "ft.partial").exists()

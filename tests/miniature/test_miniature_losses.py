@@ -6,10 +6,12 @@ import torch
 
 from flashgen.flow import shift_sigma
 from flashgen.miniature.losses import (
+    caption_contrast_loss,
     clip_contrastive_loss,
     encoder_dropout_keep,
     foreground_weights,
     logit_normal_sigmas,
+    per_sample_mse,
     reconstruction_loss,
     rectified_flow_loss,
     vae_loss,
@@ -109,3 +111,29 @@ def test_lr_schedule_warmup_decay_and_clock():
     clocked = Progress(max_steps=10**9, budget_seconds=11.0, reserve=10.0)  # 1 s budget
     clocked.t0 -= 2.0
     assert clocked(0) == 1.0
+
+
+def test_per_sample_mse_averages_to_the_flow_loss():
+    g = torch.Generator().manual_seed(0)
+    x0, noise, v = (torch.randn(5, 4, 8, 8, generator=g) for _ in range(3))
+    per = per_sample_mse(v, noise - x0)
+    assert per.shape == (5,)
+    assert torch.allclose(per.mean(), rectified_flow_loss(v, x0, noise)[0])
+    assert torch.allclose(per[2], (v[2] - (noise[2] - x0[2])).square().mean())
+
+
+def test_caption_contrast_is_a_relative_hinge_that_separates_the_two_captions():
+    err_true = torch.tensor([0.2, 0.2, 0.4], requires_grad=True)
+    err_false = torch.tensor([0.2, 0.25, 0.3], requires_grad=True)
+    loss, m = caption_contrast_loss(err_true, err_false, margin=0.1)
+    # gaps 0, +0.25 (past the margin: no loss), -0.25
+    assert torch.allclose(loss, torch.tensor((0.1 + 0.0 + 0.35) / 3))
+    assert torch.allclose(m["gap"], torch.tensor(0.0))
+    assert torch.allclose(m["wins"], torch.tensor(1 / 3))
+    loss.backward()
+    # where the hinge is active it lowers the true caption's error and raises the false one's,
+    # scaled by the (stop-gradient) true error; a satisfied sample gets no gradient
+    assert torch.allclose(err_true.grad, torch.tensor([1 / 0.2, 0.0, 1 / 0.4]) / 3)
+    assert torch.allclose(err_false.grad, -torch.tensor([1 / 0.2, 0.0, 1 / 0.4]) / 3)
+    zero, _ = caption_contrast_loss(err_true, err_false * 0 + 1.0, margin=0.1)
+    assert zero.item() == 0.0

@@ -6,7 +6,13 @@ import time
 import numpy as np
 import pytest
 
-from flashgen.shapes.captions import FAMILIES, caption, families_for, placement_side
+from flashgen.shapes.captions import (
+    FAMILIES,
+    caption,
+    families_for,
+    placement_side,
+    reversed_relation,
+)
 from flashgen.shapes.dataset import (
     images_to_tensor,
     sample_training_example,
@@ -14,7 +20,7 @@ from flashgen.shapes.dataset import (
     training_batch,
 )
 from flashgen.shapes.render import ObjectSpec, Scene, render_scene
-from flashgen.shapes.world import COLORS, SHAPES, is_held_out, relation_holds
+from flashgen.shapes.world import COLORS, INVERSE, SHAPES, is_held_out, relation_holds
 
 # ---- a small parser of the caption grammar, written here to check captions against scenes ----
 PREFIXES = ("a photo of ", "an image of ", "a picture of ", "a drawing of ", "a render of ")
@@ -122,6 +128,25 @@ def test_caption_any_scene_any_family():
             assert family in families_for(scene)
             check_caption(scene, caption(scene, rng, family))
             check_caption(scene, caption(scene, rng))
+
+
+def test_reversed_relation_contradicts_exactly_the_position_captions():
+    rng = np.random.default_rng(3)
+    for family in FAMILIES:
+        for _ in range(200):
+            scene = sample_training_scene(rng, family)
+            text = caption(scene, rng, family)
+            flipped = reversed_relation(text)
+            if family != "position":
+                assert flipped is None, text
+                continue
+            # one relation phrase swapped for its inverse's, the rest unchanged
+            (old,) = [w for w in sorted(RELS, key=len, reverse=True) if f" {w} a " in text][:1]
+            (new,) = [w for w in sorted(RELS, key=len, reverse=True) if f" {w} a " in flipped][:1]
+            assert RELS[new] == INVERSE[RELS[old]], (text, flipped)
+            assert flipped.replace(f" {new} a ", f" {old} a ") == text
+            with pytest.raises(AssertionError):  # false of the scene the caption describes
+                check_caption(scene, flipped)
 
 
 def test_captions_cover_all_eval_templates_and_paraphrases():

@@ -167,6 +167,33 @@ def rectified_flow_loss(
     return loss, {"loss": loss.detach()}
 
 
+def per_sample_mse(v_pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[B] mean squared error of each sample (the flow-matching loss before the batch mean)."""
+    return (v_pred.float() - target.float()).square().flatten(1).mean(dim=1)
+
+
+def caption_contrast_loss(
+    err_true: torch.Tensor, err_false: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A hinge on how much worse a false caption predicts the same noisy latent than the true one:
+
+        gap = (err_false - err_true) / sg(err_true),   L = mean(max(0, margin - gap))
+
+    err_*: [B] per-sample flow-matching errors on the same x_t, sigma and noise, under the true
+    caption and under one that contradicts the image (the relation reversed). The gap is what
+    benchmarks/relation_probe.py measures, so the shared noise cancels and the term is zero
+    once the model does better under the true caption by `margin` (relative). It pushes the
+    true prediction down and the false one up, which gives the model's reading of the changed
+    words a gradient of its own: with the plain loss alone a relation word helps only after
+    the image tokens can place things by it. sg: stop-gradient, so the scale is relative.
+    Metrics: the mean gap and the share of samples where the true caption wins.
+    """
+    gap = (err_false - err_true) / err_true.detach().clamp_min(1e-8)
+    loss = torch.relu(margin - gap).mean()
+    metrics = {"gap": gap.mean().detach(), "wins": (gap > 0).float().mean().detach()}
+    return loss, metrics
+
+
 def noisy_latents(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """x_t = (1 - sigma) x0 + sigma noise, per sample."""
     return interpolate(x0, noise, sigma)

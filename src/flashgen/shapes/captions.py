@@ -20,13 +20,14 @@ Families (which one applies depends on the scene's structure):
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
 from flashgen.shapes.render import ObjectSpec, Scene
-from flashgen.shapes.world import CANVAS, NUMBER_WORDS, RELATIONS, relation_holds
+from flashgen.shapes.world import CANVAS, INVERSE, NUMBER_WORDS, RELATIONS, relation_holds
 
 FAMILIES: tuple[str, ...] = ("single", "counting", "pair", "position", "listing", "placement")
 EXACT_TEMPLATE_P = 0.4  # probability of the evaluation template's own wording
@@ -162,6 +163,30 @@ def _position(scene: Scene, rng: np.random.Generator, exact: bool, dominant: boo
 def _holding(a: ObjectSpec, b: ObjectSpec) -> list[str]:
     """Relations A stands in to B under the verdict rule (centroids, 3 px margin)."""
     return [rel for rel in RELATIONS if relation_holds(a.centroid, b.centroid, rel)]
+
+
+def reversed_relation(text: str) -> str | None:
+    """The position caption `text` with its relation reversed, in the matching wording ('a red
+    circle to the left of a square' -> '... to the right of ...'; 'beneath' -> 'over', the
+    other side's last wording), so the result is false of the scene `text` describes and true of
+    its mirror image. None when `text` holds no relation phrase (every other family)."""
+    found = [m for m in _RELATION_PHRASE.finditer(text)]
+    if len(found) != 1:
+        return None
+    (m,) = found
+    rel = _PHRASE_RELATION[m.group(1)]
+    words = RELATION_WORDS[rel]
+    other = RELATION_WORDS[INVERSE[rel]]
+    swapped = other[min(words.index(m.group(1)), len(other) - 1)]
+    return text[: m.start(1)] + swapped + text[m.end(1) :]
+
+
+_PHRASE_RELATION = {w: rel for rel, ws in RELATION_WORDS.items() for w in ws}
+# a relation phrase between two noun phrases ('... {phrase} a {noun}'), longest wording first so
+# 'to the left of' is not read as 'left of'
+_RELATION_PHRASE = re.compile(
+    r" (" + "|".join(sorted(map(re.escape, _PHRASE_RELATION), key=len, reverse=True)) + r") a "
+)
 
 
 def dominant_relation(a: ObjectSpec, b: ObjectSpec) -> str:
