@@ -104,15 +104,18 @@ def sides_caption(scene, rng: np.random.Generator) -> str | None:
     return f"a photo of {named[0]} and {named[1]}"
 
 
-def examples(family: str, n: int, seed: int, relation: str = "any") -> list[tuple[np.ndarray, str]]:
+def examples(
+    family: str, n: int, seed: int, relation: str = "any", placement: float = 0.0
+) -> list[tuple[np.ndarray, str]]:
     """n (render, caption) pairs: one caption family in its evaluation template's wording with
-    every colour named, or (`mix`) the training mix as it is. `relation`: how a position caption
+    every colour named, or (`mix`) the training mix as it is, with `placement` its share of
+    placement captions (the recipe's `placement_captions`). `relation`: how a position caption
     picks its relation (flashgen.shapes.captions.caption)."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < n:
         if family == "mix":
-            scene, text = sample_training_example(rng)
+            scene, text = sample_training_example(rng, relation=relation, placement=placement)
         elif family == "placement" and rng.random() < 0.5:
             scene = sample_training_scene(rng, "single")
             text = placement_caption(scene, rng)
@@ -169,6 +172,12 @@ def main() -> int:
         "must win by --contrast-margin (0: the plain loss)",
     )
     p.add_argument("--contrast-margin", type=float, default=0.05)
+    p.add_argument(
+        "--placement",
+        type=float,
+        default=0.0,
+        help="--family mix: the share of placement captions (the recipe's placement_captions)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
@@ -179,7 +188,9 @@ def main() -> int:
 
     t0 = time.perf_counter()
     pipe = flashgen.load(args.model, dtype="fp32", decoder="full")
-    data = examples(args.family, args.images, args.seed, args.relation)
+    if args.placement and args.family != "mix":
+        p.error("--placement is the training mix's share of placement captions: use --family mix")
+    data = examples(args.family, args.images, args.seed, args.relation, args.placement)
     negatives = [reversed_relation(t) if args.contrast > 0 else None for _, t in data]
     texts = sorted({t for _, t in data} | {n for n in negatives if n is not None})
     with torch.no_grad():
@@ -245,6 +256,7 @@ def main() -> int:
             "lr": args.lr,
             "logit_mean": args.logit_mean,
             "relation": args.relation,
+            "placement": args.placement,
             "contrast": args.contrast,
             "contrast_margin": args.contrast_margin,
             "contrast_gap_first_50": float(np.mean(gaps[:50])) if gaps else None,

@@ -129,3 +129,16 @@ def test_contrast_finetune_runs_and_scores_the_reversed_relation(
     assert record["captions"] > 6  # the reversed captions were encoded beside the true ones
     flashgen.load(str(out), dtype="fp32")  # a model folder, without a .partial left over
     assert not (tmp_path / "ft.partial").exists()
+
+
+def test_mix_takes_the_recipes_placement_share_and_is_the_training_stream_without(finetune):
+    from flashgen.shapes.captions import SIDE_WORDS
+    from flashgen.shapes.dataset import sample_training_example
+
+    plain = finetune.examples("mix", 40, seed=0)
+    rng = np.random.default_rng(0)
+    assert [t for _, t in plain] == [sample_training_example(rng)[1] for _ in range(40)]
+    phrases = tuple(w for words in SIDE_WORDS.values() for w in words)
+    mixed = finetune.examples("mix", 400, seed=0, placement=0.3)
+    assert 0.22 < np.mean([t.endswith(phrases) for _, t in mixed]) < 0.38
+    assert not any(t.endswith(phrases) for _, t in plain)
