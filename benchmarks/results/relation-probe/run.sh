@@ -33,7 +33,8 @@ run_ft() {  # name, extra args
 }
 run_ft position
 run_ft position-dom --relation dominant
-run_ft position-hi --logit-mean 1.0  # stopped unfinished in session 27, for the next one
+run_ft position-hi --logit-mean 1.0  # stopped unfinished in session 27; session 31 ran it with
+#                                        --relation dominant instead (s31 position-dom-hi, below)
 $P benchmarks/binding_finetune.py --model shapes-teacher --family placement --steps 600 --lr 2e-4 \
   --images 16384 --out "$RUNS/ft-placement" | tail -n 1 > $HERE/ft-placement.json
 $P benchmarks/relation_probe.py --model "$RUNS/ft-placement" --tasks position color_attr | tail -n 1 \
@@ -103,3 +104,33 @@ done
 # session 30: the ninth at step 1,700 (its EMA committed as teacher-continuation-cpu/s28-ema/;
 # the run keeps two checkpoints, so step 1,700's was copied aside: /work/runs/ck-s30-1700)
 ninth 1700 "${CK1700:-/work/runs/ck-s30-1700}" s30
+# session 31: from the installed teacher, the same size as above (600 steps, batch 64, LR 2e-4,
+# 16,384 images; one thread each, two at a time, 24-45 min): noise levels weighted to where
+# layouts are decided (--logit-mean 1.0, median sigma 0.73) on dominant-axis position captions
+# and on the placement set, each also with the caption-contrast term (--contrast 1.0, margin
+# 0.05: the true caption must beat the one with its relation reversed on the same noisy latent);
+# then the probes, and sampled images of the validation position lines, 8 per line
+# (relations.py --generate: the installed teacher and the first two in one run,
+# sampled-s31-teacher-and-hi-validation-x8.json; the contrast runs each on their own)
+s31() {  # NAME FAMILY [ARGS]
+  local name=$1 fam=$2; shift 2
+  $P benchmarks/binding_finetune.py --model shapes-teacher --family "$fam" --steps 600 --lr 2e-4 \
+    --images 16384 "$@" --out "$RUNS/ft-$name" | tail -n 1 > $HERE/ft-$name.json
+  $P benchmarks/relation_probe.py --model "$RUNS/ft-$name" --tasks position color_attr | tail -n 1 \
+    > $HERE/probe-ft-$name.json
+  for set in placement relation; do
+    $P benchmarks/word_sensitivity.py --model "$RUNS/ft-$name" --set $set \
+      --record $HERE/words-$set-ft-$name.json
+  done
+}
+s31 position-dom-hi position --relation dominant --logit-mean 1.0
+s31 placement-hi placement --logit-mean 1.0
+s31 position-dom-hi-c1 position --relation dominant --logit-mean 1.0 --contrast 1.0
+s31 placement-hi-c1 placement --logit-mean 1.0 --contrast 1.0
+$P benchmarks/relations.py --generate shapes-teacher --generate "$RUNS/ft-placement-hi" \
+  --generate "$RUNS/ft-position-dom-hi" --per-line 8 | tail -n 1 \
+  > $HERE/sampled-s31-teacher-and-hi-validation-x8.json
+for name in position-dom-hi-c1 placement-hi-c1; do
+  $P benchmarks/relations.py --generate "$RUNS/ft-$name" --per-line 8 | tail -n 1 \
+    > $HERE/sampled-ft-$name.json
+done
