@@ -165,12 +165,21 @@ def _holding(a: ObjectSpec, b: ObjectSpec) -> list[str]:
     return [rel for rel in RELATIONS if relation_holds(a.centroid, b.centroid, rel)]
 
 
+_PHRASE_RELATION = {w: rel for rel, ws in RELATION_WORDS.items() for w in ws}
+# a relation phrase between two noun phrases ('... {phrase} a {noun}'), longest wording first so
+# 'to the left of' is not read as 'left of'
+_RELATION_PHRASE = re.compile(
+    r" (" + "|".join(sorted(map(re.escape, _PHRASE_RELATION), key=len, reverse=True)) + r") a "
+)
+
+
 def reversed_relation(text: str) -> str | None:
     """The position caption `text` with its relation reversed, in the matching wording ('a red
     circle to the left of a square' -> '... to the right of ...'; 'beneath' -> 'over', the
-    other side's last wording), so the result is false of the scene `text` describes and true of
-    its mirror image. None when `text` holds no relation phrase (every other family)."""
-    found = [m for m in _RELATION_PHRASE.finditer(text)]
+    other side's last wording), so the result is false of the scene `text` describes (the
+    relation held with the benchmark's margin). None when `text` holds no relation phrase (every
+    other family)."""
+    found = list(_RELATION_PHRASE.finditer(text))
     if len(found) != 1:
         return None
     (m,) = found
@@ -179,14 +188,6 @@ def reversed_relation(text: str) -> str | None:
     other = RELATION_WORDS[INVERSE[rel]]
     swapped = other[min(words.index(m.group(1)), len(other) - 1)]
     return text[: m.start(1)] + swapped + text[m.end(1) :]
-
-
-_PHRASE_RELATION = {w: rel for rel, ws in RELATION_WORDS.items() for w in ws}
-# a relation phrase between two noun phrases ('... {phrase} a {noun}'), longest wording first so
-# 'to the left of' is not read as 'left of'
-_RELATION_PHRASE = re.compile(
-    r" (" + "|".join(sorted(map(re.escape, _PHRASE_RELATION), key=len, reverse=True)) + r") a "
-)
 
 
 def dominant_relation(a: ObjectSpec, b: ObjectSpec) -> str:
