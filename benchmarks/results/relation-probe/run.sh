@@ -134,3 +134,16 @@ for name in position-dom-hi-c1 placement-hi-c1; do
   $P benchmarks/relations.py --generate "$RUNS/ft-$name" --per-line 8 | tail -n 1 \
     > $HERE/sampled-ft-$name.json
 done
+# session 31, last: the same noise weighting on the whole training mix with 30% placement
+# captions and dominant-axis relations (a recipe a continuation could take: teacher.logit_mean,
+# placement_captions, position_captions), the full probe, sampled images and word sensitivity
+$P benchmarks/binding_finetune.py --model shapes-teacher --family mix --placement 0.3 \
+  --relation dominant --logit-mean 1.0 --steps 600 --lr 2e-4 --images 16384 \
+  --out "$RUNS/ft-mix-p30-hi" | tail -n 1 > $HERE/ft-mix-p30-hi.json
+$P benchmarks/relations.py --generate "$RUNS/ft-mix-p30-hi" --per-line 8 | tail -n 1 \
+  > $HERE/sampled-ft-mix-p30-hi.json
+$P benchmarks/relation_probe.py --model "$RUNS/ft-mix-p30-hi" | tail -n 1 > $HERE/probe-ft-mix-p30-hi.json
+for set in placement relation; do
+  $P benchmarks/word_sensitivity.py --model "$RUNS/ft-mix-p30-hi" --set $set \
+    --record $HERE/words-$set-ft-mix-p30-hi.json
+done
