@@ -112,12 +112,12 @@ ninth 1700 "${CK1700:-/work/runs/ck-s30-1700}" s30
 # then the probes, and sampled images of the validation position lines, 8 per line
 # (relations.py --generate: the installed teacher and the first two in one run,
 # sampled-s31-teacher-and-hi-validation-x8.json; the contrast runs each on their own)
-s31() {  # NAME FAMILY [ARGS]
-  local name=$1 fam=$2; shift 2
+s31() {  # NAME FAMILY [ARGS]; PROBE_TASKS: the relation probe's tasks (set empty: all of them)
+  local name=$1 fam=$2 tasks=(${PROBE_TASKS-position color_attr}); shift 2
   $P benchmarks/binding_finetune.py --model shapes-teacher --family "$fam" --steps 600 --lr 2e-4 \
     --images 16384 "$@" --out "$RUNS/ft-$name" | tail -n 1 > $HERE/ft-$name.json
-  $P benchmarks/relation_probe.py --model "$RUNS/ft-$name" --tasks position color_attr | tail -n 1 \
-    > $HERE/probe-ft-$name.json
+  $P benchmarks/relation_probe.py --model "$RUNS/ft-$name" ${tasks[@]:+--tasks "${tasks[@]}"} \
+    | tail -n 1 > $HERE/probe-ft-$name.json
   for set in placement relation; do
     $P benchmarks/word_sensitivity.py --model "$RUNS/ft-$name" --set $set \
       --record $HERE/words-$set-ft-$name.json
@@ -130,20 +130,11 @@ s31 placement-hi-c1 placement --logit-mean 1.0 --contrast 1.0
 $P benchmarks/relations.py --generate shapes-teacher --generate "$RUNS/ft-placement-hi" \
   --generate "$RUNS/ft-position-dom-hi" --per-line 8 | tail -n 1 \
   > $HERE/sampled-s31-teacher-and-hi-validation-x8.json
-for name in position-dom-hi-c1 placement-hi-c1; do
-  $P benchmarks/relations.py --generate "$RUNS/ft-$name" --per-line 8 | tail -n 1 \
-    > $HERE/sampled-ft-$name.json
-done
 # session 31, last: the same noise weighting on the whole training mix with 30% placement
 # captions and dominant-axis relations (a recipe a continuation could take: teacher.logit_mean,
-# placement_captions, position_captions), the full probe, sampled images and word sensitivity
-$P benchmarks/binding_finetune.py --model shapes-teacher --family mix --placement 0.3 \
-  --relation dominant --logit-mean 1.0 --steps 600 --lr 2e-4 --images 16384 \
-  --out "$RUNS/ft-mix-p30-hi" | tail -n 1 > $HERE/ft-mix-p30-hi.json
-$P benchmarks/relations.py --generate "$RUNS/ft-mix-p30-hi" --per-line 8 | tail -n 1 \
-  > $HERE/sampled-ft-mix-p30-hi.json
-$P benchmarks/relation_probe.py --model "$RUNS/ft-mix-p30-hi" | tail -n 1 > $HERE/probe-ft-mix-p30-hi.json
-for set in placement relation; do
-  $P benchmarks/word_sensitivity.py --model "$RUNS/ft-mix-p30-hi" --set $set \
-    --record $HERE/words-$set-ft-mix-p30-hi.json
+# placement_captions, position_captions), with the full probe
+PROBE_TASKS= s31 mix-p30-hi mix --placement 0.3 --relation dominant --logit-mean 1.0
+for name in position-dom-hi-c1 placement-hi-c1 mix-p30-hi; do
+  $P benchmarks/relations.py --generate "$RUNS/ft-$name" --per-line 8 | tail -n 1 \
+    > $HERE/sampled-ft-$name.json
 done
