@@ -1,5 +1,8 @@
-"""The CPU's default dtype follows its matrix units (flashgen.devices): bf16 with AMX, fp32
-elsewhere, FLASHGEN_CPU_BF16 overriding the detection, an explicit dtype always winning."""
+"""The CPU's default dtype is the faster one there (flashgen.devices): bf16 with AMX, fp32
+without AVX512-BF16, measured in between; FLASHGEN_CPU_BF16 overriding the detection, an
+explicit dtype always winning."""
+
+import math
 
 import numpy as np
 import pytest
@@ -14,21 +17,33 @@ from flashgen.profiles import get_profile
 CPU = torch.device("cpu")
 
 
+def _no_probe():
+    raise AssertionError("the bf16 probe ran where the flags or the override decide")
+
+
 @pytest.mark.parametrize(
-    "env, amx, fast",
+    "env, amx, avx512_bf16, speedup, fast",
     [
-        ("1", False, True),
-        ("on", False, True),
-        ("0", True, False),
-        ("off", True, False),
-        ("", True, True),
-        ("auto", False, False),
-        ("", False, False),
+        ("1", False, False, None, True),
+        ("on", False, False, None, True),
+        ("0", True, True, None, False),
+        ("off", True, True, None, False),
+        ("", True, False, None, True),  # AMX: bf16 without measuring
+        ("auto", False, False, None, False),  # no bf16 dot products: emulated, fp32
+        ("", False, False, None, False),
+        ("", False, True, 2.1, True),  # AVX512-BF16 measured faster (this repo's AMD EPYC)
+        ("", False, True, 0.5, False),  # ... measured slower (the Xeon VM of sessions 1-8)
+        ("", False, True, 1.1, False),  # ... not clearly faster
     ],
 )
-def test_fast_bf16_follows_the_override_then_amx(monkeypatch, env, amx, fast):
+def test_fast_bf16_follows_the_override_then_the_flags_then_the_probe(
+    monkeypatch, env, amx, avx512_bf16, speedup, fast
+):
     monkeypatch.setenv(devices.CPU_BF16_ENV, env)
     monkeypatch.setattr(devices, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(devices, "cpu_has_avx512_bf16", lambda: avx512_bf16)
+    probe = _no_probe if speedup is None else (lambda: speedup)
+    monkeypatch.setattr(devices, "cpu_bf16_matmul_speedup", probe)
     assert devices.cpu_fast_bf16() is fast
     assert devices.resolve_dtype(None, CPU) == (torch.bfloat16 if fast else torch.float32)
     assert devices.resolve_dtype("auto", CPU) == (torch.bfloat16 if fast else torch.float32)
@@ -37,16 +52,27 @@ def test_fast_bf16_follows_the_override_then_amx(monkeypatch, env, amx, fast):
     assert devices.resolve_dtype("bf16", CPU) == torch.bfloat16
 
 
+def test_bf16_probe_measures_once_per_process():
+    devices.cpu_bf16_matmul_speedup.cache_clear()
+    first = devices.cpu_bf16_matmul_speedup()
+    assert math.isfinite(first) and first > 0
+    assert devices.cpu_bf16_matmul_speedup() == first  # cached: the dtype cannot flip mid-run
+    assert devices.cpu_bf16_matmul_speedup.cache_info().hits >= 1
+
+
 def test_a_bad_override_is_a_usage_error(monkeypatch):
     monkeypatch.setenv(devices.CPU_BF16_ENV, "maybe")
     with pytest.raises(UsageError, match="FLASHGEN_CPU_BF16"):
         devices.resolve_dtype(None, CPU)
 
 
-def test_amx_probe_answers_a_bool(monkeypatch):
+def test_cpu_flag_queries_answer_a_bool(monkeypatch):
     assert isinstance(devices.cpu_has_amx(), bool)
+    assert isinstance(devices.cpu_has_avx512_bf16(), bool)
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
     assert devices.cpu_has_amx() is False  # a torch without the query: fp32, as before
+    assert devices.cpu_has_avx512_bf16() is False
 
 
 def test_desktop_profile_computes_natively_in_bf16():

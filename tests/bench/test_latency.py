@@ -24,6 +24,10 @@ def test_bench_prints_one_json_record_last(tiny_model, capsys, tmp_path):
     hw = rec["device_info"]  # what decides the CPU's default dtype is on record
     assert isinstance(hw["cpu_amx"], bool) and hw["cpu_fast_bf16"] is False  # pinned in conftest
     assert hw["cpu_auto_dtype"] == "fp32"
+    assert isinstance(hw["cpu_avx512_bf16"], bool)
+    speedup = hw["cpu_bf16_speedup"]  # measured where only the probe could decide
+    assert (speedup is not None) == (hw["cpu_avx512_bf16"] and not hw["cpu_amx"])
+    assert speedup is None or speedup > 0
     assert rec["versions"]["torch"] and rec["versions"]["diffusers"]
     assert rec["settings"]["steps"] == 2 and rec["settings"]["width"] == 64
     assert len(rec["runs"]) == 2

@@ -107,14 +107,18 @@ def device_info(device: str = "cpu") -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
-    from flashgen.devices import CPU_BF16_ENV, cpu_fast_bf16, cpu_has_amx, dtype_name, resolve_dtype
+    from flashgen import devices as dv
     from flashgen.errors import UsageError
 
-    info["cpu_amx"] = cpu_has_amx()  # bf16 matmuls on tiles: bf16 is then the faster dtype
-    info["cpu_bf16_env"] = os.environ.get(CPU_BF16_ENV)
+    info["cpu_amx"] = dv.cpu_has_amx()  # bf16 matmuls on tiles: bf16 is then the faster dtype
+    info["cpu_avx512_bf16"] = dv.cpu_has_avx512_bf16()
+    # measured only where the flags leave it open (what `auto` would measure too)
+    ambiguous = info["cpu_avx512_bf16"] and not info["cpu_amx"]
+    info["cpu_bf16_speedup"] = round(dv.cpu_bf16_matmul_speedup(), 2) if ambiguous else None
+    info["cpu_bf16_env"] = os.environ.get(dv.CPU_BF16_ENV)
     try:
-        info["cpu_fast_bf16"] = cpu_fast_bf16()
-        info["cpu_auto_dtype"] = dtype_name(resolve_dtype(None, torch.device("cpu")))
+        info["cpu_fast_bf16"] = dv.cpu_fast_bf16()
+        info["cpu_auto_dtype"] = dv.dtype_name(dv.resolve_dtype(None, torch.device("cpu")))
     except UsageError:  # a bad FLASHGEN_CPU_BF16: on record above, and the results are kept
         info["cpu_fast_bf16"] = info["cpu_auto_dtype"] = None
     if device.startswith("cuda") and torch.cuda.is_available():

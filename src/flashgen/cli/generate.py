@@ -129,7 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dtype",
         choices=DTYPES,
         default=None,
-        help="weights dtype (default: bf16 on a CPU with AMX, else fp32 on CPU "
+        help="weights dtype (default: bf16 on a CPU where it is faster (AMX, or AVX512-BF16 "
+        "measured at start), else fp32 on CPU "
         "(FLASHGEN_CPU_BF16=0|1 overrides); bf16 on CUDA, fp16 on MPS; fp16 is refused on CPU)",
     )
     p.add_argument(
