@@ -18,8 +18,11 @@ hits), the sampling loop and the VAE decode. Prints one JSON line last.
         teacher/student pair in the same alternation: `tiny` = --decoder tiny, `full` = --decoder
         full (the Shapes models' defaults are their tiny decoder since session 8), `no-t5` =
         T5-free prompts, `phone`/`laptop`/`desktop` = that memory profile, `fp32`/`bf16` = that
-        compute dtype: the default is bf16 on a CPU with AMX, fp32 elsewhere, flashgen.devices;
-        `compile` = flashgen.load(compile=True), flashgen.compiling)
+        compute dtype: the default is bf16 where it is the faster dtype (AMX, or AVX512-BF16
+        measured at start), fp32 elsewhere, flashgen.devices; `compile` =
+        flashgen.load(compile=True), flashgen.compiling)
+    ... --images-per-prompt 4   (each request makes 4 images of one prompt, as image UIs do: one
+        prompt encoding, batched denoise and decode; every time is then per image)
 """
 
 from __future__ import annotations
@@ -80,9 +83,19 @@ def main() -> int:
         "compile, phone, laptop, desktop joined by '+' (repeatable; --with-tiny is --variant "
         "tiny)",
     )
+    p.add_argument(
+        "--images-per-prompt",
+        type=int,
+        default=1,
+        help="images per request (one prompt encoding, batched denoise and decode); the "
+        "times are per image: each request's time over this (default 1: batch 1)",
+    )
     args = p.parse_args()
     if args.repeats < 1:
         raise SystemExit("--repeats must be >= 1")
+    if args.images_per_prompt < 1:
+        raise SystemExit("--images-per-prompt must be >= 1")
+    n = args.images_per_prompt
     variants = (["tiny"] if args.with_tiny else []) + args.variant
     options = {v: variant_options(v) for v in variants}
 
@@ -111,7 +124,7 @@ def main() -> int:
     settings = {}
     for i, line in enumerate(prompts):
         for role, pipe in pipes.items():  # alternate: same load for both at each moment
-            req = GenerationRequest(line["prompt"], seed=line["seed"])  # the model's defaults
+            req = GenerationRequest(line["prompt"], seed=line["seed"], num_images=n)  # defaults
             t0, c0 = time.perf_counter(), time.process_time()
             result = pipe.generate(req)
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
@@ -126,17 +139,20 @@ def main() -> int:
                 }
                 settings[role]["nfe"] = s.steps * (2 if s.guidance > 1 else 1)
             else:
-                times[role].append(dt)
-                cpu_times[role].append(dc)
+                assert len(result.images) == n, (role, len(result.images))
+                times[role].append(dt / n)
+                cpu_times[role].append(dc / n)
                 for stage, seconds in result.timings.items():
-                    stages[role].setdefault(stage, []).append(seconds)
+                    stages[role].setdefault(stage, []).append(seconds / n)
     med = {k: statistics.median(v) for k, v in times.items()}
     cpu_med = {k: statistics.median(v) for k, v in cpu_times.items()}
     stage_med = {k: {s: statistics.median(v) for s, v in d.items()} for k, d in stages.items()}
     record = {
         "method": "one process, all pipelines loaded and warmed up, timed generations "
         "alternating teacher/student over distinct eval prompts, median wall seconds per image "
-        "(prompt encoding + sampling + decode), batch 1",
+        "(prompt encoding + sampling + decode) at batch images_per_prompt: one request per "
+        "prompt, its times divided by the images it made",
+        "images_per_prompt": n,
         **{
             role: {
                 **settings[role],
