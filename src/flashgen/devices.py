@@ -155,8 +155,8 @@ def cpu_fast_bf16() -> bool:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None/"auto": bf16 on a CPU where it is the faster dtype (cpu_fast_bf16), else fp32; bf16 on CUDA
-    (fp16 where bf16 is unsupported); fp16 on MPS. fp16 on the CPU is refused: slow and
+    """None/"auto": bf16 on a CPU where it is the faster dtype (cpu_fast_bf16), else fp32; bf16
+    on CUDA (fp16 where bf16 is unsupported); fp16 on MPS. fp16 on the CPU is refused: slow and
     overflow-prone there."""
     if dtype is None or dtype == "auto":
         if device.type == "cuda":

@@ -438,9 +438,9 @@ def load(
     file (None: the default built-in). Offline: nothing is ever downloaded.
 
     device: None/"auto" (cuda -> mps -> cpu), "cpu", "cuda", "mps". dtype: None/"auto" (bf16
-    on a CPU where it is the faster dtype, else fp32 on CPU: flashgen.devices; bf16 on CUDA), "fp32", "bf16", "fp16"
-    (not on CPU). drop_t5: never load the T5 slot (saves its memory; prompts are encoded
-    T5-free). profile: "phone", "laptop" or "desktop" (flashgen.profiles: T5 slot,
+    on a CPU where it is the faster dtype, else fp32 on CPU: flashgen.devices; bf16 on CUDA),
+    "fp32", "bf16", "fp16" (not on CPU). drop_t5: never load the T5 slot (saves its memory;
+    prompts are encoded T5-free). profile: "phone", "laptop" or "desktop" (flashgen.profiles: T5 slot,
     quantization, VAE tiling, offload); max_memory: a budget in GiB that picks the profile when
     none is given and refuses, before allocating, a load or a request whose estimate exceeds it
     (OutOfMemoryBudget; diffusers folders only, not single files). decoder: "full" (the

@@ -50,8 +50,8 @@ def get_profile(
 ) -> Profile:
     """The named profile as it applies on `device` at compute `dtype`: "bf16-weight" (bf16
     storage, upcast per call) becomes plain weights of the compute dtype on a GPU, and wherever
-    the compute dtype is bf16 already (a CPU where bf16 is faster: flashgen.devices), so bf16 matmuls run
-    natively there."""
+    the compute dtype is bf16 already (a CPU where bf16 is faster: flashgen.devices), so bf16
+    matmuls run natively there."""
     try:
         profile = PROFILES[name]
     except KeyError:

@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--dtype",
         default="auto",
-        help="fp32, bf16 or fp16 (auto: bf16 on CUDA and on CPUs where it is faster: AMX, or AVX512-BF16 measured)",
+        help="fp32, bf16 or fp16 (auto: bf16 on CUDA and on CPUs where it is faster: AMX, or "
+        "AVX512-BF16 measured at start)",
     )
     s.set_defaults(func=synth_main)
     r = subs.add_parser(

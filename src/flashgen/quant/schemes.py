@@ -8,8 +8,8 @@
   int8-group is for layers with outlier weights, where one scale per output channel leaves the
   rest of the row a few codes (MiniLM's FFN down-projections: 8.1% output error per channel,
   1.6% in groups of 64).
-- bf16-weight: weights stored in bf16, upcast to the activation dtype per call. On CPUs where a bf16
-  matmul is slower than fp32 (measured 1.8x on this repo's earlier Xeon), this keeps bf16's
+- bf16-weight: weights stored in bf16, upcast to the activation dtype per call. On CPUs where a
+  bf16 matmul is slower than fp32 (measured 1.8x on this repo's earlier Xeon), this keeps bf16's
   memory at fp32's speed. Where the compute dtype is bf16 (GPUs; CPUs where bf16 is faster, see
   flashgen.devices) the profiles load plain bf16 weights instead (profiles.get_profile).
 """
