@@ -112,9 +112,8 @@ def device_info(device: str = "cpu") -> dict:
 
     info["cpu_amx"] = dv.cpu_has_amx()  # bf16 matmuls on tiles: bf16 is then the faster dtype
     info["cpu_avx512_bf16"] = dv.cpu_has_avx512_bf16()
-    # measured only where the flags leave it open (what `auto` would measure too)
-    ambiguous = info["cpu_avx512_bf16"] and not info["cpu_amx"]
-    info["cpu_bf16_speedup"] = round(dv.cpu_bf16_matmul_speedup(), 2) if ambiguous else None
+    speedup = dv.cpu_bf16_probe()  # measured only where the flags leave the choice open
+    info["cpu_bf16_speedup"] = None if speedup is None else round(speedup, 2)
     info["cpu_bf16_env"] = os.environ.get(dv.CPU_BF16_ENV)
     try:
         info["cpu_fast_bf16"] = dv.cpu_fast_bf16()
