@@ -51,6 +51,7 @@ def test_cpu_smoke_distillation_writes_a_loadable_student(teacher, tmp_path, cap
     card = json.loads((folder / "flashgen.json").read_text())
     record = json.loads((folder / "distill.json").read_text())
     assert record["config"]["dmd"]["dm_timesteps"] == "shared" and record["provenance"]
+    assert record["precision"] == "no"  # what run.precision resolved to (the smoke preset's)
     seeds = [s["seed"] for s in record["stages"]]  # each stage draws its own noise stream
     assert len(set(seeds)) == 3 and seeds[0] == stage_seed(
         record["config"]["run"]["seed"], "warmup"

@@ -131,6 +131,7 @@ def test_training_json_records_the_lineage(continued):
     assert record["continued_from"]["training"] == source
     assert [s["name"] for s in record["stages"]] == ["teacher"]
     assert record["parameters"] == source["parameters"]
+    assert record["precision"] == "no"  # "auto", resolved: the suite pins FLASHGEN_CPU_BF16=0
     # the shipped teacher may itself be a continuation: its runs come first, ours last
     *earlier, ours = record["teacher_runs"]
     assert earlier == teacher_runs(source) and earlier[0]["batch_size"] == 512

@@ -3,6 +3,8 @@ diffusers SD3 transformer: same gradients, switch applied only when the run asks
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,9 +12,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import run_cfg
+from train_helpers import REPO, env, latest, run_cfg
 from train_toy_task import ToyConfig, ToyTask
+from two_process import DDP, launch_argv
 
+from flashgen import devices
 from flashgen.train import TrainContext, run
 from flashgen.train.loop import make_accelerator
 
@@ -33,6 +37,73 @@ def test_bf16_autocast_on_cpu(tmp_path):
     result = run(task, run_cfg(tmp_path, max_steps=3, mixed_precision="bf16"))
     assert result.step == 3 and task.seen_dtype == torch.bfloat16
     assert task.ctx.unwrap(task.model)[0].weight.dtype == torch.float32  # master weights stay fp32
+
+
+@pytest.mark.parametrize(
+    ("setting", "cuda", "cpu_fast", "cuda_bf16", "expected"),
+    [
+        ("auto", False, True, None, "bf16"),  # a CPU where bf16 is the faster dtype
+        ("auto", False, False, None, "no"),
+        ("auto", True, None, True, "bf16"),
+        ("auto", True, None, False, "no"),  # an old GPU: not fp16 unasked (it needs a scaler)
+        ("no", False, True, None, "no"),  # explicit settings are never second-guessed
+        ("bf16", False, False, None, "bf16"),
+        ("fp16", True, None, True, "fp16"),
+    ],
+)
+def test_auto_precision_follows_the_faster_dtype(
+    monkeypatch, setting, cuda, cpu_fast, cuda_bf16, expected
+):
+    def never():
+        raise AssertionError("consulted a device the run does not use")
+
+    cpu = (lambda: cpu_fast) if cpu_fast is not None else never
+    gpu = (lambda: cuda_bf16) if cuda_bf16 is not None else never
+    monkeypatch.setattr(devices, "cpu_fast_bf16", cpu)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu)
+    if setting != "auto":  # explicit: neither is asked
+        monkeypatch.setattr(devices, "cpu_fast_bf16", never)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", never)
+    assert devices.resolve_mixed_precision(setting, cuda) == expected
+
+
+def test_auto_on_a_cpu_where_bf16_is_faster_trains_in_bf16(tmp_path, monkeypatch):
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "1")
+    task = _DtypeProbe(ToyConfig())
+    run(task, run_cfg(tmp_path, max_steps=2, mixed_precision="auto"))
+    assert task.seen_dtype == torch.bfloat16
+    meta = json.loads((latest(tmp_path) / "meta.json").read_text())
+    assert meta["run"]["mixed_precision"] == "auto" and meta["run"]["autocast"] == "bf16"
+
+
+def test_resume_where_auto_resolves_otherwise_names_the_change(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "0")
+    run(ToyTask(ToyConfig()), run_cfg(tmp_path, max_steps=2, mixed_precision="auto"))
+    capsys.readouterr()
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "1")
+    run(ToyTask(ToyConfig()), run_cfg(tmp_path, max_steps=4, mixed_precision="auto"), resume=True)
+    assert 'run.autocast "no" -> "bf16"' in capsys.readouterr().err
+    meta = json.loads((latest(tmp_path) / "meta.json").read_text())
+    assert meta["changed_on_resume"][0]["changes"] == {"run.autocast": ["no", "bf16"]}
+
+
+def test_processes_of_one_cpu_launch_take_the_first_ones_precision(tmp_path):
+    """Each process measures its own CPU; under load two could disagree. Rank 1 is told bf16 is
+    slower, rank 0 that it is faster: both must train in rank 0's precision."""
+    proc = subprocess.run(
+        launch_argv(DDP, str(Path(__file__).parent / "precision_ranks.py")),
+        check=False,
+        env=env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("rank")) == [
+        "rank 0: bf16",
+        "rank 1: bf16",
+    ]
 
 
 def test_fp16_on_cpu_is_refused():

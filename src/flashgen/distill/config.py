@@ -46,7 +46,8 @@ def _minutes(where: str, value: float | None) -> None:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Shared by all stages. precision: "auto" (bf16 autocast on CUDA), "no", "bf16"."""
+    """Shared by all stages. precision: "auto" (bf16 autocast where bf16 is the faster dtype:
+    CUDA, and CPUs as flashgen.devices measures; flashgen.train.precision), "no", "bf16"."""
 
     seed: int = 0
     device: str = "auto"

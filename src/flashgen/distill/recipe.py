@@ -41,6 +41,7 @@ from flashgen.distill.task import STUDENT_DIR, device_key, load_student, teacher
 from flashgen.distill.validate import validation_lines, validation_score
 from flashgen.distill.warmup import WarmupTask, WarmupTaskConfig
 from flashgen.train import Interrupted, TrainRunConfig, run, stage_seed
+from flashgen.train.precision import run_precision
 from flashgen.train.provenance import provenance
 
 STAGE_FILE = "stage.json"
@@ -147,6 +148,7 @@ def distill(
         "schedule": schedule,
         "validation": validation,
         "seconds": seconds,
+        "precision": runner.precision,  # what run.precision resolved to on this machine
         "provenance": provenance(),
     }
     dest = export_student(
@@ -176,7 +178,8 @@ class _StageRunner:
         self.pipe = teacher_pipeline(cfg.teacher, self.device, cfg.run.teacher_dtype)
         self.sigmas = torch.tensor((*cfg.sigmas, 0.0))
         self.lines = validation_lines(cfg.merge.prompts, cfg.merge.images_per_prompt)
-        bf16 = cuda and cfg.run.precision in ("auto", "bf16")
+        self.precision = run_precision(cfg.run.precision, cuda)  # "auto" resolved, once
+        bf16 = cuda and self.precision == "bf16"  # the teacher's own calls: autocast on CUDA
         self.autocast = (
             (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
             if bf16
@@ -197,7 +200,7 @@ class _StageRunner:
             log_every=r.log_every,
             ckpt_every=r.ckpt_every,
             out_dir=str(stage_dir),
-            mixed_precision=r.precision,
+            mixed_precision=self.precision,
             grad_checkpointing=r.grad_checkpointing,
             device=r.device,
             compile=r.compile,

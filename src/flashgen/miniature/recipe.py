@@ -43,6 +43,7 @@ from flashgen.miniature.presets import MiniatureConfig, load_config, to_toml
 from flashgen.miniature.teacher_task import TeacherTask
 from flashgen.miniature.vae_task import VaeTask
 from flashgen.train import Interrupted, TrainRunConfig, run
+from flashgen.train.precision import run_precision
 from flashgen.train.provenance import provenance
 
 STAGE_FILE = "stage.json"
@@ -136,6 +137,7 @@ def train_miniature(
         "config": to_toml(cfg),
         "parameters": counts,
         "stages": [asdict(s) for s in stages],
+        "precision": stage.precision,  # what "auto" resolved to on this machine
         "provenance": provenance(),
         "command_seconds": time.monotonic() - t0,
     }
@@ -203,10 +205,7 @@ class _StageRunner:
     def __init__(self, cfg: MiniatureConfig, out: Path, device: str, resume: bool, say) -> None:
         self.cfg, self.out, self.device, self.resume, self.say = cfg, out, device, resume, say
         cuda = device != "cpu" and torch.cuda.is_available()
-        precision = cfg.precision
-        if precision == "auto":
-            precision = "bf16" if cuda else "no"
-        self.precision = precision
+        self.precision = run_precision(cfg.precision, cuda)
 
     def __call__(self, name: str, task, budget) -> StageResult:
         stage_dir = self.out / name

@@ -52,8 +52,9 @@ class TrainRunConfig:
     eval_every: steps between `TrainTask.evaluate` calls (eval.jsonl), and once at the end;
         None: never.
     out_dir: run folder (checkpoints/, metrics.jsonl, export/).
-    mixed_precision: "auto" (bf16 on a CUDA device that supports it, else "no"), "no", "bf16"
-        (also works on CPU), "fp16" (CUDA only, with a grad scaler).
+    mixed_precision: "auto" (bf16 on a CUDA device that supports it and on a CPU where bf16 is
+        the faster dtype, as inference's default dtype; else "no": flashgen.train.precision),
+        "no", "bf16" (also works on CPU), "fp16" (CUDA only, with a grad scaler).
     grad_checkpointing: ask the task to enable activation checkpointing on its models.
     keep: checkpoints kept on disk (>= 2 so a corrupted latest can fall back to the previous).
     device: "auto" (what accelerate picks: CUDA when present), "cpu" or "cuda".

@@ -43,6 +43,7 @@ from flashgen.train.checkpoint import (
 )
 from flashgen.train.config import TrainRunConfig, to_dict
 from flashgen.train.metrics import JsonlLog, MetricMeter
+from flashgen.train.precision import run_precision
 from flashgen.train.task import TrainContext, TrainTask
 
 
@@ -66,9 +67,7 @@ def make_accelerator(run_cfg: TrainRunConfig) -> Accelerator:
     cuda = torch.cuda.is_available() and run_cfg.device != "cpu"
     if run_cfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("run.device is cuda but no CUDA device is visible; use --device cpu")
-    precision = run_cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    precision = run_precision(run_cfg.mixed_precision, cuda)
     if precision == "fp16" and not cuda:
         raise ValueError('run.mixed_precision "fp16" needs a CUDA device; use "bf16" or "no"')
     # step_scheduler_with_optimizer=False: a prepared LR scheduler steps once per call, not once
@@ -134,7 +133,10 @@ def run(task: TrainTask, run_cfg: TrainRunConfig, *, resume: bool = False) -> Ru
     state = task.state()
     check_state_names(state)
     set_seed(run_cfg.seed + accelerator.process_index)  # independent streams after setup
-    meta = {"run": to_dict(run_cfg), "task": to_dict(task.cfg), "task_class": _qualname(task)}
+    # run.autocast: the precision "auto" resolved to here, so a resume on a machine where it
+    # resolves otherwise names the change
+    run_meta = {**to_dict(run_cfg), "autocast": accelerator.mixed_precision}
+    meta = {"run": run_meta, "task": to_dict(task.cfg), "task_class": _qualname(task)}
     start, train_seconds, last_ckpt = 0, 0.0, None
     if resume:
         start, train_seconds, last_ckpt, history = _resume(accelerator, ckpt_root, state, meta)
