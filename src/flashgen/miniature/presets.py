@@ -55,9 +55,8 @@ class MiniatureConfig:
     # (docs/miniature.md). 0 (every teacher until session 28) leaves the images and captions
     # as they were; another share draws other scenes, so a latent cache is made anew
     placement_captions: float = 0.0
-    precision: str = (
-        "auto"  # bf16 autocast where it is faster (CUDA; AMX or measured CPUs), else fp32
-    )
+    # bf16 autocast where it is the faster dtype (CUDA; AMX or measured CPUs), else fp32
+    precision: str = "auto"
     compile: str = "no"  # run.compile of every stage: no | full | regional (train/config.py)
     log_every: int = 50
     ckpt_every: int = 500
