@@ -117,6 +117,7 @@ def test_the_recipes_hand_compile_to_the_trainer(tmp_path, monkeypatch, recipe):
         runner = object.__new__(mod._StageRunner)  # its __init__ loads the teacher
         runner.cfg = override(SHAPES_4STEP, {"run": {"compile": "regional"}})
         runner.out, runner.resume, runner.say = tmp_path, False, lambda *_: None
+        runner.precision = "no"  # what __init__ resolves run.precision to
         call = lambda: runner("warmup", object(), 3, None)
     monkeypatch.setattr(mod, "run", fake_run)
     with pytest.raises(_Captured):
