@@ -40,30 +40,27 @@ def test_bf16_autocast_on_cpu(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("setting", "cuda", "cpu_fast", "cuda_bf16", "expected"),
+    ("setting", "cuda", "bf16_fast", "expected"),
     [
-        ("auto", False, True, None, "bf16"),  # a CPU where bf16 is the faster dtype
-        ("auto", False, False, None, "no"),
-        ("auto", True, None, True, "bf16"),
-        ("auto", True, None, False, "no"),  # an old GPU: not fp16 unasked (it needs a scaler)
-        ("no", False, True, None, "no"),  # explicit settings are never second-guessed
-        ("bf16", False, False, None, "bf16"),
-        ("fp16", True, None, True, "fp16"),
+        ("auto", False, True, "bf16"),  # a CPU where bf16 is the faster dtype
+        ("auto", False, False, "no"),
+        ("auto", True, True, "bf16"),
+        ("auto", True, False, "no"),  # an old GPU: not fp16 unasked (it needs a scaler)
+        ("no", False, True, "no"),  # explicit settings are never second-guessed
+        ("bf16", False, False, "bf16"),
+        ("fp16", True, True, "fp16"),
     ],
 )
-def test_auto_precision_follows_the_faster_dtype(
-    monkeypatch, setting, cuda, cpu_fast, cuda_bf16, expected
-):
+def test_auto_precision_follows_the_faster_dtype(monkeypatch, setting, cuda, bf16_fast, expected):
+    """Only "auto" asks, and only the device the run uses."""
+
     def never():
         raise AssertionError("consulted a device the run does not use")
 
-    cpu = (lambda: cpu_fast) if cpu_fast is not None else never
-    gpu = (lambda: cuda_bf16) if cuda_bf16 is not None else never
-    monkeypatch.setattr(devices, "cpu_fast_bf16", cpu)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu)
-    if setting != "auto":  # explicit: neither is asked
-        monkeypatch.setattr(devices, "cpu_fast_bf16", never)
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", never)
+    asked = setting == "auto"
+    answer = lambda: bf16_fast
+    monkeypatch.setattr(devices, "cpu_fast_bf16", answer if asked and not cuda else never)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", answer if asked and cuda else never)
     assert devices.resolve_mixed_precision(setting, cuda) == expected
 
 
@@ -87,7 +84,7 @@ def test_resume_where_auto_resolves_otherwise_names_the_change(tmp_path, monkeyp
     assert meta["changed_on_resume"][0]["changes"] == {"run.autocast": ["no", "bf16"]}
 
 
-def test_processes_of_one_cpu_launch_take_the_first_ones_precision(tmp_path):
+def test_processes_of_one_cpu_launch_take_the_first_ones_precision():
     """Each process measures its own CPU; under load two could disagree. Rank 1 is told bf16 is
     slower, rank 0 that it is faster: both must train in rank 0's precision."""
     proc = subprocess.run(

@@ -27,3 +27,4 @@ one "${WHICH:-bf16}" "${SEED:-0}"
 #     --model RUN/bf16-seed1/students/shapes-flash-2step --prompt-set validation \
 #     --images-per-prompt 2 --threads 2 --out OUT/v2 && flashgen eval compare OUT/v2 --baseline shapes-flash-2step
 #   the same with --prompt-set eval --images-per-prompt 4 --out OUT/e2   (validation/, eval/)
+#   flashgen eval compare OUT/e2 --baseline shapes-flash-2step-2   (eval/paired-seed1-vs-seed0.md)

@@ -18,7 +18,7 @@ from flashgen.devices import resolve_mixed_precision
 
 
 def run_precision(setting: str, cuda: bool) -> str:
-    """ "no", "bf16" or "fp16": `setting` with "auto" resolved (see the module's doc)."""
+    """`setting` with "auto" resolved: "no", "bf16" or "fp16" (see the module's doc)."""
     precision = resolve_mixed_precision(setting, cuda)
     if setting == "auto" and not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         state = PartialState(cpu=True)  # the launch's process group (accelerate keeps it)
