@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import REPO, assert_bitwise_equal, env, latest
+from train_helpers import assert_bitwise_equal, latest, run_ok
 from two_process import DDP, launch_argv
 
 from flashgen.train.metrics import read_jsonl
@@ -40,11 +40,7 @@ def _launch(out: Path, *extra: str, max_steps: int = 6) -> subprocess.CompletedP
         "task.batch_size=4",
         *extra,
     )
-    proc = subprocess.run(
-        cmd, check=False, env=env(), cwd=REPO, capture_output=True, text=True, timeout=240
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return run_ok(cmd)
 
 
 def test_two_processes_agree_on_weights(tmp_path):

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import REPO, assert_bitwise_equal, checkpoint_payload, env, latest, run_cfg
+from train_helpers import assert_bitwise_equal, checkpoint_payload, latest, run_cfg, run_ok
 from train_toy_task import ToyConfig, ToyTask
 from two_process import DDP, FSDP2, launch_argv
 
@@ -53,11 +53,7 @@ def _launch(out: Path, *extra: str, fsdp: bool = True, max_steps: int = STEPS):
         "task.grad_clip=0.3",  # small enough to clip every step
         *extra,
     )
-    proc = subprocess.run(
-        cmd, check=False, env=env(), cwd=REPO, capture_output=True, text=True, timeout=240
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return run_ok(cmd)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ diffusers SD3 transformer: same gradients, switch applied only when the run asks
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import REPO, env, latest, run_cfg
+from train_helpers import latest, run_cfg, run_ok
 from train_toy_task import ToyConfig, ToyTask
 from two_process import DDP, launch_argv
 
@@ -87,16 +86,7 @@ def test_resume_where_auto_resolves_otherwise_names_the_change(tmp_path, monkeyp
 def test_processes_of_one_cpu_launch_take_the_first_ones_precision():
     """Each process measures its own CPU; under load two could disagree. Rank 1 is told bf16 is
     slower, rank 0 that it is faster: both must train in rank 0's precision."""
-    proc = subprocess.run(
-        launch_argv(DDP, str(Path(__file__).parent / "precision_ranks.py")),
-        check=False,
-        env=env(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_ok(launch_argv(DDP, str(Path(__file__).parent / "precision_ranks.py")))
     assert sorted(line for line in proc.stdout.splitlines() if line.startswith("rank")) == [
         "rank 0: bf16",
         "rank 1: bf16",

@@ -62,6 +62,16 @@ def env() -> dict[str, str]:
     return e
 
 
+def run_ok(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run `argv` (e.g. an `accelerate launch` line) in the repository with the tests' env; it
+    must exit 0 (else its stderr's tail is the failure)."""
+    proc = subprocess.run(
+        argv, check=False, env=env(), cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def train_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "flashgen.train", "train_toy_task:ToyTask", *args]
 
